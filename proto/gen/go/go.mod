@@ -1,0 +1,3 @@
+module github.com/churnwatch/churnwatch/proto/gen/go
+
+go 1.26

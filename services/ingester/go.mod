@@ -1,0 +1,13 @@
+module github.com/churnwatch/churnwatch/services/ingester
+
+go 1.26
+
+require (
+	github.com/churnwatch/churnwatch/proto/gen/go v0.0.0
+	github.com/churnwatch/churnwatch/services/platform v0.0.0
+)
+
+replace (
+	github.com/churnwatch/churnwatch/proto/gen/go => ../../proto/gen/go
+	github.com/churnwatch/churnwatch/services/platform => ../platform
+)
