@@ -1,0 +1,252 @@
+// Package config reads churnwatch configuration from the environment: typed
+// values with defaults, validation, and a masked view for the start-up log.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Env reads typed values from a lookup function (os.LookupEnv by default)
+// and collects every parse error so that a bad setup is reported at once.
+type Env struct {
+	Lookup func(string) (string, bool)
+	errs   []error
+}
+
+// FromOS reads the process environment.
+func FromOS() *Env { return &Env{Lookup: os.LookupEnv} }
+
+// FromMap reads a map, for tests and embedding.
+func FromMap(m map[string]string) *Env {
+	return &Env{Lookup: func(k string) (string, bool) { v, ok := m[k]; return v, ok }}
+}
+
+// Err returns every parse error seen so far.
+func (e *Env) Err() error { return errors.Join(e.errs...) }
+
+func (e *Env) raw(key string) (string, bool) {
+	v, ok := e.Lookup(key)
+	if !ok || strings.TrimSpace(v) == "" {
+		return "", false
+	}
+	return strings.TrimSpace(v), true
+}
+
+// String returns the value of key or def.
+func (e *Env) String(key, def string) string {
+	if v, ok := e.raw(key); ok {
+		return v
+	}
+	return def
+}
+
+// List returns a comma-separated list.
+func (e *Env) List(key string, def []string) []string {
+	v, ok := e.raw(key)
+	if !ok {
+		return def
+	}
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Int returns an integer.
+func (e *Env) Int(key string, def int) int {
+	v, ok := e.raw(key)
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s: %q is not an integer", key, v))
+		return def
+	}
+	return n
+}
+
+// Float returns a float (never for money).
+func (e *Env) Float(key string, def float64) float64 {
+	v, ok := e.raw(key)
+	if !ok {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s: %q is not a number", key, v))
+		return def
+	}
+	return f
+}
+
+// Duration returns a Go duration such as "30s" or "720h".
+func (e *Env) Duration(key string, def time.Duration) time.Duration {
+	v, ok := e.raw(key)
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s: %q is not a duration", key, v))
+		return def
+	}
+	return d
+}
+
+// Bool returns a boolean.
+func (e *Env) Bool(key string, def bool) bool {
+	v, ok := e.raw(key)
+	if !ok {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s: %q is not a boolean", key, v))
+		return def
+	}
+	return b
+}
+
+// Topics are the Kafka topic names (SPEC §1).
+type Topics struct {
+	Events    string
+	Customers string
+	Signals   string
+	Alerts    string
+	DLQ       string
+}
+
+// All lists every topic.
+func (t Topics) All() []string { return []string{t.Events, t.Customers, t.Signals, t.Alerts, t.DLQ} }
+
+// Common is the configuration every service shares.
+type Common struct {
+	Service        string
+	GRPCAddr       string
+	HTTPAddr       string
+	KafkaBrokers   []string
+	RedisAddr      string
+	RedisPassword  string
+	RedisDB        int
+	AuthPublicKeys []string // PEM files (or PEM text) of the token signers
+	TLSCert        string
+	TLSKey         string
+	TLSClientCA    string // when set, clients must present a certificate (mTLS)
+	LogLevel       string
+	HomeBank       string
+	Topics         Topics
+	ShutdownGrace  time.Duration
+	OTLPEndpoint   string
+}
+
+// LoadCommon reads the shared settings; grpcDefault and httpDefault are the
+// service's default listen addresses (SPEC §6).
+func LoadCommon(e *Env, service, grpcDefault, httpDefault string) Common {
+	return Common{
+		Service:        service,
+		GRPCAddr:       e.String("CHURNWATCH_GRPC_ADDR", grpcDefault),
+		HTTPAddr:       e.String("CHURNWATCH_HTTP_ADDR", httpDefault),
+		KafkaBrokers:   e.List("CHURNWATCH_KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
+		RedisAddr:      e.String("CHURNWATCH_REDIS_ADDR", "127.0.0.1:6379"),
+		RedisPassword:  e.String("CHURNWATCH_REDIS_PASSWORD", ""),
+		RedisDB:        e.Int("CHURNWATCH_REDIS_DB", 0),
+		AuthPublicKeys: e.List("CHURNWATCH_AUTH_PUBLIC_KEYS", nil),
+		TLSCert:        e.String("CHURNWATCH_TLS_CERT", ""),
+		TLSKey:         e.String("CHURNWATCH_TLS_KEY", ""),
+		TLSClientCA:    e.String("CHURNWATCH_TLS_CLIENT_CA", ""),
+		LogLevel:       e.String("CHURNWATCH_LOG_LEVEL", "info"),
+		HomeBank:       e.String("CHURNWATCH_HOME_BANK", "HOME"),
+		Topics: Topics{
+			Events:    e.String("CHURNWATCH_TOPIC_EVENTS", "churnwatch.events.v1"),
+			Customers: e.String("CHURNWATCH_TOPIC_CUSTOMERS", "churnwatch.customers.v1"),
+			Signals:   e.String("CHURNWATCH_TOPIC_SIGNALS", "churnwatch.signals.v1"),
+			Alerts:    e.String("CHURNWATCH_TOPIC_ALERTS", "churnwatch.alerts.v1"),
+			DLQ:       e.String("CHURNWATCH_TOPIC_DLQ", "churnwatch.events.v1.dlq"),
+		},
+		ShutdownGrace: e.Duration("CHURNWATCH_SHUTDOWN_GRACE", 10*time.Second),
+		OTLPEndpoint:  e.String("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+	}
+}
+
+// Validate reports every problem of the shared settings.
+func (c Common) Validate() error {
+	var errs []error
+	if c.GRPCAddr == "" {
+		errs = append(errs, errors.New("CHURNWATCH_GRPC_ADDR is empty"))
+	}
+	if len(c.KafkaBrokers) == 0 {
+		errs = append(errs, errors.New("CHURNWATCH_KAFKA_BROKERS is empty"))
+	}
+	if c.RedisAddr == "" {
+		errs = append(errs, errors.New("CHURNWATCH_REDIS_ADDR is empty"))
+	}
+	if len(c.AuthPublicKeys) == 0 {
+		errs = append(errs, errors.New("CHURNWATCH_AUTH_PUBLIC_KEYS is empty: every RPC needs a verified token"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("CHURNWATCH_TLS_CERT and CHURNWATCH_TLS_KEY must be set together"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("CHURNWATCH_TLS_CLIENT_CA needs CHURNWATCH_TLS_CERT"))
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("CHURNWATCH_LOG_LEVEL %q: want debug, info, warn or error", c.LogLevel))
+	}
+	for _, t := range c.Topics.All() {
+		if t == "" {
+			errs = append(errs, errors.New("a CHURNWATCH_TOPIC_* is empty"))
+		}
+	}
+	if c.ShutdownGrace <= 0 {
+		errs = append(errs, errors.New("CHURNWATCH_SHUTDOWN_GRACE must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Attrs renders a configuration as log attributes with secrets masked.
+// Fields whose name mentions a password, secret, token or key material are
+// replaced by "***" when set.
+func Attrs(fields map[string]any) []any {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]any, 0, len(keys))
+	for _, k := range keys {
+		v := fields[k]
+		lk := strings.ToLower(k)
+		if strings.Contains(lk, "password") || strings.Contains(lk, "secret") || strings.Contains(lk, "token") {
+			if s := fmt.Sprint(v); s != "" {
+				v = "***"
+			}
+		}
+		out = append(out, slog.Any(k, v))
+	}
+	return out
+}
+
+// Fields lists the shared settings for the start-up log (masked by Attrs).
+func (c Common) Fields() map[string]any {
+	return map[string]any{
+		"grpc_addr": c.GRPCAddr, "http_addr": c.HTTPAddr, "kafka_brokers": strings.Join(c.KafkaBrokers, ","),
+		"redis_addr": c.RedisAddr, "redis_password": c.RedisPassword, "redis_db": c.RedisDB,
+		"auth_public_keys": len(c.AuthPublicKeys), "tls": c.TLSCert != "", "mtls": c.TLSClientCA != "",
+		"log_level": c.LogLevel, "home_bank": c.HomeBank, "topic_events": c.Topics.Events,
+		"topic_customers": c.Topics.Customers, "topic_signals": c.Topics.Signals, "topic_alerts": c.Topics.Alerts,
+		"topic_dlq": c.Topics.DLQ, "otlp_endpoint": c.OTLPEndpoint, "shutdown_grace": c.ShutdownGrace.String(),
+	}
+}

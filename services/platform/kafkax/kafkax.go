@@ -1,0 +1,230 @@
+// Package kafkax holds churnwatch's kafka-go conventions: writers that wait
+// for every in-sync replica and do not linger a second per batch, group
+// readers that never auto-commit, batched fetching, topic creation, consumer
+// lag, and W3C trace context carried in record headers.
+package kafkax
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// HeaderCarrier is a propagation.TextMapCarrier over a message's headers.
+type HeaderCarrier struct{ Headers *[]kafka.Header }
+
+// Get returns the first header value with key.
+func (c HeaderCarrier) Get(key string) string {
+	for _, h := range *c.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// Set replaces or adds a header.
+func (c HeaderCarrier) Set(key, value string) {
+	for i, h := range *c.Headers {
+		if h.Key == key {
+			(*c.Headers)[i].Value = []byte(value)
+			return
+		}
+	}
+	*c.Headers = append(*c.Headers, kafka.Header{Key: key, Value: []byte(value)})
+}
+
+// Keys lists header keys.
+func (c HeaderCarrier) Keys() []string {
+	out := make([]string, 0, len(*c.Headers))
+	for _, h := range *c.Headers {
+		out = append(out, h.Key)
+	}
+	return out
+}
+
+// Header returns the value of a header of m, or "".
+func Header(m kafka.Message, key string) string {
+	return HeaderCarrier{Headers: &m.Headers}.Get(key)
+}
+
+// NewWriter returns a writer for topic that hashes keys like the Java client
+// (murmur2), waits for all in-sync replicas, and flushes after a few ms.
+func NewWriter(brokers []string, topic string) *kafka.Writer {
+	return &kafka.Writer{
+		Addr:                   kafka.TCP(brokers...),
+		Topic:                  topic,
+		Balancer:               &kafka.Murmur2Balancer{},
+		RequiredAcks:           kafka.RequireAll,
+		BatchTimeout:           2 * time.Millisecond,
+		BatchSize:              5000,
+		BatchBytes:             16 << 20,
+		MaxAttempts:            5,
+		WriteBackoffMin:        50 * time.Millisecond,
+		WriteBackoffMax:        time.Second,
+		AllowAutoTopicCreation: false,
+	}
+}
+
+// ReaderConfig returns a consumer-group reader configuration that commits
+// only when told to (CommitMessages after the state write) and starts at the
+// earliest offset for a new group.
+func ReaderConfig(brokers []string, group, topic string) kafka.ReaderConfig {
+	return kafka.ReaderConfig{
+		Brokers:        brokers,
+		GroupID:        group,
+		Topic:          topic,
+		MinBytes:       1,
+		MaxBytes:       16 << 20,
+		MaxWait:        50 * time.Millisecond,
+		QueueCapacity:  10000,
+		CommitInterval: 0,
+		StartOffset:    kafka.FirstOffset,
+		// kafka-go's default 5 s makes every start of a group slow: it waits for
+		// other members to join. One instance per process here; 1 s still lets
+		// peers join on a real cluster.
+		JoinGroupBackoff:  500 * time.Millisecond,
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		ReadBackoffMin:    10 * time.Millisecond,
+		ReadBackoffMax:    200 * time.Millisecond,
+	}
+}
+
+// Fetcher is the part of *kafka.Reader that FetchBatch needs.
+type Fetcher interface {
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+}
+
+// FetchBatch blocks for the first message, then takes whatever else arrives
+// within linger, up to max messages. It returns the messages read so far with
+// the error that stopped it, if any.
+func FetchBatch(ctx context.Context, r Fetcher, max int, linger time.Duration) ([]kafka.Message, error) {
+	first, err := r.FetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	batch := []kafka.Message{first}
+	lctx, cancel := context.WithTimeout(ctx, linger)
+	defer cancel()
+	for len(batch) < max {
+		m, err := r.FetchMessage(lctx)
+		if err != nil {
+			if lctx.Err() != nil && ctx.Err() == nil {
+				return batch, nil
+			}
+			return batch, err
+		}
+		batch = append(batch, m)
+	}
+	return batch, nil
+}
+
+// TopicSpec describes a topic to create.
+type TopicSpec struct {
+	Name       string
+	Partitions int
+	Compacted  bool
+}
+
+// EnsureTopics creates the topics that do not exist yet.
+func EnsureTopics(ctx context.Context, brokers []string, replication int, topics ...TopicSpec) error {
+	var d kafka.Dialer
+	conn, err := d.DialContext(ctx, "tcp", brokers[0])
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", brokers[0], err)
+	}
+	defer conn.Close()
+	ctrl, err := conn.Controller()
+	if err != nil {
+		return fmt.Errorf("find controller: %w", err)
+	}
+	cc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ctrl.Host, strconv.Itoa(ctrl.Port)))
+	if err != nil {
+		return fmt.Errorf("dial controller: %w", err)
+	}
+	defer cc.Close()
+	var cfgs []kafka.TopicConfig
+	for _, t := range topics {
+		tc := kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: replication}
+		if t.Compacted {
+			tc.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}
+		}
+		cfgs = append(cfgs, tc)
+	}
+	if err := cc.CreateTopics(cfgs...); err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	return nil
+}
+
+// PartitionLag is one partition's committed offset against its end.
+type PartitionLag struct {
+	Topic     string
+	Partition int
+	Committed int64
+	End       int64
+	Lag       int64
+}
+
+// GroupLag reads the committed offsets of group on topic and the log end
+// offsets, one request each.
+func GroupLag(ctx context.Context, brokers []string, group, topic string) ([]PartitionLag, error) {
+	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second}
+	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, fmt.Errorf("metadata %s: %w", topic, err)
+	}
+	var parts []int
+	for _, t := range md.Topics {
+		if t.Name == topic {
+			if t.Error != nil {
+				return nil, fmt.Errorf("metadata %s: %w", topic, t.Error)
+			}
+			for _, p := range t.Partitions {
+				parts = append(parts, p.ID)
+			}
+		}
+	}
+	sort.Ints(parts)
+	of, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	if err != nil {
+		return nil, fmt.Errorf("offset fetch %s: %w", group, err)
+	}
+	reqs := make([]kafka.OffsetRequest, 0, len(parts))
+	for _, p := range parts {
+		reqs = append(reqs, kafka.LastOffsetOf(p))
+	}
+	lo, err := cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return nil, fmt.Errorf("list offsets %s: %w", topic, err)
+	}
+	committed := map[int]int64{}
+	for _, p := range of.Topics[topic] {
+		committed[p.Partition] = p.CommittedOffset
+	}
+	end := map[int]int64{}
+	for _, p := range lo.Topics[topic] {
+		end[p.Partition] = p.LastOffset
+	}
+	out := make([]PartitionLag, 0, len(parts))
+	for _, p := range parts {
+		c := committed[p]
+		if c < 0 {
+			c = 0
+		}
+		l := end[p] - c
+		if l < 0 {
+			l = 0
+		}
+		out = append(out, PartitionLag{Topic: topic, Partition: p, Committed: c, End: end[p], Lag: l})
+	}
+	return out, nil
+}

@@ -1,0 +1,130 @@
+// Package money converts between decimal strings and integer minor units by
+// ISO 4217 exponent. churnwatch never holds money in floating point.
+package money
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Sentinel errors; callers wrap them with the field name.
+var (
+	ErrUnknownCurrency = errors.New("unknown currency")
+	ErrBadDecimal      = errors.New("bad decimal")
+	ErrTooManyDecimals = errors.New("too many decimals for the currency")
+	ErrOutOfRange      = errors.New("amount out of range")
+)
+
+// exponents lists ISO 4217 active codes with their minor-unit exponent.
+var exponents = map[string]int{
+	"AED": 2, "AFN": 2, "ALL": 2, "AMD": 2, "ANG": 2, "AOA": 2, "ARS": 2, "AUD": 2, "AWG": 2, "AZN": 2,
+	"BAM": 2, "BBD": 2, "BDT": 2, "BGN": 2, "BHD": 3, "BIF": 0, "BMD": 2, "BND": 2, "BOB": 2, "BRL": 2,
+	"BSD": 2, "BTN": 2, "BWP": 2, "BYN": 2, "BZD": 2, "CAD": 2, "CDF": 2, "CHF": 2, "CLP": 0, "CNY": 2,
+	"COP": 2, "CRC": 2, "CUP": 2, "CVE": 2, "CZK": 2, "DJF": 0, "DKK": 2, "DOP": 2, "DZD": 2, "EGP": 2,
+	"ERN": 2, "ETB": 2, "EUR": 2, "FJD": 2, "FKP": 2, "GBP": 2, "GEL": 2, "GHS": 2, "GIP": 2, "GMD": 2,
+	"GNF": 0, "GTQ": 2, "GYD": 2, "HKD": 2, "HNL": 2, "HTG": 2, "HUF": 2, "IDR": 2, "ILS": 2, "INR": 2,
+	"IQD": 3, "IRR": 2, "ISK": 0, "JMD": 2, "JOD": 3, "JPY": 0, "KES": 2, "KGS": 2, "KHR": 2, "KMF": 0,
+	"KPW": 2, "KRW": 0, "KWD": 3, "KYD": 2, "KZT": 2, "LAK": 2, "LBP": 2, "LKR": 2, "LRD": 2, "LSL": 2,
+	"LYD": 3, "MAD": 2, "MDL": 2, "MGA": 2, "MKD": 2, "MMK": 2, "MNT": 2, "MOP": 2, "MRU": 2, "MUR": 2,
+	"MVR": 2, "MWK": 2, "MXN": 2, "MYR": 2, "MZN": 2, "NAD": 2, "NGN": 2, "NIO": 2, "NOK": 2, "NPR": 2,
+	"NZD": 2, "OMR": 3, "PAB": 2, "PEN": 2, "PGK": 2, "PHP": 2, "PKR": 2, "PLN": 2, "PYG": 0, "QAR": 2,
+	"RON": 2, "RSD": 2, "RUB": 2, "RWF": 0, "SAR": 2, "SBD": 2, "SCR": 2, "SDG": 2, "SEK": 2, "SGD": 2,
+	"SHP": 2, "SLE": 2, "SOS": 2, "SRD": 2, "SSP": 2, "STN": 2, "SVC": 2, "SYP": 2, "SZL": 2, "THB": 2,
+	"TJS": 2, "TMT": 2, "TND": 3, "TOP": 2, "TRY": 2, "TTD": 2, "TWD": 2, "TZS": 2, "UAH": 2, "UGX": 0,
+	"USD": 2, "UYU": 2, "UZS": 2, "VES": 2, "VND": 0, "VUV": 0, "WST": 2, "XAF": 0, "XCD": 2, "XOF": 0,
+	"XPF": 0, "YER": 2, "ZAR": 2, "ZMW": 2, "ZWL": 2,
+}
+
+// Exponent returns the number of minor-unit digits of an ISO 4217 currency.
+func Exponent(currency string) (int, error) {
+	e, ok := exponents[currency]
+	if !ok {
+		return 0, fmt.Errorf("%w %q", ErrUnknownCurrency, currency)
+	}
+	return e, nil
+}
+
+// KnownCurrency reports whether code is an ISO 4217 currency churnwatch knows.
+func KnownCurrency(code string) bool {
+	_, ok := exponents[code]
+	return ok
+}
+
+// ParseMinor parses a decimal string such as "12500.00" or "-3.5" into
+// integer minor units of currency. It refuses exponents, thousands
+// separators and more decimals than the currency has.
+func ParseMinor(s, currency string) (int64, error) {
+	exp, err := Exponent(currency)
+	if err != nil {
+		return 0, err
+	}
+	return ParseScaled(s, exp)
+}
+
+// ParseScaled parses a decimal string into an integer scaled by 10^exp.
+func ParseScaled(s string, exp int) (int64, error) {
+	if s == "" {
+		return 0, fmt.Errorf("%w: empty", ErrBadDecimal)
+	}
+	neg := false
+	body := s
+	switch body[0] {
+	case '-':
+		neg, body = true, body[1:]
+	case '+':
+		body = body[1:]
+	}
+	intPart, frac, hasDot := strings.Cut(body, ".")
+	if intPart == "" || (hasDot && frac == "") {
+		return 0, fmt.Errorf("%w %q", ErrBadDecimal, s)
+	}
+	if len(frac) > exp {
+		return 0, fmt.Errorf("%w: %q has %d, at most %d", ErrTooManyDecimals, s, len(frac), exp)
+	}
+	var v int64
+	for _, part := range []string{intPart, frac + strings.Repeat("0", exp-len(frac))} {
+		for i := 0; i < len(part); i++ {
+			c := part[i]
+			if c < '0' || c > '9' {
+				return 0, fmt.Errorf("%w %q", ErrBadDecimal, s)
+			}
+			if v > (math.MaxInt64-int64(c-'0'))/10 {
+				return 0, fmt.Errorf("%w: %q", ErrOutOfRange, s)
+			}
+			v = v*10 + int64(c-'0')
+		}
+	}
+	if neg {
+		v = -v
+	}
+	return v, nil
+}
+
+// FormatMinor renders minor units of currency as a decimal string with the
+// currency's exponent, for example 1250000 EUR → "12500.00".
+func FormatMinor(v int64, currency string) string {
+	exp, err := Exponent(currency)
+	if err != nil {
+		exp = 2
+	}
+	return FormatScaled(v, exp)
+}
+
+// FormatScaled renders v/10^exp as a decimal string.
+func FormatScaled(v int64, exp int) string {
+	neg := v < 0
+	u := uint64(v)
+	if neg {
+		u = uint64(-v)
+	}
+	s := fmt.Sprintf("%0*d", exp+1, u)
+	if exp > 0 {
+		s = s[:len(s)-exp] + "." + s[len(s)-exp:]
+	}
+	if neg {
+		s = "-" + s
+	}
+	return s
+}
