@@ -1,0 +1,449 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/bits"
+	"sort"
+	"strconv"
+
+	"github.com/churnwatch/churnwatch/services/platform/money"
+)
+
+// rule is the internal index of a rule id; the order breaks ties between
+// signals due at the same instant and fixes the order of the score product.
+type rule int8
+
+const (
+	ruleDeclining rule = iota
+	ruleChurned
+	ruleDrop
+	ruleLarge
+	ruleDrain
+	ruleSalary
+	ruleClosure
+	ruleComplaints
+	ruleWinback
+	numRules
+)
+
+var ruleIDs = [numRules]string{
+	RuleDormancyDeclining, RuleDormancyChurned, RuleActivityDrop, RuleOutflowLarge,
+	RuleOutflowDrain, RuleSalaryStopped, RuleClosure, RuleComplaints, RuleWinback,
+}
+
+// ruleWeights: see the package documentation.
+var ruleWeights = [numRules]int64{45, 70, 30, 45, 55, 40, 50, 30, 0}
+
+// Rules returns every rule id in a fixed order.
+func Rules() []string { return append([]string(nil), ruleIDs[:]...) }
+
+// Weight returns a rule's score weight (0–100), or -1 for an unknown id.
+func Weight(ruleID string) int {
+	for i, id := range ruleIDs {
+		if id == ruleID {
+			return int(ruleWeights[i])
+		}
+	}
+	return -1
+}
+
+// holds reports whether a rule's signal stays live while its condition holds.
+func (rl rule) holds() bool {
+	return rl == ruleDeclining || rl == ruleChurned || rl == ruleDrop || rl == ruleSalary
+}
+
+// score combines the signals live at t, plus extra if ≥ 0, as
+// 100 × (1 − Π(1 − wᵢ/100)) in integer arithmetic over rules in fixed order;
+// dormancy.churned supersedes dormancy.declining.
+func (s *State) score(t int64, extra rule) int {
+	var present [numRules]bool
+	for i := range s.live {
+		if s.live[i].liveAt(t) {
+			present[s.live[i].rule] = true
+		}
+	}
+	if extra >= 0 {
+		present[extra] = true
+	}
+	if present[ruleChurned] {
+		present[ruleDeclining] = false
+	}
+	rem := int64(10000)
+	for rl, ok := range present {
+		if ok {
+			rem = rem * (100 - ruleWeights[rl]) / 100
+		}
+	}
+	return int((10000 - rem + 50) / 100)
+}
+
+func (s *State) endHolding(rl rule, at int64) {
+	for i := range s.live {
+		if l := &s.live[i]; l.rule == rl && l.holding {
+			l.holding, l.heldTo = false, at
+		}
+	}
+}
+
+// fire completes sig (id, customer, stage, score) and keeps it live.
+func (r *run) fire(rl rule, at int64, trigger string, sig Signal) Signal {
+	s := r.s
+	sig.ID = signalID(s.customerID, ruleIDs[rl], at, trigger)
+	sig.CustomerID = s.customerID
+	sig.Rule = ruleIDs[rl]
+	sig.Time = toTime(at)
+	sig.ThresholdVersion = r.th.Version
+	sig.Tier = r.tier
+	sig.UnknownCustomer = !r.p.Known
+	sig.Stage = s.stage
+	sig.Score = s.score(at, rl)
+	sig.Severity = SeverityFor(sig.Score)
+	if len(sig.EventIDs) > MaxSignalEvents {
+		sig.EventIDs = sig.EventIDs[len(sig.EventIDs)-MaxSignalEvents:]
+	}
+
+	l := liveSignal{sig: cloneSignal(sig), rule: rl, at: at, holding: rl.holds()}
+	i := 0
+	for i < len(s.live) && s.live[i].rule < rl {
+		i++
+	}
+	switch {
+	case i < len(s.live) && s.live[i].rule == rl:
+		if s.live[i].at <= at { // a late trigger never displaces a newer signal
+			s.live[i] = l
+		}
+	default:
+		s.live = append(s.live, liveSignal{})
+		copy(s.live[i+1:], s.live[i:])
+		s.live[i] = l
+	}
+	return sig
+}
+
+// signalID is hex of the first 16 bytes of SHA-256 over customer, rule,
+// trigger time and trigger event id.
+func signalID(customer, ruleID string, at int64, trigger string) string {
+	var buf [384]byte
+	b := append(buf[:0], customer...)
+	b = append(b, 0)
+	b = append(b, ruleID...)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, at, 10)
+	b = append(b, 0)
+	b = append(b, trigger...)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+func ids(id string) []string {
+	if id == "" {
+		return nil
+	}
+	return []string{id}
+}
+
+func days(n int64) string { return strconv.FormatInt(n, 10) }
+
+func (r *run) dormancySignal(rl rule, at, n int64) Signal {
+	s := r.s
+	detail := fmt.Sprintf("No customer-initiated activity for %d days.", n)
+	if !s.hasActivity {
+		detail = fmt.Sprintf("No customer-initiated activity in the %d days since the customer's first event.", n)
+	}
+	if rl == ruleChurned {
+		detail = detail[:len(detail)-1] + "; the customer is considered churned."
+	}
+	trigger := ""
+	if s.hasActivity {
+		trigger = s.lastActivityID
+	}
+	return r.fire(rl, at, trigger, Signal{
+		Observed: days((at - s.anchor()) / nsPerDay), Threshold: days(n), Unit: "days",
+		EventIDs: ids(trigger), Detail: detail,
+	})
+}
+
+func (r *run) salarySignal(at int64) Signal {
+	s := r.s
+	return r.fire(ruleSalary, at, s.lastSalaryID, Signal{
+		Observed: days((at - s.lastSalary) / nsPerDay), Threshold: days(r.tt.SalaryDays), Unit: "days",
+		EventIDs: ids(s.lastSalaryID),
+		Detail: fmt.Sprintf("No salary credit for %d days after %d salary credits in the %d days up to the last one.",
+			r.tt.SalaryDays, r.salaryCredits(), r.tt.SalaryLookbackDays),
+	})
+}
+
+func (r *run) winbackSignal(ev Event, t, dormantSince int64) Signal {
+	n := (t - dormantSince) / nsPerDay
+	return r.fire(ruleWinback, t, ev.ID, Signal{
+		Observed: days(n), Threshold: days(r.tt.ChurnedDays), Unit: "days", EventIDs: ids(ev.ID),
+		Detail: fmt.Sprintf("The churned customer is active again after %d days without customer-initiated activity.", n),
+	})
+}
+
+func (r *run) closureSignal(ev Event, t int64) Signal {
+	detail := "The customer closed an account."
+	if ev.Type == EventProductCancelled {
+		detail = "The customer cancelled a product."
+	}
+	return r.fire(ruleClosure, t, ev.ID, Signal{
+		Observed: "1", Threshold: "1", Unit: "closures", EventIDs: ids(ev.ID), Detail: detail,
+	})
+}
+
+func (r *run) complaintSignal(ev Event, t int64, n int, ids []string, negative bool, sentiment int64) Signal {
+	sig := Signal{EventIDs: ids}
+	switch {
+	case n >= int(r.tt.ComplaintCount):
+		sig.Observed, sig.Threshold, sig.Unit = strconv.Itoa(n), strconv.FormatInt(r.tt.ComplaintCount, 10), "complaints"
+		sig.Detail = fmt.Sprintf("%d complaints within 30 days (threshold %d).", n, r.tt.ComplaintCount)
+		if negative {
+			sig.Detail = fmt.Sprintf("%d complaints within 30 days (threshold %d), the latest with strongly negative sentiment.", n, r.tt.ComplaintCount)
+		}
+	default:
+		sig.Observed, sig.Threshold, sig.Unit = formatDecimal(sentiment, 2), r.tt.ComplaintSentimentFloor.String(), "sentiment"
+		sig.Detail = "A complaint with strongly negative sentiment."
+		sig.EventIDs = []string{ev.ID}
+	}
+	return r.fire(ruleComplaints, t, ev.ID, sig)
+}
+
+// exponent of a currency's minor unit; unknown codes are treated as 2 (the
+// ingester rejects them before they get here).
+func exponent(currency string) int {
+	exp, err := money.Exponent(currency)
+	if err != nil {
+		return 2
+	}
+	return exp
+}
+
+// minorOf converts a major-unit Decimal to minor units of a currency with
+// exponent exp, rounding up so that "≥ threshold" never fires below it.
+func minorOf(d Decimal, exp int) int64 {
+	v := int64(d)
+	for range exp {
+		v *= 10
+	}
+	return ceilDiv(v, decimalOne)
+}
+
+func ceilDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) == (b < 0) {
+		q++
+	}
+	return q
+}
+
+// mulGE reports a*b ≥ c*d for non-negative operands without overflow.
+func mulGE(a, b, c, d int64) bool {
+	h1, l1 := bits.Mul64(uint64(a), uint64(b))
+	h2, l2 := bits.Mul64(uint64(c), uint64(d))
+	return h1 > h2 || h1 == h2 && l1 >= l2
+}
+
+// mulDiv returns floor(a*b/c) (ceil when up) for non-negative a, b and
+// positive c, saturating at MaxInt64.
+func mulDiv(a, b, c int64, up bool) int64 {
+	hi, lo := bits.Mul64(uint64(a), uint64(b))
+	if hi >= uint64(c) {
+		return 1<<63 - 1
+	}
+	q, rem := bits.Div64(hi, lo, uint64(c))
+	if up && rem != 0 {
+		q++
+	}
+	if q > 1<<63-1 {
+		return 1<<63 - 1
+	}
+	return int64(q)
+}
+
+// largeOutflow: one external outflow ≥ the tier amount, or ≥ share of the
+// balance before it with amount ≥ min_amount. acc may be nil.
+func (r *run) largeOutflow(ev Event, t int64, acc *account, out []Signal) []Signal {
+	exp := exponent(ev.Currency)
+	tier := minorOf(r.tt.LargeAmount, exp)
+	sig := Signal{Unit: ev.Currency, EventIDs: ids(ev.ID)}
+	switch {
+	case ev.Amount >= tier:
+		sig.Observed, sig.Threshold = money.FormatScaled(ev.Amount, exp), money.FormatScaled(tier, exp)
+		sig.Detail = fmt.Sprintf("A transfer out to another bank reached the large-outflow amount of the %s tier.", r.tier)
+	default:
+		var before int64
+		var known bool
+		switch {
+		case ev.HasBalance:
+			before, known = ev.BalanceAfter+ev.Amount, true
+		case acc != nil:
+			before, known = acc.balanceBefore(t)
+		}
+		if !known || before <= 0 || ev.Amount < minorOf(r.tt.LargeMinAmount, exp) ||
+			!mulGE(ev.Amount, decimalOne, int64(r.tt.LargeShare), before) {
+			return out
+		}
+		ratio := mulDiv(ev.Amount, decimalOne, before, false)
+		sig.Observed, sig.Threshold, sig.Unit = formatDecimal(ratio, 2), r.tt.LargeShare.String(), "ratio"
+		sig.Detail = fmt.Sprintf("A transfer out to another bank took %s%% of the account balance before it (threshold %s%%).",
+			formatDecimal(ratio*100, 0), formatDecimal(int64(r.tt.LargeShare)*100, 0))
+	}
+	return append(out, r.fire(ruleLarge, t, ev.ID, sig))
+}
+
+// drainCheck is outflow.drain evaluated for day d: external outflows of days
+// [d-6, d] against the average end-of-day total balance of the 90 days
+// before them, counting only days with a known balance.
+type drainCheck struct {
+	hit            bool
+	outflow, total int64 // outflow sum; sum of end-of-day totals
+	days           int64 // baseline days averaged
+}
+
+func (s *State) drainCheck(tt *TierThresholds, d int32) drainCheck {
+	var c drainCheck
+	from, to := d-drainWindowDays+1, d
+	i := sort.Search(len(s.buckets), func(i int) bool { return s.buckets[i].day >= from })
+	for ; i < len(s.buckets) && s.buckets[i].day <= to; i++ {
+		c.outflow += s.buckets[i].extOut
+	}
+	if !s.hasBalHistory || c.outflow <= 0 {
+		return c
+	}
+	end := from - 1
+	start := max(end-drainBaselineDays+1, s.balSince)
+	c.days = int64(end - start + 1)
+	if c.days < tt.DrainMinHistoryDays {
+		return c
+	}
+	bal, _ := s.balanceAt(start)
+	k := 0
+	for k < len(s.buckets) && s.buckets[k].day <= start {
+		k++
+	}
+	for day := start; day <= end; day++ {
+		for k < len(s.buckets) && s.buckets[k].day == day {
+			if s.buckets[k].hasBal {
+				bal = s.buckets[k].bal
+			}
+			k++
+		}
+		c.total += bal
+	}
+	if c.total <= 0 {
+		return c
+	}
+	c.hit = mulGE(c.outflow, c.days*decimalOne, int64(tt.DrainShare), c.total)
+	return c
+}
+
+func (r *run) drainSignal(ev Event, t int64, c drainCheck) Signal {
+	exp := exponent(r.s.currency)
+	threshold := mulDiv(int64(r.tt.DrainShare), c.total, c.days*decimalOne, true)
+	share := mulDiv(c.outflow, c.days*decimalOne*100, c.total, false)
+	return r.fire(ruleDrain, t, ev.ID, Signal{
+		Observed: money.FormatScaled(c.outflow, exp), Threshold: money.FormatScaled(threshold, exp),
+		Unit: r.s.currency, EventIDs: ids(ev.ID),
+		Detail: fmt.Sprintf("Transfers out to other banks over the last 7 days reached %s%% of the average end-of-day balance of the %d days before (threshold %s%%).",
+			formatDecimal(share, 0), c.days, formatDecimal(int64(r.tt.DrainShare)*100, 0)),
+	})
+}
+
+// dropEval is an activity.drop transition at a day boundary: fire, or
+// recovery (the episode ends and the rule re-arms).
+type dropEval struct {
+	day          int32
+	fire         bool
+	recent, base int64 // transactions in the last 30 days; in the baseline
+	baseDays     int64 // baseline days within the customer's history (≤ 180)
+}
+
+const dropScanMax = 2*(dropWindowDays+dropBaselineDays) + 16
+
+func (s *State) lastTxnDay() (int32, bool) {
+	for i := len(s.buckets) - 1; i >= 0; i-- {
+		if s.buckets[i].txns > 0 {
+			return s.buckets[i].day, true
+		}
+	}
+	return 0, false
+}
+
+// dropScan walks the day boundaries after from up to limit with the episode
+// state fired and returns the first transition. At the boundary opening day
+// d the last 30 days are [d-30, d-1] and the baseline the 180 days before,
+// clipped to the customer's history; avg30 = base × 30 / baseDays. It fires
+// when history ≥ min_history_days, avg30 ≥ min_baseline and recent ≤ ratio ×
+// avg30; it recovers when recent > ratio × avg30.
+func (s *State) dropScan(tt *TierThresholds, from, limit int32, fired bool) (dropEval, bool) {
+	last, ok := s.lastTxnDay()
+	if !ok {
+		return dropEval{}, false
+	}
+	// Past last+210 both windows are empty: nothing can change.
+	if h := last + dropWindowDays + dropBaselineDays + 1; limit > h {
+		limit = h
+	}
+	if limit <= from {
+		return dropEval{}, false
+	}
+	lo := from + 1 - dropWindowDays - dropBaselineDays
+	if limit-lo > dropScanMax {
+		limit = lo + dropScanMax
+	}
+	var c [dropScanMax]int64
+	for _, b := range s.buckets {
+		if b.day >= lo && b.day < limit && b.txns > 0 {
+			c[b.day-lo] += int64(b.txns)
+		}
+	}
+	first := dayOf(s.firstSeen)
+	var recent, base int64
+	d := from + 1
+	for x := d - dropWindowDays; x < d; x++ {
+		recent += c[x-lo]
+	}
+	for x := d - dropWindowDays - dropBaselineDays; x < d-dropWindowDays; x++ {
+		base += c[x-lo]
+	}
+	ratio, minBase := int64(tt.DropRatio), int64(tt.DropMinBaseline)
+	for ; d <= limit; d++ {
+		if d > from+1 {
+			recent += c[d-1-lo] - c[d-1-dropWindowDays-lo]
+			base += c[d-1-dropWindowDays-lo] - c[d-1-dropWindowDays-dropBaselineDays-lo]
+		}
+		nb := min(dropBaselineDays, int64(d-dropWindowDays-first))
+		if nb < 1 {
+			continue
+		}
+		low := recent*nb*decimalOne <= ratio*base*30
+		switch {
+		case !fired && low && int64(d-first) >= tt.DropMinHistoryDays && base*30*decimalOne >= minBase*nb:
+			return dropEval{day: d, fire: true, recent: recent, base: base, baseDays: nb}, true
+		case fired && !low:
+			return dropEval{day: d, recent: recent, base: base, baseDays: nb}, true
+		}
+	}
+	return dropEval{}, false
+}
+
+func (r *run) dropSignal(ev dropEval) Signal {
+	at := dayStart(ev.day)
+	ratio := int64(0)
+	if ev.base > 0 {
+		ratio = mulDiv(ev.recent*ev.baseDays, decimalOne, ev.base*30, false)
+	}
+	avg := mulDiv(ev.base*30, decimalOne, ev.baseDays, false)
+	trigger := ""
+	if r.s.hasActivity {
+		trigger = r.s.lastActivityID
+	}
+	return r.fire(ruleDrop, at, "", Signal{
+		Observed: formatDecimal(ratio, 2), Threshold: r.tt.DropRatio.String(), Unit: "ratio",
+		EventIDs: ids(trigger),
+		Detail: fmt.Sprintf("%d customer-initiated transactions in the last 30 days against an average of %s per 30 days over the previous %d days.",
+			ev.recent, formatDecimal(avg/1000*1000, 0), ev.baseDays),
+	})
+}

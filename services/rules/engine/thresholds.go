@@ -1,0 +1,288 @@
+package engine
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/churnwatch/churnwatch/services/platform/money"
+)
+
+// Decimal is a non-float decimal with four fractional digits, stored as the
+// value × 10⁴: ratios, shares, sentiment floors and amounts in major units.
+type Decimal int64
+
+// DecimalScale is the number of fractional digits of a Decimal.
+const DecimalScale = 4
+
+const decimalOne = 10000
+
+// ParseDecimal parses "0.5", "-0.60" or "10000" into a Decimal.
+func ParseDecimal(s string) (Decimal, error) {
+	v, err := money.ParseScaled(strings.TrimSpace(s), DecimalScale)
+	return Decimal(v), err
+}
+
+// String renders d with at least two fractional digits and no trailing
+// zeros beyond them: 0.5 → "0.50", 0.555 → "0.555".
+func (d Decimal) String() string { return formatDecimal(int64(d), 2) }
+
+// formatDecimal renders v/10⁴ trimming trailing zeros down to minFrac digits.
+func formatDecimal(v int64, minFrac int) string {
+	s := money.FormatScaled(v, DecimalScale)
+	cut := len(s)
+	dot := strings.IndexByte(s, '.')
+	for cut > dot+1+minFrac && s[cut-1] == '0' {
+		cut--
+	}
+	if cut == dot+1 {
+		cut = dot
+	}
+	return s[:cut]
+}
+
+// TierThresholds holds every threshold of SPEC §4 for one tier. Day counts
+// are whole days of event time; Decimal amounts are major units of the
+// event's currency.
+type TierThresholds struct {
+	DecliningDays int64 // dormancy.declining.days
+	ChurnedDays   int64 // dormancy.churned.days
+
+	DropRatio          Decimal // activity.drop.ratio
+	DropMinBaseline    Decimal // activity.drop.min_baseline, transactions per 30 days
+	DropMinHistoryDays int64   // activity.drop.min_history_days
+
+	LargeAmount    Decimal // outflow.large.amount
+	LargeShare     Decimal // outflow.large.share of the balance before the outflow
+	LargeMinAmount Decimal // outflow.large.min_amount for the share test
+
+	DrainShare          Decimal // outflow.drain.share of the average end-of-day balance
+	DrainMinHistoryDays int64   // outflow.drain.min_history_days of known balance in the 90-day baseline
+
+	SalaryDays         int64 // salary.stopped.days without a salary credit
+	SalaryMinCredits   int64 // salary.stopped.min_credits
+	SalaryLookbackDays int64 // salary.stopped.lookback_days before the last credit
+
+	ComplaintCount          int64   // complaints.count within 30 days
+	ComplaintSentimentFloor Decimal // complaints.sentiment_floor
+}
+
+// Thresholds is one versioned threshold set, one TierThresholds per tier.
+// Version is managed by the caller (the rules service bumps it on every
+// accepted update); Set never changes it.
+type Thresholds struct {
+	Version int64
+	Tiers   [numTiers]TierThresholds
+}
+
+// DefaultThresholds returns the SPEC §4 defaults as version 1.
+func DefaultThresholds() Thresholds {
+	base := TierThresholds{
+		DecliningDays:           90,
+		ChurnedDays:             180,
+		DropRatio:               5000,
+		DropMinBaseline:         4 * decimalOne,
+		DropMinHistoryDays:      90,
+		LargeShare:              5000,
+		LargeMinAmount:          1000 * decimalOne,
+		DrainShare:              6000,
+		DrainMinHistoryDays:     30,
+		SalaryDays:              45,
+		SalaryMinCredits:        3,
+		SalaryLookbackDays:      120,
+		ComplaintCount:          2,
+		ComplaintSentimentFloor: -6000,
+	}
+	th := Thresholds{Version: 1}
+	for i, amount := range [numTiers]int64{100000, 20000, 10000, 5000} {
+		th.Tiers[i] = base
+		th.Tiers[i].LargeAmount = Decimal(amount * decimalOne)
+	}
+	return th
+}
+
+type fieldKind int
+
+const (
+	kindDays fieldKind = iota
+	kindCount
+	kindRatio  // Decimal, shown with ≥ 2 decimals
+	kindAmount // Decimal, major units, shown without trailing zeros
+)
+
+// thresholdField describes one settable field; min and max are inclusive
+// and in the stored unit (Decimal fields ×10⁴).
+type thresholdField struct {
+	rule, name string
+	kind       fieldKind
+	min, max   int64
+	ptr        func(*TierThresholds) *int64
+}
+
+// limits that keep State bounded: windows the state must retain.
+const (
+	maxDormancyDays    = 3650
+	maxSalaryDays      = 366
+	maxSalaryCredits   = 16
+	maxComplaintCount  = 16
+	maxAmountMajor     = 100_000_000_000 // keeps amount × 10^exponent inside int64
+	drainBaselineDays  = 90
+	dropWindowDays     = 30
+	dropBaselineDays   = 180
+	drainWindowDays    = 7
+	complaintWindowDay = 30
+)
+
+var thresholdFields = []thresholdField{
+	{RuleDormancyDeclining, "days", kindDays, 1, maxDormancyDays, func(t *TierThresholds) *int64 { return &t.DecliningDays }},
+	{RuleDormancyChurned, "days", kindDays, 1, maxDormancyDays, func(t *TierThresholds) *int64 { return &t.ChurnedDays }},
+	{RuleActivityDrop, "ratio", kindRatio, 1, decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DropRatio) }},
+	{RuleActivityDrop, "min_baseline", kindRatio, 1, 1000 * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DropMinBaseline) }},
+	{RuleActivityDrop, "min_history_days", kindDays, dropWindowDays + 1, maxDormancyDays, func(t *TierThresholds) *int64 { return &t.DropMinHistoryDays }},
+	{RuleOutflowLarge, "amount", kindAmount, 1, maxAmountMajor * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeAmount) }},
+	{RuleOutflowLarge, "share", kindRatio, 1, decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeShare) }},
+	{RuleOutflowLarge, "min_amount", kindAmount, 0, maxAmountMajor * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeMinAmount) }},
+	{RuleOutflowDrain, "share", kindRatio, 1, 100 * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DrainShare) }},
+	{RuleOutflowDrain, "min_history_days", kindDays, 1, drainBaselineDays, func(t *TierThresholds) *int64 { return &t.DrainMinHistoryDays }},
+	{RuleSalaryStopped, "days", kindDays, 1, maxSalaryDays, func(t *TierThresholds) *int64 { return &t.SalaryDays }},
+	{RuleSalaryStopped, "min_credits", kindCount, 1, maxSalaryCredits, func(t *TierThresholds) *int64 { return &t.SalaryMinCredits }},
+	{RuleSalaryStopped, "lookback_days", kindDays, 1, maxSalaryDays, func(t *TierThresholds) *int64 { return &t.SalaryLookbackDays }},
+	{RuleComplaints, "count", kindCount, 1, maxComplaintCount, func(t *TierThresholds) *int64 { return &t.ComplaintCount }},
+	{RuleComplaints, "sentiment_floor", kindRatio, -decimalOne, decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.ComplaintSentimentFloor) }},
+}
+
+func (f *thresholdField) key() string { return f.rule + "." + f.name }
+
+func (f *thresholdField) format(v int64) string {
+	switch f.kind {
+	case kindDays, kindCount:
+		return strconv.FormatInt(v, 10)
+	case kindAmount:
+		return formatDecimal(v, 0)
+	}
+	return formatDecimal(v, 2)
+}
+
+func (f *thresholdField) parse(s string) (int64, error) {
+	var v int64
+	var err error
+	switch f.kind {
+	case kindDays, kindCount:
+		v, err = strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	default:
+		var d Decimal
+		d, err = ParseDecimal(s)
+		v = int64(d)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%w for %s: %q: %v", ErrBadValue, f.key(), s, err)
+	}
+	if v < f.min || v > f.max {
+		return 0, fmt.Errorf("%w: %s=%s, allowed %s … %s", ErrOutOfRange, f.key(), s, f.format(f.min), f.format(f.max))
+	}
+	return v, nil
+}
+
+// resolveKey splits "RULE.FIELD" or "RULE.FIELD.TIER" into the field and the
+// tier (-1 = every tier).
+func resolveKey(key string) (*thresholdField, Tier, error) {
+	key = strings.TrimSpace(key)
+	for i := range thresholdFields {
+		f := &thresholdFields[i]
+		k := f.key()
+		if key == k {
+			return f, -1, nil
+		}
+		if rest, ok := strings.CutPrefix(key, k+"."); ok {
+			tier, err := ParseTier(rest)
+			if err != nil {
+				return nil, 0, fmt.Errorf("threshold key %q: %w", key, err)
+			}
+			return f, tier, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("%w %q", ErrUnknownKey, key)
+}
+
+// Set sets one threshold from its text form. key is "RULE.FIELD" for every
+// tier or "RULE.FIELD.TIER" for one, e.g. "outflow.large.amount.MASS" with
+// value "5000", or "dormancy.declining.days" with "60". Range errors are
+// reported here; rules that tie fields together are checked by Validate.
+func (t *Thresholds) Set(key, value string) error {
+	f, tier, err := resolveKey(key)
+	if err != nil {
+		return err
+	}
+	v, err := f.parse(value)
+	if err != nil {
+		return err
+	}
+	for i := range t.Tiers {
+		if tier < 0 || Tier(i) == tier {
+			*f.ptr(&t.Tiers[i]) = v
+		}
+	}
+	return nil
+}
+
+// Get returns the text form of one threshold. A key without a tier works
+// only while every tier holds the same value.
+func (t *Thresholds) Get(key string) (string, error) {
+	f, tier, err := resolveKey(key)
+	if err != nil {
+		return "", err
+	}
+	if tier >= 0 {
+		return f.format(*f.ptr(&t.Tiers[tier])), nil
+	}
+	v := *f.ptr(&t.Tiers[0])
+	for i := 1; i < len(t.Tiers); i++ {
+		if w := *f.ptr(&t.Tiers[i]); w != v {
+			return "", fmt.Errorf("%w: %s differs per tier, name one (e.g. %s.%s)", ErrUnknownKey, f.key(), f.key(), TierMass)
+		}
+	}
+	return f.format(v), nil
+}
+
+// Keys returns every settable "RULE.FIELD.TIER" key, sorted, so audits can
+// diff two threshold sets key by key.
+func (t Thresholds) Keys() []string {
+	keys := make([]string, 0, len(thresholdFields)*int(numTiers))
+	for i := range thresholdFields {
+		for tier := TierHNW; tier < numTiers; tier++ {
+			keys = append(keys, thresholdFields[i].key()+"."+tier.String())
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Validate checks every field's range and the rules between fields: a
+// customer must turn declining before churned.
+func (t *Thresholds) Validate() error {
+	for tier := TierHNW; tier < numTiers; tier++ {
+		tt := &t.Tiers[tier]
+		for i := range thresholdFields {
+			f := &thresholdFields[i]
+			if v := *f.ptr(tt); v < f.min || v > f.max {
+				return fmt.Errorf("%w: %s.%s=%s, allowed %s … %s", ErrOutOfRange, f.key(), tier, f.format(v), f.format(f.min), f.format(f.max))
+			}
+		}
+		if tt.ChurnedDays <= tt.DecliningDays {
+			return fmt.Errorf("%w: %s.days.%s (%d) must exceed %s.days.%s (%d)", ErrOutOfRange,
+				RuleDormancyChurned, tier, tt.ChurnedDays, RuleDormancyDeclining, tier, tt.DecliningDays)
+		}
+	}
+	return nil
+}
+
+// forTier returns the thresholds that apply to a profile: unknown customers
+// are scored as MASS.
+func (t *Thresholds) forTier(p Profile) (*TierThresholds, Tier) {
+	tier := p.Tier
+	if !p.Known || tier < 0 || tier >= numTiers {
+		tier = TierMass
+	}
+	return &t.Tiers[tier], tier
+}
