@@ -1,0 +1,55 @@
+# churnwatch — run `make help` for the targets.
+SHELL := /bin/bash
+MODULES := proto/gen/go services/platform services/ingester services/rules services/alerts services/churnctl
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
+GOTEST_FLAGS ?= -count=1 -timeout 25m
+FUZZTIME ?= 5s
+
+.PHONY: help build demo dev test test-go fuzz bench lint proto setup tools clean
+
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/ingester bin/rules bin/alerts bin/churnwatch bin/churnctl
+	@mkdir -p bin
+	go build -o bin/ingester ./services/ingester/cmd/ingester
+	go build -o bin/rules ./services/rules/cmd/rules
+	go build -o bin/alerts ./services/alerts/cmd/alerts
+	go build -o bin/churnwatch ./services/churnctl/cmd/churnwatch
+	go build -o bin/churnctl ./services/churnctl/cmd/churnctl
+
+demo: ## the main job: embedded broker + Redis, a simulated bank streamed through, alerts live, a summary
+	@scripts/setup.sh --no-tools
+	@$(MAKE) --no-print-directory build
+	bin/churnwatch demo
+
+dev: build ## run the dev stack (all services, embedded broker and Redis); writes .dev/dev.env
+	bin/churnwatch dev --dir .dev
+
+setup: ## install redis-server, kcat, docker-compose, promtool and the pinned Go tools
+	scripts/setup.sh
+
+test: setup ## install what tests need, then run every test, short fuzz runs and deploy checks
+	@$(MAKE) --no-print-directory test-go fuzz
+	scripts/check-deploy.sh
+
+test-go:
+	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && go test $(GOTEST_FLAGS) ./...); done
+
+fuzz: ## short fuzz runs of every decoder of outside input (FUZZTIME=5s)
+	scripts/fuzz.sh $(FUZZTIME)
+
+bench: setup ## performance report (one JSON object) and the Go benchmarks
+	scripts/bench.sh
+
+lint: setup ## gofmt, go vet, buf lint, staticcheck on every module
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); echo "gofmt: files above need formatting"; exit 1; }
+	@set -e; for m in $(MODULES); do echo "== vet+staticcheck $$m"; (cd $$m && go vet ./... && staticcheck ./...); done
+	cd proto && buf lint
+
+proto: setup ## regenerate proto/gen/go from proto/churnwatch/v1
+	rm -rf proto/gen/go/churnwatch
+	cd proto && buf lint && buf generate
+
+clean: ## remove build output and the dev directory
+	rm -rf bin .dev

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what churnwatch's tests, demo and lint need, idempotently:
+#   Debian packages: redis-server (tests start real ones), kcat (a second,
+#   independent Kafka client), docker-compose (compose file validation only),
+#   prometheus (for promtool);
+#   Go tools, pinned, into .tools/bin: buf, protoc-gen-go, protoc-gen-go-grpc,
+#   staticcheck, grpcurl.
+# Usage: scripts/setup.sh [--no-apt] [--no-tools]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt=1 tools=1
+for a in "$@"; do
+	case $a in
+	--no-apt) apt=0 ;;
+	--no-tools) tools=0 ;;
+	*) echo "usage: $0 [--no-apt] [--no-tools]" >&2; exit 2 ;;
+	esac
+done
+
+if [ $apt = 1 ]; then
+	need=()
+	command -v redis-server >/dev/null || need+=(redis-server)
+	command -v kcat >/dev/null || need+=(kcat)
+	command -v docker-compose >/dev/null || need+=(docker-compose)
+	command -v promtool >/dev/null || need+=(prometheus)
+	if [ ${#need[@]} -gt 0 ]; then
+		sudo=""
+		[ "$(id -u)" = 0 ] || sudo="sudo"
+		echo "setup: installing ${need[*]} with apt" >&2
+		$sudo apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+		# The Debian packages start system services; churnwatch starts its own.
+		$sudo systemctl disable --now redis-server prometheus >/dev/null 2>&1 || true
+	fi
+fi
+
+if [ $tools = 1 ]; then
+	bin="$PWD/.tools/bin"
+	mkdir -p "$bin"
+	install_tool() { # name module@version
+		local stamp="$bin/.$1.$(echo "$2" | tr '/@' '__')"
+		if [ ! -x "$bin/$1" ] || [ ! -f "$stamp" ]; then
+			echo "setup: go install $2" >&2
+			GOBIN="$bin" GOFLAGS=-mod=mod GOWORK=off go install "$2"
+			rm -f "$bin/.$1."* && touch "$stamp"
+		fi
+	}
+	install_tool protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	install_tool protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+	install_tool buf github.com/bufbuild/buf/cmd/buf@v1.75.0
+	install_tool staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
+	install_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+fi
