@@ -1,0 +1,369 @@
+// Package demo streams a simulated bank through a churnwatch stack and
+// shows the alerts as they arrive, then a detection summary: `churnwatch
+// demo` and `make demo`.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/churnctl/devstack"
+	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
+	"github.com/churnwatch/churnwatch/services/platform/auth"
+	"github.com/churnwatch/churnwatch/services/platform/client"
+	"github.com/churnwatch/churnwatch/services/platform/kafkax"
+)
+
+// Options configure a demo run.
+type Options struct {
+	Customers int
+	Months    int
+	Seed      int64
+	// LiveLines is how many alerts are printed one by one before the demo
+	// switches to a progress line.
+	LiveLines int
+	Out       io.Writer
+	Logs      io.Writer
+	Dir       string
+	// Stack, when set, is used instead of starting one.
+	Stack *devstack.Stack
+}
+
+// Summary is what a demo run found.
+type Summary struct {
+	Customers, Events, Churners int
+	Alerts                      int
+	AlertsByRule                map[string]int
+	AlertsBySeverity            map[string]int
+	TruePositives               int
+	Precision, Recall           float64
+	MedianLeadDays              float64
+	Elapsed                     time.Duration
+	EventsPerSecond             float64
+}
+
+// Groups are the consumer groups whose lag must reach zero.
+var Groups = [][2]string{
+	{"churnwatch-rules-customers", "churnwatch.customers.v1"},
+	{"churnwatch-alerts-customers", "churnwatch.customers.v1"},
+	{"churnwatch-rules", "churnwatch.events.v1"},
+	{"churnwatch-alerts", "churnwatch.signals.v1"},
+}
+
+// WaitCaughtUp returns once every group has committed everything, twice in
+// a row a short interval apart (signals produced by rules in between would
+// show up as new lag on the second look).
+func WaitCaughtUp(ctx context.Context, brokers []string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	zero := 0
+	for {
+		lag, err := totalLag(ctx, brokers)
+		if err == nil && lag == 0 {
+			zero++
+			if zero >= 2 {
+				return nil
+			}
+		} else {
+			zero = 0
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pipeline not caught up after %s (lag %d): %w", timeout, lag, errors.Join(err, ctx.Err()))
+		case <-time.After(150 * time.Millisecond):
+		}
+	}
+}
+
+func totalLag(ctx context.Context, brokers []string) (int64, error) {
+	var total int64
+	for _, g := range Groups {
+		parts, err := kafkax.GroupLag(ctx, brokers, g[0], g[1])
+		if err != nil {
+			return -1, err
+		}
+		for _, p := range parts {
+			total += p.Lag
+		}
+	}
+	return total, nil
+}
+
+// Run runs the demo.
+func Run(ctx context.Context, o Options) (*Summary, error) {
+	if o.Customers == 0 {
+		o.Customers = 3000
+	}
+	if o.Months == 0 {
+		o.Months = 12
+	}
+	if o.LiveLines == 0 {
+		o.LiveLines = 30
+	}
+	out := o.Out
+	st := o.Stack
+	if st == nil {
+		var err error
+		st, err = devstack.Start(ctx, devstack.Options{Dir: o.Dir, AnyPort: true, Logs: o.Logs})
+		if err != nil {
+			return nil, fmt.Errorf("start stack: %w", err)
+		}
+		defer st.Close()
+	}
+	fmt.Fprintf(out, "churnwatch demo: broker %s, redis %s, services %s / %s / %s\n",
+		strings.Join(st.Brokers, ","), st.RedisAddr, st.Ingester.GRPCAddr(), st.Rules.GRPCAddr(), st.Alerts.GRPCAddr())
+
+	bank, err := simulate.Generate(simulate.Config{Customers: o.Customers, Months: o.Months, Seed: o.Seed})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "simulated bank: %d customers, %d events over %d months (seed %d)\n", len(bank.Customers), len(bank.Events), o.Months, o.Seed)
+
+	ingestTok, _ := st.Token("demo-core-banking", auth.RoleIngest, "", time.Hour)
+	opsTok, _ := st.Token("demo-ops", auth.RoleOps, "", time.Hour)
+	ic, err := client.Dial(st.Ingester.GRPCAddr(), ingestTok, client.TLS{})
+	if err != nil {
+		return nil, err
+	}
+	defer ic.Close()
+	ingest := cwv1.NewIngestServiceClient(ic)
+
+	var custs []*cwv1.IncomingCustomer
+	for _, c := range bank.Customers {
+		custs = append(custs, &cwv1.IncomingCustomer{CustomerId: c.CustomerID, Tier: c.Tier, ManagerId: c.ManagerID, BranchId: c.BranchID, DisplayName: c.DisplayName})
+	}
+	for i := 0; i < len(custs); i += 5000 {
+		resp, err := ingest.UpsertCustomers(ctx, &cwv1.UpsertCustomersRequest{Customers: custs[i:min(i+5000, len(custs))]})
+		if err != nil {
+			return nil, fmt.Errorf("import customers: %w", err)
+		}
+		if resp.Rejected > 0 {
+			return nil, fmt.Errorf("import customers: %d rejected: %v", resp.Rejected, resp.Results[0].Reason)
+		}
+	}
+	if err := WaitCaughtUp(ctx, st.Brokers, time.Minute); err != nil {
+		return nil, err
+	}
+
+	ac, err := client.Dial(st.Alerts.GRPCAddr(), opsTok, client.TLS{})
+	if err != nil {
+		return nil, err
+	}
+	defer ac.Close()
+	w := newWatcher(out, o.LiveLines)
+	sctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go w.watch(sctx, ac)
+
+	start := time.Now()
+	events := make([]*cwv1.IncomingEvent, 0, 5000)
+	var accepted int
+	flush := func() error {
+		if len(events) == 0 {
+			return nil
+		}
+		resp, err := ingest.PublishEvents(ctx, &cwv1.PublishEventsRequest{Events: events})
+		if err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		if resp.Rejected > 0 {
+			for _, r := range resp.Results {
+				if r.Status == cwv1.RecordStatus_RECORD_STATUS_REJECTED {
+					return fmt.Errorf("simulated event %s rejected: %s", r.Id, r.Reason)
+				}
+			}
+		}
+		accepted += int(resp.Accepted)
+		events = events[:0]
+		return nil
+	}
+	for _, e := range bank.Events {
+		events = append(events, incoming(e))
+		if len(events) == cap(events) {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	last := bank.Events[len(bank.Events)-1].OccurredAt[:10]
+	if _, err := ingest.CloseBusinessDay(ctx, &cwv1.CloseBusinessDayRequest{Date: last}); err != nil {
+		return nil, fmt.Errorf("close day: %w", err)
+	}
+	if err := WaitCaughtUp(ctx, st.Brokers, 5*time.Minute); err != nil {
+		return nil, err
+	}
+	elapsed := time.Since(start)
+	stopWatch()
+
+	alerts, err := listAll(ctx, cwv1.NewAlertServiceClient(ac))
+	if err != nil {
+		return nil, err
+	}
+	sum := summarize(bank, alerts)
+	sum.Events = accepted
+	sum.Elapsed = elapsed
+	sum.EventsPerSecond = float64(accepted) / elapsed.Seconds()
+	sum.Print(out)
+	return sum, nil
+}
+
+func incoming(e simulate.Event) *cwv1.IncomingEvent {
+	ie := &cwv1.IncomingEvent{EventId: e.EventID, CustomerId: e.CustomerID, AccountId: e.AccountID, OccurredAt: e.OccurredAt,
+		Type: e.Type, Amount: e.Amount, Currency: e.Currency, CounterpartyBank: e.CounterpartyBank, BalanceAfter: e.BalanceAfter, Channel: e.Channel}
+	if e.Sentiment != nil {
+		ie.Sentiment = strconv.FormatFloat(*e.Sentiment, 'f', -1, 64)
+	}
+	return ie
+}
+
+func listAll(ctx context.Context, c cwv1.AlertServiceClient) ([]*cwv1.Alert, error) {
+	var all []*cwv1.Alert
+	tok := ""
+	for {
+		resp, err := c.ListAlerts(ctx, &cwv1.ListAlertsRequest{PageSize: 500, PageToken: tok})
+		if err != nil {
+			return nil, fmt.Errorf("list alerts: %w", err)
+		}
+		all = append(all, resp.Alerts...)
+		if resp.NextPageToken == "" {
+			return all, nil
+		}
+		tok = resp.NextPageToken
+	}
+}
+
+type watcher struct {
+	mu    sync.Mutex
+	out   io.Writer
+	max   int
+	shown int
+	seen  int
+	last  time.Time
+}
+
+func newWatcher(out io.Writer, max int) *watcher { return &watcher{out: out, max: max} }
+
+func (w *watcher) watch(ctx context.Context, conn *grpc.ClientConn) {
+	stream, err := cwv1.NewAlertServiceClient(conn).Subscribe(ctx, &cwv1.SubscribeRequest{})
+	if err != nil {
+		return
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return
+		}
+		u := resp.GetUpdate()
+		if u.GetChange() != cwv1.AlertChange_ALERT_CHANGE_CREATED {
+			continue
+		}
+		w.mu.Lock()
+		w.seen++
+		if w.shown < w.max {
+			w.shown++
+			fmt.Fprintln(w.out, Line(u.Alert))
+			if w.shown == w.max {
+				fmt.Fprintln(w.out, "… more alerts arriving; counting from here on")
+			}
+		} else if time.Since(w.last) > 2*time.Second {
+			w.last = time.Now()
+			fmt.Fprintf(w.out, "  %d alerts so far\n", w.seen)
+		}
+		w.mu.Unlock()
+	}
+}
+
+// Line renders an alert on one line: severity, customer, tier, reasons, action.
+func Line(a *cwv1.Alert) string {
+	var reasons []string
+	for _, r := range a.Reasons {
+		reasons = append(reasons, fmt.Sprintf("%s %s≥%s %s", r.RuleId, r.Observed, r.Threshold, r.Unit))
+	}
+	sev := strings.TrimPrefix(a.Severity.String(), "SEVERITY_")
+	tier := strings.TrimPrefix(a.Tier.String(), "TIER_")
+	when := ""
+	if a.FirstSignalAt != nil {
+		when = a.FirstSignalAt.AsTime().Format("2006-01-02")
+	}
+	return fmt.Sprintf("  %s %-8s %-8s %-14s %s → %s", when, sev, a.CustomerId, tier, strings.Join(reasons, "; "), a.RecommendedAction)
+}
+
+func summarize(bank *simulate.Bank, alerts []*cwv1.Alert) *Summary {
+	s := &Summary{Customers: len(bank.Customers), AlertsByRule: map[string]int{}, AlertsBySeverity: map[string]int{}}
+	churn := map[string]time.Time{}
+	for _, l := range bank.Labels {
+		if l.Churned {
+			d, _ := time.Parse("2006-01-02", l.ChurnDate)
+			churn[l.CustomerID] = d
+		}
+	}
+	s.Churners = len(churn)
+	first := map[string]time.Time{}
+	for _, a := range alerts {
+		s.Alerts++
+		s.AlertsBySeverity[strings.TrimPrefix(a.Severity.String(), "SEVERITY_")]++
+		for _, r := range a.Reasons {
+			s.AlertsByRule[r.RuleId]++
+		}
+		if a.FirstSignalAt != nil {
+			t := a.FirstSignalAt.AsTime()
+			if f, ok := first[a.CustomerId]; !ok || t.Before(f) {
+				first[a.CustomerId] = t
+			}
+		}
+	}
+	var leads []float64
+	for c, t := range first {
+		if d, ok := churn[c]; ok {
+			s.TruePositives++
+			leads = append(leads, d.Sub(t).Hours()/24)
+		}
+	}
+	if len(first) > 0 {
+		s.Precision = float64(s.TruePositives) / float64(len(first))
+	}
+	if s.Churners > 0 {
+		s.Recall = float64(s.TruePositives) / float64(s.Churners)
+	}
+	if len(leads) > 0 {
+		sort.Float64s(leads)
+		s.MedianLeadDays = leads[len(leads)/2]
+	}
+	return s
+}
+
+// Print writes the closing summary.
+func (s *Summary) Print(w io.Writer) {
+	fmt.Fprintf(w, "\n── summary ─────────────────────────────────────────────\n")
+	fmt.Fprintf(w, "events through the pipeline: %d in %s (%.0f events/s on the embedded broker)\n", s.Events, s.Elapsed.Round(time.Millisecond), s.EventsPerSecond)
+	fmt.Fprintf(w, "customers: %d, of whom labelled churners: %d\n", s.Customers, s.Churners)
+	fmt.Fprintf(w, "alerts: %d  by severity: %s\n", s.Alerts, fmtCounts(s.AlertsBySeverity))
+	fmt.Fprintf(w, "reasons by rule: %s\n", fmtCounts(s.AlertsByRule))
+	fmt.Fprintf(w, "detection: precision %.2f, recall %.2f, median lead time %.0f days before churn\n", s.Precision, s.Recall, s.MedianLeadDays)
+}
+
+func fmtCounts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,296 @@
+// Package devstack composes churnwatch in one process: the three services
+// plus, unless real ones are configured, an embedded Kafka-protocol broker
+// (kfake) and a Redis (a child redis-server). `churnwatch dev`, `churnwatch
+// demo`, the benchmarks and the end-to-end tests all start it.
+package devstack
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	alertsapp "github.com/churnwatch/churnwatch/services/alerts/app"
+	ingesterapp "github.com/churnwatch/churnwatch/services/ingester/app"
+	rulesapp "github.com/churnwatch/churnwatch/services/rules/app"
+
+	"github.com/churnwatch/churnwatch/services/platform/auth"
+	"github.com/churnwatch/churnwatch/services/platform/config"
+	"github.com/churnwatch/churnwatch/services/platform/embedded"
+	"github.com/churnwatch/churnwatch/services/platform/kafkax"
+)
+
+// Options configure a stack.
+type Options struct {
+	// Dir keeps the dev key, dev.env and Redis files; a temp dir when empty.
+	Dir string
+	// Env overrides and extends the process environment (CHURNWATCH_*).
+	Env map[string]string
+	// AnyPort binds every service to 127.0.0.1:0 instead of the SPEC
+	// defaults (7001–7003 / 8001–8003).
+	AnyPort bool
+	// Partitions of each topic on the embedded broker (at least 3).
+	Partitions int
+	// Logs receives the services' JSON logs (discarded when nil).
+	Logs io.Writer
+	// AlertsOptions are passed to the alerts app (e.g. a test clock).
+	AlertsOptions []alertsapp.Option
+}
+
+// Stack is a running churnwatch.
+type Stack struct {
+	Dir       string
+	Brokers   []string
+	RedisAddr string
+	Ingester  *ingesterapp.App
+	Rules     *rulesapp.App
+	Alerts    *alertsapp.App
+	KeyPath   string
+	PubPath   string
+
+	signer crypto.Signer
+	kafka  *embedded.Kafka
+	redis  *embedded.Redis
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	errs   []error
+}
+
+// Start brings the stack up and returns once every service is serving.
+func Start(ctx context.Context, o Options) (*Stack, error) {
+	if o.Partitions < 3 {
+		o.Partitions = 3
+	}
+	if o.Logs == nil {
+		o.Logs = io.Discard
+	}
+	s := &Stack{Dir: o.Dir}
+	if s.Dir == "" {
+		d, err := os.MkdirTemp("", "churnwatch-dev-")
+		if err != nil {
+			return nil, err
+		}
+		s.Dir = d
+	}
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok && (strings.HasPrefix(k, "CHURNWATCH_") || strings.HasPrefix(k, "OTEL_")) {
+			env[k] = v
+		}
+	}
+	for k, v := range o.Env {
+		env[k] = v
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+	if err := s.devKey(); err != nil {
+		return nil, err
+	}
+	env["CHURNWATCH_AUTH_PUBLIC_KEYS"] = s.PubPath
+
+	topics := config.LoadCommon(config.FromMap(env), "", "", "").Topics
+	if b := env["CHURNWATCH_KAFKA_BROKERS"]; b != "" {
+		s.Brokers = strings.Split(b, ",")
+		specs := []kafkax.TopicSpec{{Name: topics.Events, Partitions: o.Partitions}, {Name: topics.Customers, Partitions: o.Partitions, Compacted: true},
+			{Name: topics.Signals, Partitions: o.Partitions}, {Name: topics.Alerts, Partitions: o.Partitions}, {Name: topics.DLQ, Partitions: o.Partitions}}
+		if err := kafkax.EnsureTopics(ctx, s.Brokers, 1, specs...); err != nil {
+			return nil, fmt.Errorf("topics on %s: %w", b, err)
+		}
+	} else {
+		k, err := embedded.StartKafka(0, o.Partitions, topics.All()...)
+		if err != nil {
+			return nil, err
+		}
+		s.kafka, s.Brokers = k, k.Brokers
+		env["CHURNWATCH_KAFKA_BROKERS"] = strings.Join(k.Brokers, ",")
+	}
+	if a := env["CHURNWATCH_REDIS_ADDR"]; a != "" {
+		s.RedisAddr = a
+	} else {
+		r, err := embedded.StartRedis(filepath.Join(s.Dir, "redis"), 0)
+		if err != nil {
+			if mkErr := os.MkdirAll(filepath.Join(s.Dir, "redis"), 0o755); mkErr == nil {
+				r, err = embedded.StartRedis(filepath.Join(s.Dir, "redis"), 0)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		s.redis, s.RedisAddr = r, r.Addr
+		env["CHURNWATCH_REDIS_ADDR"] = r.Addr
+	}
+
+	addrs := func(grpcPort, httpPort string) map[string]string {
+		m := map[string]string{}
+		for k, v := range env {
+			m[k] = v
+		}
+		if o.AnyPort {
+			m["CHURNWATCH_GRPC_ADDR"], m["CHURNWATCH_HTTP_ADDR"] = "127.0.0.1:0", "127.0.0.1:0"
+		} else {
+			m["CHURNWATCH_GRPC_ADDR"], m["CHURNWATCH_HTTP_ADDR"] = "127.0.0.1:"+grpcPort, "127.0.0.1:"+httpPort
+		}
+		return m
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+
+	icfg, err := ingesterapp.LoadConfig(config.FromMap(addrs("7001", "8001")))
+	if err != nil {
+		return nil, fmt.Errorf("ingester config: %w", err)
+	}
+	if s.Ingester, err = ingesterapp.New(ctx, icfg, ingesterapp.WithLogOutput(o.Logs)); err != nil {
+		return nil, fmt.Errorf("ingester: %w", err)
+	}
+	s.run("ingester", func() error { return s.Ingester.Run(rctx) })
+
+	rcfg, err := rulesapp.LoadConfig(config.FromMap(addrs("7002", "8002")))
+	if err != nil {
+		return nil, fmt.Errorf("rules config: %w", err)
+	}
+	if s.Rules, err = rulesapp.New(ctx, rcfg, rulesapp.WithLogOutput(o.Logs)); err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	s.run("rules", func() error { return s.Rules.Run(rctx) })
+
+	acfg, err := alertsapp.LoadConfig(config.FromMap(addrs("7003", "8003")))
+	if err != nil {
+		return nil, fmt.Errorf("alerts config: %w", err)
+	}
+	aopts := append([]alertsapp.Option{alertsapp.WithLogOutput(o.Logs)}, o.AlertsOptions...)
+	if s.Alerts, err = alertsapp.New(ctx, acfg, aopts...); err != nil {
+		return nil, fmt.Errorf("alerts: %w", err)
+	}
+	s.run("alerts", func() error { return s.Alerts.Run(rctx) })
+
+	for _, a := range []string{s.Ingester.GRPCAddr(), s.Rules.GRPCAddr(), s.Alerts.GRPCAddr()} {
+		wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+		err := embedded.WaitTCP(wctx, a)
+		wcancel()
+		if err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return s, nil
+}
+
+func (s *Stack) run(name string, f func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := f(); err != nil {
+			s.mu.Lock()
+			s.errs = append(s.errs, fmt.Errorf("%s: %w", name, err))
+			s.mu.Unlock()
+		}
+	}()
+}
+
+// devKey loads or creates the dev token signing key in Dir.
+func (s *Stack) devKey() error {
+	s.KeyPath = filepath.Join(s.Dir, "dev-key.pem")
+	s.PubPath = filepath.Join(s.Dir, "dev-key.pub.pem")
+	if signer, err := auth.LoadSigner(s.KeyPath); err == nil {
+		s.signer = signer
+	} else {
+		k, err := auth.GenerateKey()
+		if err != nil {
+			return err
+		}
+		pemb, err := auth.PrivateKeyPEM(k)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(s.KeyPath, pemb, 0o600); err != nil {
+			return err
+		}
+		s.signer = k
+	}
+	pub, err := auth.PublicKeyPEM(s.signer)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(s.PubPath, pub, 0o644)
+}
+
+// Token mints a token with the dev key.
+func (s *Stack) Token(subject string, role auth.Role, branch string, ttl time.Duration) (string, error) {
+	return auth.Mint(s.signer, auth.Principal{Subject: subject, Role: role, Branch: branch}, ttl)
+}
+
+// Env lists every address a client needs, as CHURNWATCH_* variables.
+func (s *Stack) Env() map[string]string {
+	return map[string]string{
+		"CHURNWATCH_INGESTER_ADDR":    s.Ingester.GRPCAddr(),
+		"CHURNWATCH_RULES_ADDR":       s.Rules.GRPCAddr(),
+		"CHURNWATCH_ALERTS_ADDR":      s.Alerts.GRPCAddr(),
+		"CHURNWATCH_INGESTER_HTTP":    s.Ingester.HTTPAddr(),
+		"CHURNWATCH_RULES_HTTP":       s.Rules.HTTPAddr(),
+		"CHURNWATCH_ALERTS_HTTP":      s.Alerts.HTTPAddr(),
+		"CHURNWATCH_KAFKA_BROKERS":    strings.Join(s.Brokers, ","),
+		"CHURNWATCH_REDIS_ADDR":       s.RedisAddr,
+		"CHURNWATCH_DEV_KEY":          s.KeyPath,
+		"CHURNWATCH_AUTH_PUBLIC_KEYS": s.PubPath,
+	}
+}
+
+// WriteEnvFile writes Dir/dev.env: export lines for every address, the
+// broker list, Redis, the dev key, and an admin token valid for 24 h.
+func (s *Stack) WriteEnvFile() (string, error) {
+	tok, err := s.Token("dev-admin", auth.RoleAdmin, "", 24*time.Hour)
+	if err != nil {
+		return "", err
+	}
+	env := s.Env()
+	env["CHURNWATCH_TOKEN"] = tok
+	keys := []string{"CHURNWATCH_INGESTER_ADDR", "CHURNWATCH_RULES_ADDR", "CHURNWATCH_ALERTS_ADDR",
+		"CHURNWATCH_INGESTER_HTTP", "CHURNWATCH_RULES_HTTP", "CHURNWATCH_ALERTS_HTTP",
+		"CHURNWATCH_KAFKA_BROKERS", "CHURNWATCH_REDIS_ADDR", "CHURNWATCH_DEV_KEY", "CHURNWATCH_AUTH_PUBLIC_KEYS", "CHURNWATCH_TOKEN"}
+	var b strings.Builder
+	b.WriteString("# churnwatch dev stack — source this file: . " + filepath.Join(s.Dir, "dev.env") + "\n")
+	b.WriteString("# CHURNWATCH_TOKEN is an admin token for the dev key, valid 24 h; mint others with churnctl token mint.\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "export %s=%q\n", k, env[k])
+	}
+	p := filepath.Join(s.Dir, "dev.env")
+	return p, os.WriteFile(p, []byte(b.String()), 0o600)
+}
+
+// Close stops the services in order (ingester first, so nothing new
+// arrives), then the broker and Redis.
+func (s *Stack) Close() error {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		s.errs = append(s.errs, errors.New("services did not stop within 30s"))
+	}
+	if s.kafka != nil {
+		s.kafka.Close()
+	}
+	if s.redis != nil {
+		s.redis.Close()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return errors.Join(s.errs...)
+}
