@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Go benchmarks of every module (hot paths). The whole-pipeline report
-# (ingest → rules → alerts, one JSON object) is printed by `churnwatch bench`
-# when built; see docs/performance.md.
+# make bench: first the whole-pipeline report — `churnwatch bench` runs the
+# broker in its own process and a real redis-server, streams a simulated
+# bank through ingest → rules → alerts and prints one JSON object (saved to
+# bench.json) — then the Go benchmarks of the hot paths of every module.
+# See docs/performance.md. BENCH_ARGS passes flags to churnwatch bench;
+# BENCHTIME sets -benchtime for the Go benchmarks (default 1s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for m in proto/gen/go services/platform services/ingester services/rules services/alerts services/churnctl; do
-	(cd "$m" && go test -run='^$' -bench=. -benchmem -benchtime=${BENCHTIME:-1s} ./... 2>&1 | grep -E '^(Benchmark|ok|FAIL|---)' || true)
+mkdir -p bin
+go build -o bin/churnwatch ./services/churnctl/cmd/churnwatch
+echo "== pipeline report (churnwatch bench ${BENCH_ARGS:-})" >&2
+bin/churnwatch bench ${BENCH_ARGS:-} | tee bench.json
+echo "== Go benchmarks" >&2
+for m in services/platform services/ingester services/rules services/alerts services/churnctl; do
+	(cd "$m" && go test -run='^$' -bench=. -benchmem -benchtime="${BENCHTIME:-1s}" ./... 2>&1 | grep -E '^(Benchmark|FAIL|---)' || true)
 done

@@ -14,7 +14,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
+	"github.com/churnwatch/churnwatch/services/churnctl/bench"
 	"github.com/churnwatch/churnwatch/services/churnctl/demo"
 	"github.com/churnwatch/churnwatch/services/churnctl/devstack"
 )
@@ -34,6 +36,14 @@ Usage:
   churnwatch demo [--customers N] [--months M] [--seed S] [--logs]
       The dev stack plus a simulated bank streamed through it: alerts shown
       live, then a detection summary; exits when done.
+
+  churnwatch broker [--port P] [--partitions N]
+      Only the embedded Kafka-protocol broker, with the churnwatch topics;
+      prints "broker ADDR" and serves until stopped.
+  churnwatch bench [--customers N] [--months M] [--rate R] [--for D]
+      The performance report (make bench): starts the broker in its own
+      process and a real redis-server, streams a simulated bank through the
+      pipeline, and prints one JSON object.
 
 The embedded broker runs every request on one goroutine: its throughput is
 not Kafka's.`
@@ -76,6 +86,23 @@ func run(ctx context.Context, args []string) error {
 		}
 		_, err := demo.Run(ctx, demo.Options{Customers: *n, Months: *months, Seed: *seed, Out: os.Stdout, Logs: logOut(*logs)})
 		return err
+	case "broker":
+		port := fs.Int("port", 0, "listen port on 127.0.0.1 (0 = any)")
+		parts := fs.Int("partitions", 3, "partitions per topic")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return broker(ctx, *port, *parts)
+	case "bench":
+		n := fs.Int("customers", 2000, "simulated customers")
+		months := fs.Int("months", 12, "months of history")
+		seed := fs.Int64("seed", 1, "simulation seed")
+		rate := fs.Int("rate", 2000, "events/s of the steady latency phase")
+		dur := fs.Duration("for", 20*time.Second, "length of the latency phase")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return runBench(ctx, bench.Options{Customers: *n, Months: *months, Seed: *seed, LatencyRate: *rate, LatencyFor: *dur, Log: os.Stderr})
 	default:
 		return fmt.Errorf("unknown command %q (churnwatch --help)", args[0])
 	}

@@ -1,0 +1,454 @@
+// Package bench measures the whole churnwatch pipeline on this machine and
+// prints one JSON object (`make bench`, `churnwatch bench`): ingest
+// throughput, pipeline throughput against a bare kafka-go consumer on the
+// same broker in the same run, end-to-end alert latency at a steady rate,
+// Redis bytes per customer, and the pure engine's throughput.
+//
+// The broker (kfake) runs in its own process so that its single request
+// goroutine does not share a scheduler with the services; Redis is a real
+// redis-server. kfake's absolute throughput is not Kafka's: read ratios.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+
+	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/churnctl/demo"
+	"github.com/churnwatch/churnwatch/services/churnctl/devstack"
+	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
+	"github.com/churnwatch/churnwatch/services/platform/auth"
+	"github.com/churnwatch/churnwatch/services/platform/client"
+	"github.com/churnwatch/churnwatch/services/platform/kafkax"
+	"github.com/churnwatch/churnwatch/services/platform/money"
+	"github.com/churnwatch/churnwatch/services/rules/engine"
+)
+
+// Options configure a run.
+type Options struct {
+	Brokers   []string // the broker in its own process
+	RedisAddr string   // a real redis-server
+	Customers int
+	Months    int
+	Seed      int64
+	// LatencyRate and LatencyFor set the steady load of the latency phase.
+	LatencyRate int
+	LatencyFor  time.Duration
+	Log         io.Writer
+}
+
+// Result is the report.
+type Result struct {
+	Events                int     `json:"events"`
+	Customers             int     `json:"customers"`
+	IngestEPS             float64 `json:"ingest_eps"`
+	PipelineEPS           float64 `json:"pipeline_eps"`
+	RawConsumeEPS         float64 `json:"raw_consume_eps"`
+	PipelineRatio         float64 `json:"pipeline_ratio"`
+	E2EP50MS              float64 `json:"e2e_p50_ms"`
+	E2EP99MS              float64 `json:"e2e_p99_ms"`
+	E2ESamples            int     `json:"e2e_samples"`
+	E2ERate               int     `json:"e2e_rate_eps"`
+	RedisBytesPerCustomer float64 `json:"redis_bytes_per_customer"`
+	RedisDedupBytesPerEvt float64 `json:"redis_dedup_bytes_per_event"`
+	EngineEPS             float64 `json:"engine_eps"`
+	Alerts                int     `json:"alerts"`
+	Cores                 int     `json:"cores"`
+	GoVersion             string  `json:"go_version"`
+	Broker                string  `json:"broker"`
+}
+
+// Run performs the benchmark.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	logf := func(format string, a ...any) {
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, "bench: "+format+"\n", a...)
+		}
+	}
+	res := &Result{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), Broker: "kfake (separate process)"}
+	bank, err := simulate.Generate(simulate.Config{Customers: o.Customers, Months: o.Months, Seed: o.Seed})
+	if err != nil {
+		return nil, err
+	}
+	res.Events, res.Customers = len(bank.Events), len(bank.Customers)
+	logf("simulated %d customers, %d events", res.Customers, res.Events)
+
+	res.EngineEPS = engineEPS(bank)
+	logf("engine_eps %.0f", res.EngineEPS)
+
+	st, err := devstack.Start(ctx, devstack.Options{AnyPort: true, Env: map[string]string{
+		"CHURNWATCH_KAFKA_BROKERS": strings.Join(o.Brokers, ","), "CHURNWATCH_REDIS_ADDR": o.RedisAddr, "CHURNWATCH_LOG_LEVEL": "error",
+		"CHURNWATCH_RATE_LIMIT": "10000000",
+	}})
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: o.RedisAddr})
+	defer rdb.Close()
+
+	ingestTok, _ := st.Token("bench-core", auth.RoleIngest, "", time.Hour)
+	conn, err := client.Dial(st.Ingester.GRPCAddr(), ingestTok, client.TLS{})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ing := cwv1.NewIngestServiceClient(conn)
+	if err := importCustomers(ctx, ing, bank); err != nil {
+		return nil, err
+	}
+	if err := demo.WaitCaughtUp(ctx, st.Brokers, time.Minute); err != nil {
+		return nil, err
+	}
+	baseMem := usedMemory(ctx, rdb)
+
+	// Phase 1: ingest everything while rules and alerts consume.
+	events := make([]*cwv1.IncomingEvent, len(bank.Events))
+	for i, e := range bank.Events {
+		events[i] = incoming(e)
+	}
+	start := time.Now()
+	if err := publishAll(ctx, ing, events, 5000, 2); err != nil {
+		return nil, err
+	}
+	ingestDur := time.Since(start)
+	res.IngestEPS = float64(len(events)) / ingestDur.Seconds()
+	logf("ingest_eps %.0f (%s)", res.IngestEPS, ingestDur)
+	if err := demo.WaitCaughtUp(ctx, st.Brokers, 20*time.Minute); err != nil {
+		return nil, err
+	}
+	pipeDur := time.Since(start)
+	res.PipelineEPS = float64(len(events)) / pipeDur.Seconds()
+	logf("pipeline_eps %.0f (%s)", res.PipelineEPS, pipeDur)
+
+	// Phase 2: a bare kafka-go consumer group on the same topic and broker.
+	res.RawConsumeEPS, err = rawConsume(ctx, st.Brokers, len(events))
+	if err != nil {
+		return nil, err
+	}
+	res.PipelineRatio = res.PipelineEPS / res.RawConsumeEPS
+	logf("raw_consume_eps %.0f", res.RawConsumeEPS)
+
+	res.RedisBytesPerCustomer, res.RedisDedupBytesPerEvt = redisFootprint(ctx, rdb, bank, baseMem)
+	logf("redis bytes/customer %.0f", res.RedisBytesPerCustomer)
+
+	// Phase 3: steady load, event accepted → alert on a subscriber's stream.
+	lat, err := latency(ctx, st, ing, o.LatencyRate, o.LatencyFor)
+	if err != nil {
+		return nil, err
+	}
+	res.E2ESamples, res.E2ERate = len(lat), o.LatencyRate
+	res.E2EP50MS, res.E2EP99MS = pct(lat, 0.50), pct(lat, 0.99)
+	logf("e2e p50 %.1f ms p99 %.1f ms over %d alerts", res.E2EP50MS, res.E2EP99MS, len(lat))
+	res.Alerts = countAlerts(ctx, rdb)
+	return res, nil
+}
+
+func incoming(e simulate.Event) *cwv1.IncomingEvent {
+	ie := &cwv1.IncomingEvent{EventId: e.EventID, CustomerId: e.CustomerID, AccountId: e.AccountID, OccurredAt: e.OccurredAt,
+		Type: e.Type, Amount: e.Amount, Currency: e.Currency, CounterpartyBank: e.CounterpartyBank, BalanceAfter: e.BalanceAfter, Channel: e.Channel}
+	if e.Sentiment != nil {
+		ie.Sentiment = strconv.FormatFloat(*e.Sentiment, 'f', -1, 64)
+	}
+	return ie
+}
+
+func importCustomers(ctx context.Context, ing cwv1.IngestServiceClient, bank *simulate.Bank) error {
+	var cs []*cwv1.IncomingCustomer
+	for _, c := range bank.Customers {
+		cs = append(cs, &cwv1.IncomingCustomer{CustomerId: c.CustomerID, Tier: c.Tier, ManagerId: c.ManagerID, BranchId: c.BranchID, DisplayName: c.DisplayName})
+	}
+	for i := 0; i < len(cs); i += 5000 {
+		if _, err := ing.UpsertCustomers(ctx, &cwv1.UpsertCustomersRequest{Customers: cs[i:min(i+5000, len(cs))]}); err != nil {
+			return fmt.Errorf("import customers: %w", err)
+		}
+	}
+	return nil
+}
+
+// publishAll sends events in batches over several concurrent calls.
+func publishAll(ctx context.Context, ing cwv1.IngestServiceClient, events []*cwv1.IncomingEvent, batch, workers int) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(int64(batch))) - batch
+				if i >= len(events) {
+					return
+				}
+				resp, err := ing.PublishEvents(ctx, &cwv1.PublishEventsRequest{Events: events[i:min(i+batch, len(events))]})
+				if err != nil {
+					errc <- fmt.Errorf("publish: %w", err)
+					return
+				}
+				if resp.Rejected > 0 {
+					errc <- fmt.Errorf("publish: %d rejected", resp.Rejected)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	return <-errc
+}
+
+func rawConsume(ctx context.Context, brokers []string, n int) (float64, error) {
+	cfg := kafkax.ReaderConfig(brokers, "bench-raw-"+strconv.FormatInt(time.Now().UnixNano(), 36), "churnwatch.events.v1")
+	r := kafka.NewReader(cfg)
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	var start time.Time
+	got := 0
+	for got < n {
+		batch, err := kafkax.FetchBatch(ctx, r, 2000, 5*time.Millisecond)
+		if err != nil {
+			return 0, fmt.Errorf("raw consume after %d of %d: %w", got, n, err)
+		}
+		if start.IsZero() {
+			start = time.Now()
+		}
+		got += len(batch)
+		if err := r.CommitMessages(ctx, batch...); err != nil {
+			return 0, err
+		}
+	}
+	return float64(got) / time.Since(start).Seconds(), nil
+}
+
+func engineEPS(bank *simulate.Bank) float64 {
+	evs := make([]engine.Event, 0, len(bank.Events))
+	for _, e := range bank.Events {
+		ev, err := toEngine(e)
+		if err == nil {
+			evs = append(evs, ev)
+		}
+	}
+	tiers := map[string]engine.Tier{}
+	for _, c := range bank.Customers {
+		tiers[c.CustomerID], _ = engine.ParseTier(c.Tier)
+	}
+	eng := engine.New(engine.Config{})
+	th := engine.DefaultThresholds()
+	states := map[string]*engine.State{}
+	start := time.Now()
+	for _, ev := range evs {
+		s := states[ev.CustomerID]
+		if s == nil {
+			s = &engine.State{}
+			states[ev.CustomerID] = s
+		}
+		eng.Apply(s, ev, engine.Profile{Tier: tiers[ev.CustomerID], Known: true}, &th)
+	}
+	return float64(len(evs)) / time.Since(start).Seconds()
+}
+
+func usedMemory(ctx context.Context, rdb *redis.Client) int64 {
+	info, err := rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// redisFootprint sums MEMORY USAGE over every key carrying a sampled
+// customer's hash tag ({c:ID}: rules state, profiles, alerts) and reports the
+// ingester's eventId dedupe marks per event apart, since those live for
+// the retention period on the wall clock whatever the customer count.
+func redisFootprint(ctx context.Context, rdb *redis.Client, bank *simulate.Bank, baseMem int64) (perCustomer, dedupPerEvent float64) {
+	sample := bank.Customers
+	if len(sample) > 200 {
+		sample = sample[:200]
+	}
+	var total int64
+	for _, c := range sample {
+		var cursor uint64
+		for {
+			keys, next, err := rdb.Scan(ctx, cursor, "*{c:"+c.CustomerID+"}*", 1000).Result()
+			if err != nil {
+				break
+			}
+			for _, k := range keys {
+				if strings.Contains(k, "dedup") || strings.Contains(k, "ingest") {
+					continue
+				}
+				n, _ := rdb.MemoryUsage(ctx, k).Result()
+				total += n
+			}
+			if cursor = next; cursor == 0 {
+				break
+			}
+		}
+	}
+	perCustomer = float64(total) / float64(len(sample))
+	used := usedMemory(ctx, rdb) - baseMem
+	if rest := float64(used) - perCustomer*float64(len(bank.Customers)); rest > 0 && len(bank.Events) > 0 {
+		dedupPerEvent = rest / float64(len(bank.Events))
+	}
+	return perCustomer, dedupPerEvent
+}
+
+func countAlerts(ctx context.Context, rdb *redis.Client) int {
+	n := 0
+	var cursor uint64
+	for {
+		keys, next, err := rdb.Scan(ctx, cursor, "*alert*", 5000).Result()
+		if err != nil {
+			return n
+		}
+		n += len(keys)
+		if cursor = next; cursor == 0 {
+			return n
+		}
+	}
+}
+
+// latency sends a steady stream of events at rate/s for d; one event in 20
+// is an external outflow over the MASS threshold for a fresh customer, so it
+// creates an alert. Latency = the alert's arrival on an ops subscriber's
+// stream − the time PublishEvents returned for the batch carrying it.
+func latency(ctx context.Context, st *devstack.Stack, ing cwv1.IngestServiceClient, rate int, d time.Duration) ([]float64, error) {
+	opsTok, _ := st.Token("bench-ops", auth.RoleOps, "", time.Hour)
+	ac, err := client.Dial(st.Alerts.GRPCAddr(), opsTok, client.TLS{})
+	if err != nil {
+		return nil, err
+	}
+	defer ac.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := cwv1.NewAlertServiceClient(ac).Subscribe(sctx, &cwv1.SubscribeRequest{})
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	accepted := map[string]time.Time{}
+	arrived := map[string]time.Time{}
+	go func() {
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			if u := r.Update; u.Change == cwv1.AlertChange_ALERT_CHANGE_CREATED && strings.HasPrefix(u.Alert.CustomerId, "L") {
+				mu.Lock()
+				arrived[u.Alert.CustomerId] = time.Now()
+				mu.Unlock()
+			}
+		}
+	}()
+	const tick = 10 * time.Millisecond
+	per := max(1, rate*int(tick)/int(time.Second))
+	now := time.Now().UTC().Add(-time.Minute).Format(time.RFC3339)
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	end := time.Now().Add(d)
+	seq := 0
+	for time.Now().Before(end) {
+		<-ticker.C
+		batch := make([]*cwv1.IncomingEvent, 0, per)
+		var alerting []string
+		for i := 0; i < per; i++ {
+			seq++
+			cust := fmt.Sprintf("L%07d", seq/20)
+			ev := &cwv1.IncomingEvent{EventId: fmt.Sprintf("lat-%d-%d", time.Now().UnixNano(), seq), CustomerId: cust, AccountId: cust + "-01",
+				OccurredAt: now, Type: "CARD_PAYMENT", Amount: "12.50", Currency: "EUR", BalanceAfter: "5000.00"}
+			if seq%20 == 0 {
+				ev.Type, ev.Amount, ev.CounterpartyBank, ev.BalanceAfter = "TRANSFER_OUT", "15000.00", "OTHERBANK", "100.00"
+				alerting = append(alerting, cust)
+			}
+			batch = append(batch, ev)
+		}
+		if _, err := ing.PublishEvents(ctx, &cwv1.PublishEventsRequest{Events: batch}); err != nil {
+			return nil, err
+		}
+		t := time.Now()
+		mu.Lock()
+		for _, c := range alerting {
+			accepted[c] = t
+		}
+		mu.Unlock()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := len(arrived)
+		mu.Unlock()
+		if n >= len(accepted) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var out []float64
+	for c, t := range accepted {
+		if a, ok := arrived[c]; ok {
+			out = append(out, float64(a.Sub(t).Microseconds())/1000)
+		}
+	}
+	if len(out) < len(accepted)*9/10 {
+		return out, fmt.Errorf("only %d of %d latency alerts arrived", len(out), len(accepted))
+	}
+	return out, nil
+}
+
+func pct(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+var errUnknownType = errors.New("unknown type")
+
+func toEngine(e simulate.Event) (engine.Event, error) {
+	typ, err := engine.ParseEventType(e.Type)
+	if err != nil {
+		return engine.Event{}, errUnknownType
+	}
+	t, err := time.Parse(time.RFC3339, e.OccurredAt)
+	if err != nil {
+		return engine.Event{}, err
+	}
+	ev := engine.Event{ID: e.EventID, CustomerID: e.CustomerID, AccountID: e.AccountID, Time: t, Type: typ, Currency: e.Currency, CounterpartyBank: e.CounterpartyBank}
+	if e.Amount != "" {
+		if ev.Amount, err = money.ParseMinor(e.Amount, e.Currency); err != nil {
+			return ev, err
+		}
+	}
+	if e.BalanceAfter != "" {
+		if ev.BalanceAfter, err = money.ParseMinor(e.BalanceAfter, e.Currency); err != nil {
+			return ev, err
+		}
+		ev.HasBalance = true
+	}
+	if e.Sentiment != nil {
+		ev.Sentiment, ev.HasSentiment = *e.Sentiment, true
+	}
+	return ev, nil
+}
