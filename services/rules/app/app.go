@@ -1,0 +1,307 @@
+// Package app is the rules service, embeddable in-process: it consumes
+// account events and customer profiles, scores every customer with the
+// engine on event time, publishes risk signals, and serves
+// RulesAdminService and StatusService.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/platform/auth"
+	"github.com/churnwatch/churnwatch/services/platform/config"
+	"github.com/churnwatch/churnwatch/services/platform/kafkax"
+	"github.com/churnwatch/churnwatch/services/platform/redisx"
+	"github.com/churnwatch/churnwatch/services/platform/service"
+	"github.com/churnwatch/churnwatch/services/platform/status"
+	"github.com/churnwatch/churnwatch/services/rules/engine"
+	"github.com/churnwatch/churnwatch/services/rules/internal/admin"
+	"github.com/churnwatch/churnwatch/services/rules/internal/profiles"
+	"github.com/churnwatch/churnwatch/services/rules/internal/scoring"
+	"github.com/churnwatch/churnwatch/services/rules/internal/store"
+)
+
+// Version is reported by StatusService.
+var Version = "dev"
+
+// Config is the rules service configuration.
+type Config struct {
+	Common config.Common
+	// Group is the events consumer group (CHURNWATCH_RULES_GROUP).
+	Group string
+	// CustomersGroup is the customers consumer group
+	// (CHURNWATCH_RULES_CUSTOMERS_GROUP).
+	CustomersGroup string
+	// AllowedLateness: events older than their partition clock minus this
+	// go to the DLQ (CHURNWATCH_ALLOWED_LATENESS, SPEC §3: 7 days).
+	AllowedLateness time.Duration
+	// BatchSize and BatchLinger shape the events batches
+	// (CHURNWATCH_RULES_BATCH_SIZE, CHURNWATCH_RULES_BATCH_LINGER).
+	BatchSize   int
+	BatchLinger time.Duration
+	// ThresholdsPoll is how often each instance checks for a new threshold
+	// version (CHURNWATCH_THRESHOLDS_POLL); SPEC: applied within 5 s.
+	ThresholdsPoll time.Duration
+	// LagInterval is how often the consumer lag gauge is refreshed
+	// (CHURNWATCH_LAG_INTERVAL).
+	LagInterval time.Duration
+}
+
+// Env documents every service-specific variable with its default, for --help.
+var Env = [][2]string{
+	{"CHURNWATCH_RULES_GROUP", "churnwatch-rules"},
+	{"CHURNWATCH_RULES_CUSTOMERS_GROUP", "churnwatch-rules-customers"},
+	{"CHURNWATCH_ALLOWED_LATENESS", "168h"},
+	{"CHURNWATCH_RULES_BATCH_SIZE", "2000"},
+	{"CHURNWATCH_RULES_BATCH_LINGER", "5ms"},
+	{"CHURNWATCH_THRESHOLDS_POLL", "1s"},
+	{"CHURNWATCH_LAG_INTERVAL", "5s"},
+}
+
+// LoadConfig reads the configuration from e.
+func LoadConfig(e *config.Env) (Config, error) {
+	c := Config{
+		Common:          config.LoadCommon(e, "rules", "127.0.0.1:7002", ":8002"),
+		Group:           e.String("CHURNWATCH_RULES_GROUP", "churnwatch-rules"),
+		CustomersGroup:  e.String("CHURNWATCH_RULES_CUSTOMERS_GROUP", "churnwatch-rules-customers"),
+		AllowedLateness: e.Duration("CHURNWATCH_ALLOWED_LATENESS", 7*24*time.Hour),
+		BatchSize:       e.Int("CHURNWATCH_RULES_BATCH_SIZE", 2000),
+		BatchLinger:     e.Duration("CHURNWATCH_RULES_BATCH_LINGER", 5*time.Millisecond),
+		ThresholdsPoll:  e.Duration("CHURNWATCH_THRESHOLDS_POLL", time.Second),
+		LagInterval:     e.Duration("CHURNWATCH_LAG_INTERVAL", 5*time.Second),
+	}
+	return c, errors.Join(e.Err(), c.Validate())
+}
+
+// Defaults returns the configuration with every default, for embedding.
+func Defaults() Config {
+	c, _ := LoadConfig(config.FromMap(nil))
+	return c
+}
+
+// Validate reports every problem.
+func (c Config) Validate() error {
+	errs := []error{c.Common.Validate()}
+	if c.Group == "" || c.CustomersGroup == "" {
+		errs = append(errs, errors.New("CHURNWATCH_RULES_GROUP and CHURNWATCH_RULES_CUSTOMERS_GROUP must be set"))
+	}
+	if c.Group == c.CustomersGroup {
+		errs = append(errs, errors.New("CHURNWATCH_RULES_GROUP and CHURNWATCH_RULES_CUSTOMERS_GROUP must differ"))
+	}
+	if c.AllowedLateness <= 0 {
+		errs = append(errs, errors.New("CHURNWATCH_ALLOWED_LATENESS must be positive"))
+	}
+	if c.BatchSize < 1 || c.BatchSize > 50000 {
+		errs = append(errs, fmt.Errorf("CHURNWATCH_RULES_BATCH_SIZE %d: want 1 … 50000", c.BatchSize))
+	}
+	if c.BatchLinger < 0 || c.BatchLinger > time.Second {
+		errs = append(errs, errors.New("CHURNWATCH_RULES_BATCH_LINGER: want 0 … 1s"))
+	}
+	if c.ThresholdsPoll <= 0 || c.ThresholdsPoll > 5*time.Second {
+		errs = append(errs, errors.New("CHURNWATCH_THRESHOLDS_POLL: want > 0 and ≤ 5s (SPEC: a change applies within 5 s)"))
+	}
+	if c.LagInterval <= 0 {
+		errs = append(errs, errors.New("CHURNWATCH_LAG_INTERVAL must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+type options struct {
+	logOutput  io.Writer
+	afterWrite func() error
+}
+
+// Option tunes New.
+type Option func(*options)
+
+// WithLogOutput sends logs to w.
+func WithLogOutput(w io.Writer) Option { return func(o *options) { o.logOutput = w } }
+
+// withAfterWrite runs f between the state write and the offset commit of
+// every events batch (tests simulate a crash there).
+func withAfterWrite(f func() error) Option { return func(o *options) { o.afterWrite = f } }
+
+// App is one rules service instance.
+type App struct {
+	base    *service.Base
+	cfg     Config
+	store   *store.Store
+	watcher *admin.Watcher
+
+	lagMu sync.Mutex
+	lag   map[lagKey]int64
+}
+
+type lagKey struct {
+	group, topic string
+	partition    int
+}
+
+// New builds the service: binds listeners and prepares consumers and
+// producers. It does not block on Kafka or Redis.
+func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("rules config: %w", err)
+	}
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	policy := admin.Policy()
+	everyone := []auth.Role{auth.RoleManager, auth.RoleBranchHead, auth.RoleOps, auth.RoleAdmin, auth.RoleIngest}
+	policy[cwv1.StatusService_GetStatus_FullMethodName] = everyone
+	base, err := service.New(ctx, cfg.Common, service.Options{LogOutput: o.logOutput, Policy: policy})
+	if err != nil {
+		return nil, err
+	}
+	a := &App{base: base, cfg: cfg, store: store.New(base.Redis), lag: map[lagKey]int64{}}
+	log := base.Log
+	base.Log.Info("rules configured", "group", cfg.Group, "customers_group", cfg.CustomersGroup,
+		"allowed_lateness", cfg.AllowedLateness.String(), "batch_size", cfg.BatchSize, "batch_linger", cfg.BatchLinger.String(),
+		"thresholds_poll", cfg.ThresholdsPoll.String())
+
+	metrics, err := scoring.NewMetrics(base.Tel.Meter)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	var thVersion int64
+	var thMu sync.Mutex
+	a.watcher = &admin.Watcher{Store: a.store, Interval: cfg.ThresholdsPoll, Log: log,
+		OnChange: func(v int64) { thMu.Lock(); thVersion = v; thMu.Unlock() }}
+	if _, err := base.Tel.Meter.Int64ObservableGauge("churnwatch.rules.thresholds.version",
+		metric.WithDescription("Threshold-set version in force on this instance"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			thMu.Lock()
+			defer thMu.Unlock()
+			o.Observe(thVersion)
+			return nil
+		})); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	if _, err := base.Tel.Meter.Int64ObservableGauge("churnwatch.consumer.lag",
+		metric.WithDescription("Records behind the partition's end, per consumer group"),
+		metric.WithInt64Callback(a.observeLag)); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+
+	brokers, topics := cfg.Common.KafkaBrokers, cfg.Common.Topics
+	events := kafka.NewReader(kafkax.ReaderConfig(brokers, cfg.Group, topics.Events))
+	customers := kafka.NewReader(kafkax.ReaderConfig(brokers, cfg.CustomersGroup, topics.Customers))
+	signals := kafkax.NewWriter(brokers, topics.Signals)
+	dlq := kafkax.NewWriter(brokers, topics.DLQ)
+	base.AddCloser(func(context.Context) error { return errors.Join(signals.Close(), dlq.Close()) })
+	base.AddCloser(func(context.Context) error { return errors.Join(events.Close(), customers.Close()) })
+
+	var eventsBusy, customersBusy status.Busy
+	consumer := &scoring.Consumer{
+		Reader: events,
+		Scorer: &scoring.Scorer{
+			Engine:   engine.New(engine.Config{HomeBank: cfg.Common.HomeBank, Lateness: cfg.AllowedLateness}),
+			Lateness: cfg.AllowedLateness,
+			Topic:    topics.Events,
+			OnCorrupt: func(_ string, err error) {
+				log.Error("customer state unreadable; scoring the customer afresh", "err", err)
+			},
+		},
+		Store: a.store, Signals: signals, DLQ: dlq,
+		Thresholds: a.watcher.Current, Metrics: metrics, Log: log,
+		Tracer: base.Tel.Tracer, Propagator: base.Tel.Propagator, Busy: &eventsBusy,
+		MaxBatch: cfg.BatchSize, Linger: cfg.BatchLinger, Grace: cfg.Common.ShutdownGrace / 2,
+		AfterWrite: o.afterWrite,
+	}
+	base.AddWorker("events consumer", func(ctx context.Context) error {
+		// Never score with a threshold set older than the stored one.
+		eventsBusy.Begin()
+		err := redisx.Retry(ctx, func(err error) { log.Warn("waiting for redis", "err", err) }, a.watcher.Refresh)
+		eventsBusy.End()
+		if err != nil {
+			return nil // ctx ended
+		}
+		return consumer.Run(ctx)
+	})
+	profileConsumer := &profiles.Consumer{
+		Reader: customers, Store: a.store, DLQ: dlq, Topic: topics.Customers, Log: log, Busy: &customersBusy,
+		OnDLQ: metrics.DLQ, MaxBatch: cfg.BatchSize, Linger: cfg.BatchLinger, Grace: cfg.Common.ShutdownGrace / 2,
+	}
+	base.AddWorker("customers consumer", profileConsumer.Run)
+	base.AddWorker("thresholds watcher", a.watcher.Run)
+	base.AddWorker("lag gauge", a.refreshLag)
+
+	cwv1.RegisterRulesAdminServiceServer(base.GRPC, &admin.Server{Store: a.store, Watcher: a.watcher, Log: log})
+	clocks := func(ctx context.Context) (map[int]int64, error) {
+		cl, err := a.store.Clocks(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[int]int64, len(cl))
+		for p, ms := range cl {
+			out[int(p)] = ms
+		}
+		return out, nil
+	}
+	cwv1.RegisterStatusServiceServer(base.GRPC, &status.Server{
+		Service: "rules", Brokers: brokers, Ready: base.Ready, Version: Version,
+		Consumers: []status.Consumer{
+			{Group: cfg.Group, Topic: topics.Events, Clocks: clocks, Idle: eventsBusy.Idle},
+			{Group: cfg.CustomersGroup, Topic: topics.Customers, Idle: customersBusy.Idle},
+		},
+	})
+	return a, nil
+}
+
+// Run serves until ctx ends, then shuts down in order.
+func (a *App) Run(ctx context.Context) error { return a.base.Run(ctx) }
+
+// GRPCAddr is the bound gRPC address.
+func (a *App) GRPCAddr() string { return a.base.GRPCAddr() }
+
+// HTTPAddr is the bound HTTP address.
+func (a *App) HTTPAddr() string { return a.base.HTTPAddr() }
+
+func (a *App) refreshLag(ctx context.Context) error {
+	t := time.NewTicker(a.cfg.LagInterval)
+	defer t.Stop()
+	for {
+		next := map[lagKey]int64{}
+		for _, g := range [][2]string{{a.cfg.Group, a.cfg.Common.Topics.Events}, {a.cfg.CustomersGroup, a.cfg.Common.Topics.Customers}} {
+			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			lag, err := kafkax.GroupLag(lctx, a.cfg.Common.KafkaBrokers, g[0], g[1])
+			cancel()
+			if err != nil {
+				continue // keep the last known values of this group
+			}
+			for _, p := range lag {
+				next[lagKey{g[0], g[1], p.Partition}] = p.Lag
+			}
+		}
+		a.lagMu.Lock()
+		maps.Copy(a.lag, next)
+		a.lagMu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (a *App) observeLag(_ context.Context, o metric.Int64Observer) error {
+	a.lagMu.Lock()
+	defer a.lagMu.Unlock()
+	for k, v := range a.lag {
+		o.Observe(v, metric.WithAttributes(attribute.String("group", k.group), attribute.String("topic", k.topic),
+			attribute.String("partition", strconv.Itoa(k.partition))))
+	}
+	return nil
+}

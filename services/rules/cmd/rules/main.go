@@ -1,0 +1,108 @@
+// Command rules is the churnwatch rules service: it scores every customer
+// on account events (event time) and publishes explained risk signals.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/churnwatch/churnwatch/services/platform/client"
+	"github.com/churnwatch/churnwatch/services/platform/config"
+	"github.com/churnwatch/churnwatch/services/rules/app"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context) int {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "healthcheck":
+			return healthcheck(ctx)
+		case "-h", "--help", "help":
+			usage()
+			return 0
+		default:
+			fmt.Fprintf(os.Stderr, "rules: unknown argument %q (try --help)\n", os.Args[1])
+			return 2
+		}
+	}
+	cfg, err := app.LoadConfig(config.FromOS())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rules: %v\n", err)
+		return 1
+	}
+	a, err := app.New(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rules: %v\n", err)
+		return 1
+	}
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "rules: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func healthcheck(ctx context.Context) int {
+	addr := config.FromOS().String("CHURNWATCH_GRPC_ADDR", "127.0.0.1:7002")
+	if rest, ok := strings.CutPrefix(addr, "0.0.0.0:"); ok {
+		addr = "127.0.0.1:" + rest
+	} else if strings.HasPrefix(addr, ":") {
+		addr = "127.0.0.1" + addr
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := client.CheckHealth(ctx, addr, client.TLS{CAFile: os.Getenv("CHURNWATCH_TLS_CA")}); err != nil {
+		fmt.Fprintf(os.Stderr, "rules unhealthy: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func usage() {
+	fmt.Print(`rules — the churnwatch rules service
+
+Consumes account events (churnwatch.events.v1) and customer profiles
+(churnwatch.customers.v1), scores every customer on event time with the
+churn rules (dormancy, activity drop, large outflows, drain, stopped salary,
+closures, complaints, win-back), keeps per-customer state in Redis and
+publishes explained risk signals on churnwatch.signals.v1. Serves
+RulesAdminService (live thresholds, customer risk) and StatusService.
+
+Usage: rules               run the service
+       rules healthcheck   exit 0 when the local gRPC health check is SERVING
+
+Environment (default):
+  CHURNWATCH_GRPC_ADDR              127.0.0.1:7002
+  CHURNWATCH_HTTP_ADDR              :8002   (/healthz /readyz /metrics)
+  CHURNWATCH_KAFKA_BROKERS          127.0.0.1:9092
+  CHURNWATCH_REDIS_ADDR             127.0.0.1:6379
+  CHURNWATCH_REDIS_PASSWORD         (empty)
+  CHURNWATCH_REDIS_DB               0
+  CHURNWATCH_AUTH_PUBLIC_KEYS       (required) PEM files or PEM text of token signers, comma-separated
+  CHURNWATCH_TLS_CERT, CHURNWATCH_TLS_KEY   (empty) serve TLS
+  CHURNWATCH_TLS_CLIENT_CA          (empty) require client certificates (mTLS)
+  CHURNWATCH_LOG_LEVEL              info
+  CHURNWATCH_HOME_BANK              HOME
+  CHURNWATCH_TOPIC_EVENTS           churnwatch.events.v1
+  CHURNWATCH_TOPIC_CUSTOMERS        churnwatch.customers.v1
+  CHURNWATCH_TOPIC_SIGNALS          churnwatch.signals.v1
+  CHURNWATCH_TOPIC_ALERTS           churnwatch.alerts.v1
+  CHURNWATCH_TOPIC_DLQ              churnwatch.events.v1.dlq
+  CHURNWATCH_SHUTDOWN_GRACE         10s
+  OTEL_EXPORTER_OTLP_ENDPOINT       (empty) OTLP/gRPC trace export
+`)
+	for _, kv := range app.Env {
+		fmt.Printf("  %-33s %s\n", kv[0], kv[1])
+	}
+}

@@ -1,0 +1,428 @@
+// Package scoring is the rules service's events consumer: it turns batches
+// of account events into risk signals with the engine, keeps per-customer
+// state and per-partition event-time clocks in Redis, and runs the
+// absence-rule sweep when a partition clock passes a customer's deadline.
+//
+// One batch is: decode → one Redis round trip to load (customers, clocks,
+// due deadlines) → engine in memory → produce signals and DLQ records and
+// wait for the acks → one MULTI/EXEC to write (states with their offset
+// watermark, deadline index, clocks) → commit offsets. A crash anywhere
+// repeats at most the produce (same signal ids) and never the state change.
+package scoring
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/rules/engine"
+	"github.com/churnwatch/churnwatch/services/rules/internal/convert"
+	"github.com/churnwatch/churnwatch/services/rules/internal/store"
+)
+
+// DLQ reasons (header cw-reason carries the detail, the metric the class).
+const (
+	ReasonTooLate = "too late"
+	reasonDecode  = "decode"
+	reasonInvalid = "invalid"
+)
+
+// Result classes of a processed record, for metrics.
+const (
+	ResultApplied     = "applied"
+	ResultDuplicate   = "duplicate"   // event id already applied (engine dedupe)
+	ResultRedelivered = "redelivered" // at or below the customer's offset watermark
+	ResultTooLate     = "too_late"
+	ResultInvalid     = "invalid"
+	ResultMarker      = "clock_marker"
+)
+
+// Output is what a batch produced, before it is made durable.
+type Output struct {
+	Signals []kafka.Message
+	DLQ     []kafka.Message
+	Write   store.Write
+	// Counts by result and rule, and DLQ records by reason class.
+	Results map[string]int
+	Rules   map[string]int
+	DLQBy   map[string]int
+}
+
+// Loader is the part of the store a batch reads.
+type Loader interface {
+	Load(ctx context.Context, customers []string, dueUntil map[int32]int64) (store.Loaded, error)
+	LoadCustomers(ctx context.Context, ids []string) (map[string]store.Customer, error)
+}
+
+// Scorer computes a batch's effect. It holds configuration only.
+type Scorer struct {
+	Engine   *engine.Engine
+	Lateness time.Duration
+	Topic    string // events topic, for DLQ source headers
+	// Hook on engine state decode errors: the customer restarts empty
+	// rather than blocking its partition forever.
+	OnCorrupt func(customerID string, err error)
+}
+
+type record struct {
+	msg    *kafka.Message
+	pb     *cwv1.AccountEvent
+	ev     engine.Event
+	marker bool
+	bad    string // DLQ reason when the record cannot be processed
+	class  string // DLQ metric class
+}
+
+type customer struct {
+	id      string
+	env     store.Envelope
+	state   *engine.State
+	profile engine.Profile
+	dirty   bool
+}
+
+// Score runs the engine over msgs. It reads from Redis through l (one round
+// trip, plus one per 5,000 due customers not in the batch) and returns what
+// to produce and write; it changes nothing itself.
+func (s *Scorer) Score(ctx context.Context, l Loader, msgs []kafka.Message, th *engine.Thresholds) (*Output, error) {
+	out := &Output{Results: map[string]int{}, Rules: map[string]int{}, DLQBy: map[string]int{}}
+	recs := make([]record, len(msgs))
+	byPart := map[int32][]int{}
+	var ids []string
+	seen := map[string]bool{}
+	dueUntil := map[int32]int64{}
+	for i := range msgs {
+		r := &recs[i]
+		r.msg = &msgs[i]
+		p := int32(msgs[i].Partition)
+		byPart[p] = append(byPart[p], i)
+		s.decode(r)
+		if r.bad != "" {
+			continue
+		}
+		ms := r.time().UnixMilli()
+		if cur, ok := dueUntil[p]; !ok || ms > cur {
+			dueUntil[p] = ms
+		}
+		if !r.marker && !seen[r.ev.CustomerID] {
+			seen[r.ev.CustomerID] = true
+			ids = append(ids, r.ev.CustomerID)
+		}
+	}
+	loaded, err := l.Load(ctx, ids, dueUntil)
+	if err != nil {
+		return nil, err
+	}
+	custs := make(map[string]*customer, len(ids))
+	for _, id := range ids {
+		custs[id] = s.customerFrom(id, loaded.Customers[id])
+	}
+	var extra []string
+	for _, dues := range loaded.Due {
+		for _, d := range dues {
+			if !seen[d.CustomerID] {
+				seen[d.CustomerID] = true
+				extra = append(extra, d.CustomerID)
+			}
+		}
+	}
+	if len(extra) > 0 {
+		more, err := l.LoadCustomers(ctx, extra)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range extra {
+			custs[id] = s.customerFrom(id, more[id])
+		}
+	}
+
+	out.Write = store.Write{States: map[string][]byte{}, Deadlines: map[int32]map[string]int64{}, Clocks: map[int32]int64{}}
+	parts := make([]int32, 0, len(byPart))
+	for p := range byPart {
+		parts = append(parts, p)
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+	for _, p := range parts {
+		pr := partitionRun{s: s, out: out, th: th, p: p, custs: custs, clock: loaded.Clocks[p]}
+		pr.start(loaded.Due[p])
+		idx := byPart[p]
+		sort.SliceStable(idx, func(a, b int) bool { return msgs[idx[a]].Offset < msgs[idx[b]].Offset })
+		for _, i := range idx {
+			pr.record(&recs[i])
+		}
+		if err := pr.finish(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (r *record) time() time.Time {
+	if r.marker {
+		return r.pb.GetOccurredAt().AsTime()
+	}
+	return r.ev.Time
+}
+
+func (s *Scorer) decode(r *record) {
+	var pb cwv1.AccountEvent
+	if err := proto.Unmarshal(r.msg.Value, &pb); err != nil {
+		r.bad, r.class = "decode: "+err.Error(), reasonDecode
+		return
+	}
+	r.pb = &pb
+	if convert.IsClockMarker(&pb) {
+		if pb.GetOccurredAt() == nil || pb.GetOccurredAt().CheckValid() != nil {
+			r.bad, r.class = "decode: clock marker without a valid occurred_at", reasonInvalid
+			return
+		}
+		r.marker = true
+		return
+	}
+	ev, err := convert.Event(&pb)
+	if err != nil {
+		r.bad, r.class = "decode: "+err.Error(), reasonInvalid
+		return
+	}
+	r.ev = ev
+}
+
+func (s *Scorer) customerFrom(id string, c store.Customer) *customer {
+	cu := &customer{id: id, state: &engine.State{}, env: store.Envelope{Partition: -1, Offset: -1}}
+	if c.Known {
+		tier, err := engine.ParseTier(c.Profile.Tier)
+		cu.profile = engine.Profile{Tier: tier, Known: err == nil}
+	} else {
+		cu.profile = engine.Profile{Tier: engine.TierMass}
+	}
+	if c.Envelope == nil {
+		return cu
+	}
+	env, err := store.UnmarshalEnvelope(c.Envelope)
+	if err == nil {
+		err = cu.state.UnmarshalBinary(env.State)
+	}
+	if err != nil {
+		// A state this version cannot read must not block the partition:
+		// start the customer afresh and say so.
+		if s.OnCorrupt != nil {
+			s.OnCorrupt(id, err)
+		}
+		cu.state = &engine.State{}
+		return cu
+	}
+	cu.env = env
+	return cu
+}
+
+// partitionRun replays one partition's records in offset order. After each
+// record the partition clock moves to the latest event time seen and every
+// customer whose deadline it passed is advanced to it, exactly as if each
+// record were its own batch: the result does not depend on batch size.
+type partitionRun struct {
+	s     *Scorer
+	out   *Output
+	th    *engine.Thresholds
+	p     int32
+	custs map[string]*customer
+	clock int64 // unix ms
+	dirty bool
+	due   dueHeap
+	// customers whose deadline entry in this partition must be rewritten
+	index map[string]bool
+}
+
+func (pr *partitionRun) start(dues []store.Due) {
+	pr.index = map[string]bool{}
+	for _, d := range dues {
+		c := pr.custs[d.CustomerID]
+		if c == nil || c.env.Partition != pr.p {
+			// Stale entry: the customer is scored on another partition now,
+			// or its state is gone. Drop it.
+			pr.index[d.CustomerID] = true
+			continue
+		}
+		pr.push(c)
+	}
+}
+
+func (pr *partitionRun) push(c *customer) {
+	if at, ok := c.state.NextDeadline(); ok {
+		heap.Push(&pr.due, dueEntry{at: at, id: c.id})
+	}
+}
+
+func (pr *partitionRun) record(r *record) {
+	m := r.msg
+	if r.bad != "" {
+		pr.dlq(m, r.bad, r.class)
+		pr.out.Results[ResultInvalid]++
+		return
+	}
+	t := r.time()
+	ms := t.UnixMilli()
+	if r.marker {
+		pr.out.Results[ResultMarker]++
+	} else {
+		c := pr.custs[r.ev.CustomerID]
+		switch {
+		case c.env.Partition == pr.p && m.Offset <= c.env.Offset:
+			pr.out.Results[ResultRedelivered]++
+			return // already applied and written: the clock already holds it
+		case pr.clock != 0 && t.Before(time.UnixMilli(pr.clock).Add(-pr.s.Lateness)):
+			pr.dlq(m, ReasonTooLate, "too_late")
+			pr.out.Results[ResultTooLate]++
+			return
+		}
+		if err := pr.s.Engine.Check(c.state, r.ev); errors.Is(err, engine.ErrDuplicate) {
+			pr.out.Results[ResultDuplicate]++
+		} else {
+			sigs := pr.s.Engine.Apply(c.state, r.ev, c.profile, pr.th)
+			pr.emit(sigs, m, r.pb)
+			pr.out.Results[ResultApplied]++
+		}
+		c.env.Partition, c.env.Offset = pr.p, m.Offset
+		c.dirty = true
+		pr.index[c.id] = true
+		pr.push(c)
+	}
+	if ms > pr.clock {
+		pr.clock, pr.dirty = ms, true
+	}
+	pr.sweep(m, r.pb)
+}
+
+// sweep advances every customer whose deadline the clock passed.
+func (pr *partitionRun) sweep(m *kafka.Message, src *cwv1.AccountEvent) {
+	now := time.UnixMilli(pr.clock)
+	for pr.due.Len() > 0 && !pr.due[0].at.After(now) {
+		e := heap.Pop(&pr.due).(dueEntry)
+		c := pr.custs[e.id]
+		if at, ok := c.state.NextDeadline(); !ok || !at.Equal(e.at) {
+			continue // superseded entry
+		}
+		sigs := pr.s.Engine.Advance(c.state, now, c.profile, pr.th)
+		pr.emit(sigs, m, src)
+		c.dirty = true
+		pr.index[c.id] = true
+		if at, ok := c.state.NextDeadline(); ok && !at.After(now) {
+			// The engine fires every deadline ≤ now; a deadline still due
+			// would loop forever. Keep it for the next clock move instead.
+			continue
+		}
+		pr.push(c)
+	}
+}
+
+func (pr *partitionRun) emit(sigs []engine.Signal, m *kafka.Message, src *cwv1.AccountEvent) {
+	for _, sg := range sigs {
+		rs := convert.Signal(sg, convert.Source{Partition: pr.p, Offset: m.Offset, IngestedAt: ingestedAt(src)})
+		b, err := proto.Marshal(rs)
+		if err != nil {
+			continue // a generated message with valid fields always marshals
+		}
+		msg := kafka.Message{Key: []byte(sg.CustomerID), Value: b}
+		for _, h := range m.Headers {
+			if h.Key == "traceparent" || h.Key == "tracestate" {
+				msg.Headers = append(msg.Headers, h)
+			}
+		}
+		pr.out.Signals = append(pr.out.Signals, msg)
+		pr.out.Rules[sg.Rule]++
+	}
+}
+
+func ingestedAt(src *cwv1.AccountEvent) *timestamppb.Timestamp {
+	if src == nil {
+		return nil
+	}
+	return src.GetIngestedAt()
+}
+
+func (pr *partitionRun) dlq(m *kafka.Message, reason, class string) {
+	d := kafka.Message{Key: m.Key, Value: m.Value}
+	d.Headers = append(d.Headers, m.Headers...)
+	d.Headers = append(d.Headers,
+		kafka.Header{Key: "cw-reason", Value: []byte(reason)},
+		kafka.Header{Key: "cw-source-topic", Value: []byte(pr.s.Topic)},
+		kafka.Header{Key: "cw-source-partition", Value: []byte(strconv.Itoa(int(pr.p)))},
+		kafka.Header{Key: "cw-source-offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
+	)
+	pr.out.DLQ = append(pr.out.DLQ, d)
+	pr.out.DLQBy[class]++
+}
+
+// finish records the partition's part of the write.
+func (pr *partitionRun) finish() error {
+	w := &pr.out.Write
+	if pr.dirty {
+		w.Clocks[pr.p] = pr.clock
+	}
+	ids := make([]string, 0, len(pr.index))
+	for id := range pr.index {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	dl := w.Deadlines[pr.p]
+	if dl == nil {
+		dl = map[string]int64{}
+		w.Deadlines[pr.p] = dl
+	}
+	for _, id := range ids {
+		c := pr.custs[id]
+		if c == nil || c.env.Partition != pr.p {
+			dl[id] = -1
+			continue
+		}
+		if at, ok := c.state.NextDeadline(); ok {
+			dl[id] = at.UnixMilli()
+		} else {
+			dl[id] = -1
+		}
+		if c.dirty {
+			st, err := c.state.MarshalBinary()
+			if err != nil {
+				return fmt.Errorf("encode customer state: %w", err)
+			}
+			c.env.State = st
+			w.States[id] = store.MarshalEnvelope(c.env)
+			c.dirty = false
+		}
+	}
+	if len(dl) == 0 {
+		delete(w.Deadlines, pr.p)
+	}
+	return nil
+}
+
+type dueEntry struct {
+	at time.Time
+	id string
+}
+
+type dueHeap []dueEntry
+
+func (h dueHeap) Len() int { return len(h) }
+func (h dueHeap) Less(i, j int) bool {
+	if !h[i].at.Equal(h[j].at) {
+		return h[i].at.Before(h[j].at)
+	}
+	return h[i].id < h[j].id
+}
+func (h dueHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)   { *h = append(*h, x.(dueEntry)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

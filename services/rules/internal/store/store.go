@@ -1,0 +1,315 @@
+// Package store owns the rules service's Redis layout: one hash per customer
+// (engine state with its offset watermark, and the customer profile), the
+// event-time clock of every events partition, one deadline index per
+// partition for the absence-rule sweep, and the versioned threshold set with
+// its audit trail.
+//
+// Keys:
+//
+//	cw:{c:ID}                 hash  s = state envelope, p = profile (tier, manager, branch)
+//	cw:rules:clocks           zset  member = partition, score = clock (unix ms); only moves forward (ZADD GT)
+//	cw:rules:due:{p:N}        zset  member = customer id, score = next absence deadline (unix ms, floored)
+//	cw:{th}:current           string JSON of the current threshold set
+//	cw:{th}:log               list  JSON of each change, newest first
+//
+// Every customer key has its own hash tag so that a Redis Cluster spreads
+// customers over slots. Only Redis 7.0 commands are used and no scripts, so
+// that a restarted Redis (whose script cache is empty) needs nothing
+// reloaded.
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrCorrupt is returned for a stored value this version cannot read.
+var ErrCorrupt = errors.New("corrupt stored value")
+
+const (
+	fieldState   = "s"
+	fieldProfile = "p"
+	clocksKey    = "cw:rules:clocks"
+)
+
+// CustomerKey is the hash of one customer.
+func CustomerKey(id string) string { return "cw:{c:" + id + "}" }
+
+// DueKey is the deadline index of one events partition.
+func DueKey(partition int32) string {
+	return "cw:rules:due:{p:" + strconv.Itoa(int(partition)) + "}"
+}
+
+// Store reads and writes the rules service's Redis state.
+type Store struct {
+	rdb *redis.Client
+}
+
+// New returns a Store over rdb.
+func New(rdb *redis.Client) *Store { return &Store{rdb: rdb} }
+
+// Envelope is what is stored for a customer besides the engine's own state:
+// the events partition the customer was last scored from and the offset of
+// the last record applied there. A redelivered record at or below the
+// watermark is skipped, which makes the whole batch write idempotent.
+type Envelope struct {
+	Partition int32
+	Offset    int64 // -1: nothing applied yet
+	State     []byte
+}
+
+const envelopeVersion = 1
+
+// MarshalEnvelope encodes e: a version byte, the partition and offset as
+// varints, then the engine state.
+func MarshalEnvelope(e Envelope) []byte {
+	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(e.State))
+	b = append(b, envelopeVersion)
+	b = binary.AppendVarint(b, int64(e.Partition))
+	b = binary.AppendVarint(b, e.Offset)
+	return append(b, e.State...)
+}
+
+// UnmarshalEnvelope decodes MarshalEnvelope's output.
+func UnmarshalEnvelope(b []byte) (Envelope, error) {
+	if len(b) < 1 || b[0] != envelopeVersion {
+		return Envelope{}, fmt.Errorf("%w: envelope version", ErrCorrupt)
+	}
+	b = b[1:]
+	p, n := binary.Varint(b)
+	if n <= 0 || p < 0 || p > math.MaxInt32 {
+		return Envelope{}, fmt.Errorf("%w: envelope partition", ErrCorrupt)
+	}
+	b = b[n:]
+	off, n := binary.Varint(b)
+	if n <= 0 {
+		return Envelope{}, fmt.Errorf("%w: envelope offset", ErrCorrupt)
+	}
+	return Envelope{Partition: int32(p), Offset: off, State: b[n:]}, nil
+}
+
+// Profile is what the rules service keeps of a customer record. Tier is
+// the SPEC name (HIGH_NET_WORTH …); Manager and Branch serve the access
+// check of GetCustomerRisk.
+type Profile struct {
+	Tier, Manager, Branch string
+}
+
+const profileSep = "\x1f"
+
+func (p Profile) encode() string { return p.Tier + profileSep + p.Manager + profileSep + p.Branch }
+
+func decodeProfile(s string) Profile {
+	parts := strings.SplitN(s, profileSep, 3)
+	for len(parts) < 3 {
+		parts = append(parts, "")
+	}
+	return Profile{Tier: parts[0], Manager: parts[1], Branch: parts[2]}
+}
+
+// Customer is one customer as loaded: raw envelope bytes (nil if none) and
+// the profile (Known false if no customer record arrived yet).
+type Customer struct {
+	Envelope []byte
+	Profile  Profile
+	Known    bool
+}
+
+// Due is one entry of a partition's deadline index.
+type Due struct {
+	CustomerID string
+	DeadlineMs int64
+}
+
+// Loaded is the result of Load.
+type Loaded struct {
+	Customers map[string]Customer
+	Clocks    map[int32]int64 // unix ms; absent = never moved
+	Due       map[int32][]Due
+}
+
+// Load reads in one round trip every listed customer, the partition clocks
+// and, per partition, the deadline entries at or before dueUntil[p] (unix
+// ms).
+func (s *Store) Load(ctx context.Context, customers []string, dueUntil map[int32]int64) (Loaded, error) {
+	pipe := s.rdb.Pipeline()
+	hm := make([]*redis.SliceCmd, len(customers))
+	for i, id := range customers {
+		hm[i] = pipe.HMGet(ctx, CustomerKey(id), fieldState, fieldProfile)
+	}
+	clocks := pipe.ZRangeWithScores(ctx, clocksKey, 0, -1)
+	due := make(map[int32]*redis.ZSliceCmd, len(dueUntil))
+	for p, until := range dueUntil {
+		due[p] = pipe.ZRangeByScoreWithScores(ctx, DueKey(p), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(until, 10)})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return Loaded{}, fmt.Errorf("load batch state: %w", err)
+	}
+	out := Loaded{Customers: make(map[string]Customer, len(customers)), Clocks: map[int32]int64{}, Due: map[int32][]Due{}}
+	for i, id := range customers {
+		out.Customers[id] = customerFrom(hm[i].Val())
+	}
+	cl, err := parseClocks(clocks.Val())
+	if err != nil {
+		return Loaded{}, err
+	}
+	out.Clocks = cl
+	for p, cmd := range due {
+		for _, z := range cmd.Val() {
+			id, _ := z.Member.(string)
+			out.Due[p] = append(out.Due[p], Due{CustomerID: id, DeadlineMs: int64(z.Score)})
+		}
+	}
+	return out, nil
+}
+
+// chunk bounds one pipeline of LoadCustomers, so that a day on which many
+// customers become due does not build one enormous reply.
+const chunk = 5000
+
+// LoadCustomers reads customers (the due ones that had no record in the
+// batch), a pipeline per chunk.
+func (s *Store) LoadCustomers(ctx context.Context, ids []string) (map[string]Customer, error) {
+	out := make(map[string]Customer, len(ids))
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		pipe := s.rdb.Pipeline()
+		hm := make([]*redis.SliceCmd, len(part))
+		for i, id := range part {
+			hm[i] = pipe.HMGet(ctx, CustomerKey(id), fieldState, fieldProfile)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("load due customers: %w", err)
+		}
+		for i, id := range part {
+			out[id] = customerFrom(hm[i].Val())
+		}
+	}
+	return out, nil
+}
+
+// Customer reads one customer.
+func (s *Store) Customer(ctx context.Context, id string) (Customer, error) {
+	v, err := s.rdb.HMGet(ctx, CustomerKey(id), fieldState, fieldProfile).Result()
+	if err != nil {
+		return Customer{}, fmt.Errorf("load customer: %w", err)
+	}
+	return customerFrom(v), nil
+}
+
+func customerFrom(v []any) Customer {
+	var c Customer
+	if len(v) > 0 {
+		if s, ok := v[0].(string); ok {
+			c.Envelope = []byte(s)
+		}
+	}
+	if len(v) > 1 {
+		if s, ok := v[1].(string); ok {
+			c.Profile, c.Known = decodeProfile(s), true
+		}
+	}
+	return c
+}
+
+func parseClocks(zs []redis.Z) (map[int32]int64, error) {
+	out := make(map[int32]int64, len(zs))
+	for _, z := range zs {
+		m, _ := z.Member.(string)
+		p, err := strconv.Atoi(m)
+		if err != nil {
+			return nil, fmt.Errorf("%w: clock member %q", ErrCorrupt, m)
+		}
+		out[int32(p)] = int64(z.Score)
+	}
+	return out, nil
+}
+
+// Clocks returns every partition clock (unix ms).
+func (s *Store) Clocks(ctx context.Context) (map[int32]int64, error) {
+	zs, err := s.rdb.ZRangeWithScores(ctx, clocksKey, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("load partition clocks: %w", err)
+	}
+	return parseClocks(zs)
+}
+
+// Write is everything one batch changes.
+type Write struct {
+	States    map[string][]byte          // customer → new envelope
+	Deadlines map[int32]map[string]int64 // partition → customer → deadline ms; -1 removes the entry
+	Clocks    map[int32]int64            // partition → clock ms (only moves forward)
+}
+
+// Apply writes w atomically (MULTI/EXEC) in one round trip. Every part is
+// idempotent (whole blobs, index entries, clocks that only move forward),
+// so retrying after an error is safe.
+func (s *Store) Apply(ctx context.Context, w Write) error {
+	if len(w.States) == 0 && len(w.Deadlines) == 0 && len(w.Clocks) == 0 {
+		return nil
+	}
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for id, b := range w.States {
+			p.HSet(ctx, CustomerKey(id), fieldState, b)
+		}
+		for part, m := range w.Deadlines {
+			var add []redis.Z
+			var rem []any
+			for id, ms := range m {
+				if ms < 0 {
+					rem = append(rem, id)
+				} else {
+					add = append(add, redis.Z{Score: float64(ms), Member: id})
+				}
+			}
+			if len(add) > 0 {
+				p.ZAdd(ctx, DueKey(part), add...)
+			}
+			if len(rem) > 0 {
+				p.ZRem(ctx, DueKey(part), rem...)
+			}
+		}
+		for part, ms := range w.Clocks {
+			p.ZAddGT(ctx, clocksKey, redis.Z{Score: float64(ms), Member: strconv.Itoa(int(part))})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write batch state: %w", err)
+	}
+	return nil
+}
+
+// ProfileUpdate is one customer record to store; Delete removes it (a
+// tombstone on the compacted topic).
+type ProfileUpdate struct {
+	CustomerID string
+	Profile    Profile
+	Delete     bool
+}
+
+// ApplyProfiles stores profiles in order in one round trip.
+func (s *Store) ApplyProfiles(ctx context.Context, ups []ProfileUpdate) error {
+	if len(ups) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	for _, u := range ups {
+		if u.Delete {
+			pipe.HDel(ctx, CustomerKey(u.CustomerID), fieldProfile)
+		} else {
+			pipe.HSet(ctx, CustomerKey(u.CustomerID), fieldProfile, u.Profile.encode())
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("write profiles: %w", err)
+	}
+	return nil
+}
