@@ -1,0 +1,125 @@
+// Package app is the alert service: it turns risk signals into routed,
+// deduplicated alerts with an acknowledge / resolve lifecycle and SLA
+// escalation, keeps them in Redis, publishes every change on
+// churnwatch.alerts.v1 and streams them to managers, branch heads and ops.
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/alerts/alerting"
+	"github.com/churnwatch/churnwatch/services/platform/auth"
+	"github.com/churnwatch/churnwatch/services/platform/kafkax"
+	"github.com/churnwatch/churnwatch/services/platform/redisx"
+	"github.com/churnwatch/churnwatch/services/platform/service"
+	"github.com/churnwatch/churnwatch/services/platform/status"
+)
+
+// App is one alert service instance.
+type App struct {
+	cfg    Config
+	base   *service.Base
+	now    func() time.Time
+	engine *alerting.Engine
+	store  *store
+	hub    *hub
+	met    *metrics
+
+	signals, customers *kafka.Reader
+	writer             *kafka.Writer
+	sigBusy, custBusy  status.Busy
+}
+
+var alertRoles = []auth.Role{auth.RoleManager, auth.RoleBranchHead, auth.RoleOps, auth.RoleAdmin}
+
+// Policy is who may call what (SPEC §6): AlertService for managers, branch
+// heads, ops and admins (what each sees is narrowed per alert); status for
+// every role.
+func Policy() auth.Policy {
+	p := auth.Policy{}
+	for _, m := range []string{"Subscribe", "ListAlerts", "GetAlert", "AcknowledgeAlert", "ResolveAlert", "SnoozeAlert", "GetRulePrecision"} {
+		p["/"+cwv1.AlertService_ServiceDesc.ServiceName+"/"+m] = alertRoles
+	}
+	p["/"+cwv1.StatusService_ServiceDesc.ServiceName+"/GetStatus"] = []auth.Role{auth.RoleManager, auth.RoleBranchHead, auth.RoleOps, auth.RoleAdmin, auth.RoleIngest}
+	return p
+}
+
+// New builds the service: listeners bound, Redis and Kafka clients made,
+// the playbook loaded. It does not block.
+func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	o := options{clock: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	pb, err := alerting.LoadPlaybook(cfg.Playbook)
+	if err != nil {
+		return nil, err
+	}
+	base, err := service.New(ctx, cfg.Common, service.Options{LogOutput: o.logOutput, Policy: Policy()})
+	if err != nil {
+		return nil, err
+	}
+	a := &App{
+		cfg:    cfg,
+		base:   base,
+		now:    o.clock,
+		engine: &alerting.Engine{Playbook: pb, SLA: cfg.SLA},
+		store:  &store{rdb: base.Redis, retention: cfg.StreamRetention, signalMemory: cfg.SignalMemory},
+	}
+	base.Log.Info("alerts configured", "signals_group", cfg.SignalsGroup, "customers_group", cfg.CustomersGroup,
+		"playbook", cfg.Playbook, "scan_interval", cfg.ScanInterval.String(), "stream_retention", cfg.StreamRetention,
+		"subscriber_queue", cfg.SubscriberQueue)
+	if a.met, err = newMetrics(a); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	a.hub = newHub(base.Redis, base.Log, cfg.Common.RedisAddr, cfg.Common.RedisPassword, cfg.Common.RedisDB)
+	a.hub.onCut = func() { a.met.cutoffs.Add(context.Background(), 1) }
+	a.signals = kafka.NewReader(kafkax.ReaderConfig(cfg.Common.KafkaBrokers, cfg.SignalsGroup, cfg.Common.Topics.Signals))
+	a.customers = kafka.NewReader(kafkax.ReaderConfig(cfg.Common.KafkaBrokers, cfg.CustomersGroup, cfg.Common.Topics.Customers))
+	a.writer = kafkax.NewWriter(cfg.Common.KafkaBrokers, cfg.Common.Topics.Alerts)
+
+	cwv1.RegisterAlertServiceServer(base.GRPC, &server{app: a})
+	cwv1.RegisterStatusServiceServer(base.GRPC, &status.Server{
+		Service: "alerts", Brokers: cfg.Common.KafkaBrokers, Ready: base.Ready,
+		Consumers: []status.Consumer{
+			{Group: cfg.SignalsGroup, Topic: cfg.Common.Topics.Signals, Idle: a.sigBusy.Idle},
+			{Group: cfg.CustomersGroup, Topic: cfg.Common.Topics.Customers, Idle: a.custBusy.Idle},
+		},
+	})
+	base.AddWorker("signals", a.consumeSignals)
+	base.AddWorker("customers", a.consumeCustomers)
+	base.AddWorker("escalations", a.scanLoop)
+	base.AddWorker("publisher", a.publishLoop)
+	base.AddWorker("fanout", a.hub.run)
+	// Closers run in reverse: readers first, then the writer is flushed.
+	base.AddCloser(func(context.Context) error { return a.writer.Close() })
+	base.AddCloser(func(context.Context) error { a.hub.close(); return nil })
+	base.AddCloser(func(context.Context) error { return a.customers.Close() })
+	base.AddCloser(func(context.Context) error { return a.signals.Close() })
+	return a, nil
+}
+
+// Run serves until ctx ends, then shuts down in order.
+func (a *App) Run(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := redisx.WaitReady(wctx, a.base.Redis)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		a.base.Log.Warn("redis not ready at start; workers retry", "err", err)
+	}
+	return a.base.Run(ctx)
+}
+
+// GRPCAddr is the bound gRPC address.
+func (a *App) GRPCAddr() string { return a.base.GRPCAddr() }
+
+// HTTPAddr is the bound HTTP address.
+func (a *App) HTTPAddr() string { return a.base.HTTPAddr() }

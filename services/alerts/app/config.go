@@ -1,0 +1,130 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/platform/config"
+)
+
+// Config is the alert service's configuration.
+type Config struct {
+	Common config.Common
+	// SignalsGroup consumes churnwatch.signals.v1.
+	SignalsGroup string
+	// CustomersGroup consumes churnwatch.customers.v1 (profiles, routing).
+	CustomersGroup string
+	// Playbook is a YAML/JSON playbook file; empty = the built-in one.
+	Playbook string
+	// SLA is the time to acknowledge per tier (wall clock).
+	SLA map[cwv1.Tier]time.Duration
+	// ScanInterval is how often due escalations and snooze ends are looked for.
+	ScanInterval time.Duration
+	// StreamRetention bounds each audience stream (XADD MAXLEN ~).
+	StreamRetention int
+	// SubscriberQueue bounds each subscriber's queue; a full queue cuts it off.
+	SubscriberQueue int
+	// SignalMemory bounds the merged signal ids kept per customer for dedupe.
+	SignalMemory int
+	// BatchSize is the most records handled per consumer batch.
+	BatchSize int
+}
+
+// Vars documents every service-specific variable with its default (for -h).
+var Vars = [][2]string{
+	{"CHURNWATCH_ALERTS_GROUP", "churnwatch-alerts"},
+	{"CHURNWATCH_ALERTS_CUSTOMERS_GROUP", "churnwatch-alerts-customers"},
+	{"CHURNWATCH_PLAYBOOK", "(built-in playbook)"},
+	{"CHURNWATCH_SLA_HNW", "4h"},
+	{"CHURNWATCH_SLA_POTENTIAL", "24h"},
+	{"CHURNWATCH_SLA_MASS", "24h"},
+	{"CHURNWATCH_SLA_BASIC", "72h"},
+	{"CHURNWATCH_ESCALATION_INTERVAL", "30s"},
+	{"CHURNWATCH_STREAM_RETENTION", "100000"},
+	{"CHURNWATCH_SUBSCRIBER_QUEUE", "1024"},
+	{"CHURNWATCH_SIGNAL_MEMORY", "1000"},
+	{"CHURNWATCH_ALERTS_BATCH", "500"},
+}
+
+// LoadConfig reads the configuration from the environment.
+func LoadConfig(e *config.Env) (Config, error) {
+	c := Config{
+		Common:         config.LoadCommon(e, "alerts", "127.0.0.1:7003", ":8003"),
+		SignalsGroup:   e.String("CHURNWATCH_ALERTS_GROUP", "churnwatch-alerts"),
+		CustomersGroup: e.String("CHURNWATCH_ALERTS_CUSTOMERS_GROUP", "churnwatch-alerts-customers"),
+		Playbook:       e.String("CHURNWATCH_PLAYBOOK", ""),
+		SLA: map[cwv1.Tier]time.Duration{
+			cwv1.Tier_TIER_HIGH_NET_WORTH: e.Duration("CHURNWATCH_SLA_HNW", 4*time.Hour),
+			cwv1.Tier_TIER_POTENTIAL:      e.Duration("CHURNWATCH_SLA_POTENTIAL", 24*time.Hour),
+			cwv1.Tier_TIER_MASS:           e.Duration("CHURNWATCH_SLA_MASS", 24*time.Hour),
+			cwv1.Tier_TIER_BASIC:          e.Duration("CHURNWATCH_SLA_BASIC", 72*time.Hour),
+		},
+		ScanInterval:    e.Duration("CHURNWATCH_ESCALATION_INTERVAL", 30*time.Second),
+		StreamRetention: e.Int("CHURNWATCH_STREAM_RETENTION", 100000),
+		SubscriberQueue: e.Int("CHURNWATCH_SUBSCRIBER_QUEUE", 1024),
+		SignalMemory:    e.Int("CHURNWATCH_SIGNAL_MEMORY", 1000),
+		BatchSize:       e.Int("CHURNWATCH_ALERTS_BATCH", 500),
+	}
+	return c, errors.Join(e.Err(), c.Validate())
+}
+
+// Validate reports every problem of the configuration.
+func (c Config) Validate() error {
+	errs := []error{c.Common.Validate()}
+	if c.SignalsGroup == "" || c.CustomersGroup == "" {
+		errs = append(errs, errors.New("CHURNWATCH_ALERTS_GROUP and CHURNWATCH_ALERTS_CUSTOMERS_GROUP must be set"))
+	}
+	if c.SignalsGroup == c.CustomersGroup {
+		errs = append(errs, errors.New("the signals and customers consumer groups must differ"))
+	}
+	for tier, d := range c.SLA {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("SLA of %s must be positive", tier))
+		}
+	}
+	if c.ScanInterval <= 0 {
+		errs = append(errs, errors.New("CHURNWATCH_ESCALATION_INTERVAL must be positive"))
+	}
+	if c.StreamRetention < 100 {
+		errs = append(errs, errors.New("CHURNWATCH_STREAM_RETENTION must be at least 100"))
+	}
+	if c.SubscriberQueue < 1 {
+		errs = append(errs, errors.New("CHURNWATCH_SUBSCRIBER_QUEUE must be at least 1"))
+	}
+	if c.SignalMemory < 10 {
+		errs = append(errs, errors.New("CHURNWATCH_SIGNAL_MEMORY must be at least 10"))
+	}
+	if c.BatchSize < 1 {
+		errs = append(errs, errors.New("CHURNWATCH_ALERTS_BATCH must be at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) fields() map[string]any {
+	f := c.Common.Fields()
+	f["signals_group"], f["customers_group"], f["playbook"] = c.SignalsGroup, c.CustomersGroup, c.Playbook
+	for tier, d := range c.SLA {
+		f["sla_"+tier.String()] = d.String()
+	}
+	f["scan_interval"], f["stream_retention"], f["subscriber_queue"] = c.ScanInterval.String(), c.StreamRetention, c.SubscriberQueue
+	f["signal_memory"], f["batch_size"] = c.SignalMemory, c.BatchSize
+	return f
+}
+
+type options struct {
+	logOutput io.Writer
+	clock     func() time.Time
+}
+
+// Option tunes New.
+type Option func(*options)
+
+// WithLogOutput sends the service's logs to w.
+func WithLogOutput(w io.Writer) Option { return func(o *options) { o.logOutput = w } }
+
+// WithClock replaces the wall clock used for alert times, SLAs and snoozes
+// (tests drive escalation with it).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }

@@ -1,0 +1,343 @@
+package app
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/alerts/alerting"
+	"github.com/churnwatch/churnwatch/services/platform/auth"
+)
+
+// server is AlertService. Roles are checked by the interceptor (Policy);
+// here each alert is narrowed to the callers who may see it.
+type server struct {
+	cwv1.UnimplementedAlertServiceServer
+	app *App
+}
+
+// visible reports whether p may see and act on a: ops and admins on every
+// alert, a branch head on its branch's, a manager on its customers'. An
+// alert of an unknown customer (no branch) is only for ops and admins.
+func visible(p auth.Principal, a *cwv1.Alert) bool {
+	switch p.Role {
+	case auth.RoleAdmin, auth.RoleOps:
+		return true
+	case auth.RoleBranchHead:
+		return a.GetBranchId() != "" && a.GetBranchId() == p.Branch
+	case auth.RoleManager:
+		return a.GetManagerId() != "" && a.GetManagerId() == p.Subject
+	}
+	return false
+}
+
+// audienceOf is the stream and listing index that hold what p sees.
+func audienceOf(p auth.Principal) (string, bool) {
+	switch p.Role {
+	case auth.RoleAdmin, auth.RoleOps:
+		return audAll, true
+	case auth.RoleBranchHead:
+		return audBranch(p.Branch), p.Branch != ""
+	case auth.RoleManager:
+		return audManager(p.Subject), p.Subject != ""
+	}
+	return "", false
+}
+
+func principal(ctx context.Context) (auth.Principal, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok {
+		return auth.Principal{}, status.Error(codes.Unauthenticated, "no principal")
+	}
+	return p, nil
+}
+
+func internal(err error) error {
+	if err == nil {
+		return nil
+	}
+	if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	return status.Error(codes.Unavailable, "alert store unavailable; retry")
+}
+
+// lookup loads an alert the caller may see: NotFound when it does not
+// exist, PermissionDenied (logged, no PII) when it is someone else's.
+func (s *server) lookup(ctx context.Context, p auth.Principal, id string, history bool) (*cwv1.Alert, error) {
+	if _, ok := alerting.CustomerOf(id); !ok {
+		return nil, status.Error(codes.InvalidArgument, "alert_id is not an alert id")
+	}
+	a, err := s.app.store.getAlert(ctx, id, history)
+	if err != nil {
+		s.app.base.Log.ErrorContext(ctx, "load alert", "err", err)
+		return nil, internal(err)
+	}
+	if a == nil {
+		return nil, status.Error(codes.NotFound, "no such alert")
+	}
+	if !visible(p, a) {
+		s.denied(ctx, p, id)
+		return nil, status.Error(codes.PermissionDenied, "this alert is not routed to you")
+	}
+	return a, nil
+}
+
+func (s *server) denied(ctx context.Context, p auth.Principal, id string) {
+	s.app.base.Log.WarnContext(ctx, "alert access denied", "principal", p.Subject, "role", string(p.Role), "alert_id", id)
+}
+
+func (s *server) GetAlert(ctx context.Context, req *cwv1.GetAlertRequest) (*cwv1.GetAlertResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.lookup(ctx, p, req.GetAlertId(), true)
+	if err != nil {
+		return nil, err
+	}
+	return &cwv1.GetAlertResponse{Alert: a}, nil
+}
+
+// act applies a lifecycle action to one alert transactionally.
+func (s *server) act(ctx context.Context, id string, fn func(a *cwv1.Alert) (alerting.Change, bool, error)) (*cwv1.Alert, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cust, ok := alerting.CustomerOf(id)
+	if !ok {
+		return nil, status.Error(codes.InvalidArgument, "alert_id is not an alert id")
+	}
+	var result *cwv1.Alert
+	st, err := s.app.store.transact(ctx, []string{cust}, nil, func(state map[string]*alerting.Customer) (*staged, error) {
+		st := &staged{}
+		open := state[cust].Open
+		if open == nil || open.GetAlertId() != id {
+			// Not the open alert: resolved, or unknown.
+			a, err := s.app.store.getAlert(ctx, id, false)
+			if err != nil {
+				return nil, err
+			}
+			if a == nil {
+				return nil, status.Error(codes.NotFound, "no such alert")
+			}
+			open = a
+		}
+		if !visible(p, open) {
+			s.denied(ctx, p, id)
+			return nil, status.Error(codes.PermissionDenied, "this alert is not routed to you")
+		}
+		ch, changed, err := fn(open)
+		if err != nil {
+			return nil, err
+		}
+		result = open
+		if changed {
+			st.add(ch, "")
+			result = ch.Alert
+		}
+		return st, nil
+	})
+	if err != nil {
+		switch {
+		case errors.Is(err, alerting.ErrResolved):
+			return nil, status.Error(codes.FailedPrecondition, err.Error())
+		case errors.Is(err, alerting.ErrOutcomeRequired), errors.Is(err, alerting.ErrSnoozeInPast):
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		if _, ok := status.FromError(err); !ok || status.Code(err) == codes.Unknown {
+			s.app.base.Log.ErrorContext(ctx, "alert action", "err", err)
+		}
+		return nil, internal(err)
+	}
+	s.app.recordChanges(ctx, st)
+	return result, nil
+}
+
+func (s *server) AcknowledgeAlert(ctx context.Context, req *cwv1.AcknowledgeAlertRequest) (*cwv1.AcknowledgeAlertResponse, error) {
+	p, _ := auth.FromContext(ctx)
+	a, err := s.act(ctx, req.GetAlertId(), func(a *cwv1.Alert) (alerting.Change, bool, error) {
+		return s.app.engine.Acknowledge(a, p.Subject, req.GetNote(), s.app.now())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &cwv1.AcknowledgeAlertResponse{Alert: a}, nil
+}
+
+func (s *server) ResolveAlert(ctx context.Context, req *cwv1.ResolveAlertRequest) (*cwv1.ResolveAlertResponse, error) {
+	p, _ := auth.FromContext(ctx)
+	if req.GetOutcome() == cwv1.Outcome_OUTCOME_UNSPECIFIED {
+		return nil, status.Error(codes.InvalidArgument, alerting.ErrOutcomeRequired.Error())
+	}
+	a, err := s.act(ctx, req.GetAlertId(), func(a *cwv1.Alert) (alerting.Change, bool, error) {
+		ch, err := s.app.engine.Resolve(a, req.GetOutcome(), p.Subject, req.GetNote(), s.app.now())
+		return ch, err == nil, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &cwv1.ResolveAlertResponse{Alert: a}, nil
+}
+
+func (s *server) SnoozeAlert(ctx context.Context, req *cwv1.SnoozeAlertRequest) (*cwv1.SnoozeAlertResponse, error) {
+	p, _ := auth.FromContext(ctx)
+	if req.GetUntil() == nil {
+		return nil, status.Error(codes.InvalidArgument, "until is required")
+	}
+	a, err := s.act(ctx, req.GetAlertId(), func(a *cwv1.Alert) (alerting.Change, bool, error) {
+		ch, err := s.app.engine.Snooze(a, req.GetUntil().AsTime(), p.Subject, req.GetNote(), s.app.now())
+		return ch, err == nil, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &cwv1.SnoozeAlertResponse{Alert: a}, nil
+}
+
+const (
+	defaultPageSize = 50
+	maxPageSize     = 500
+	// maxScan bounds the index entries one ListAlerts call reads when the
+	// filters match little; the page token resumes where it stopped.
+	maxScan = 5000
+)
+
+func (s *server) ListAlerts(ctx context.Context, req *cwv1.ListAlertsRequest) (*cwv1.ListAlertsResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	aud, ok := audienceOf(p)
+	if !ok {
+		return nil, status.Error(codes.PermissionDenied, "no alerts are routed to this principal")
+	}
+	key := kIndex(aud)
+	if c := req.GetCustomerId(); c != "" {
+		key = kCustomerAlerts(c)
+	}
+	size := int(req.GetPageSize())
+	if size <= 0 {
+		size = defaultPageSize
+	}
+	size = min(size, maxPageSize)
+	start := "+"
+	if tok := req.GetPageToken(); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || !strings.Contains(string(b), "|") {
+			return nil, status.Error(codes.InvalidArgument, "bad page_token")
+		}
+		start = "(" + string(b)
+	}
+	resp := &cwv1.ListAlertsResponse{}
+	scanned, last := 0, ""
+	for scanned < maxScan {
+		members, err := s.app.store.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: key, Start: start, Stop: "-", ByLex: true, Rev: true, Count: 200}).Result()
+		if err != nil {
+			return nil, internal(err)
+		}
+		if len(members) == 0 {
+			return resp, nil
+		}
+		ids := make([]string, len(members))
+		for i, m := range members {
+			_, ids[i], _ = strings.Cut(m, "|")
+		}
+		alerts, err := s.app.store.getAlerts(ctx, ids)
+		if err != nil {
+			return nil, internal(err)
+		}
+		for i, a := range alerts {
+			scanned++
+			last = members[i]
+			if a != nil && visible(p, a) && matches(req, a) {
+				resp.Alerts = append(resp.Alerts, a)
+				if len(resp.Alerts) == size {
+					if i < len(alerts)-1 || len(members) == 200 {
+						resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(last))
+					}
+					return resp, nil
+				}
+			}
+		}
+		if len(members) < 200 {
+			return resp, nil
+		}
+		start = "(" + last
+	}
+	resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(last))
+	return resp, nil
+}
+
+func matches(req *cwv1.ListAlertsRequest, a *cwv1.Alert) bool {
+	if len(req.GetStates()) > 0 && !slices.Contains(req.GetStates(), a.GetState()) {
+		return false
+	}
+	if len(req.GetSeverities()) > 0 && !slices.Contains(req.GetSeverities(), a.GetSeverity()) {
+		return false
+	}
+	if len(req.GetTiers()) > 0 && !slices.Contains(req.GetTiers(), a.GetTier()) {
+		return false
+	}
+	if r := req.GetRuleId(); r != "" && !slices.ContainsFunc(a.GetReasons(), func(e *cwv1.Explanation) bool { return e.GetRuleId() == r }) {
+		return false
+	}
+	return true
+}
+
+// GetRulePrecision reports outcome counts per rule over all resolved
+// alerts. The figures are bank-wide aggregates without customer data, so
+// every alert role sees the same report.
+func (s *server) GetRulePrecision(ctx context.Context, _ *cwv1.GetRulePrecisionRequest) (*cwv1.GetRulePrecisionResponse, error) {
+	counts, err := s.app.store.rdb.HGetAll(ctx, kPrecision).Result()
+	if err != nil {
+		return nil, internal(err)
+	}
+	byRule := map[string]*cwv1.RulePrecision{}
+	for f, v := range counts {
+		rule, outcome, ok := strings.Cut(f, "|")
+		if !ok {
+			continue
+		}
+		rp := byRule[rule]
+		if rp == nil {
+			rp = &cwv1.RulePrecision{RuleId: rule}
+			byRule[rule] = rp
+		}
+		var n int64
+		for _, c := range v {
+			n = n*10 + int64(c-'0')
+		}
+		switch outcome {
+		case cwv1.Outcome_OUTCOME_RETAINED.String():
+			rp.Retained += n
+		case cwv1.Outcome_OUTCOME_CHURNED.String():
+			rp.Churned += n
+		case cwv1.Outcome_OUTCOME_UNREACHABLE.String():
+			rp.Unreachable += n
+		case cwv1.Outcome_OUTCOME_FALSE_ALARM.String():
+			rp.FalseAlarm += n
+		}
+	}
+	resp := &cwv1.GetRulePrecisionResponse{}
+	for _, rp := range byRule {
+		if d := rp.Retained + rp.Churned + rp.FalseAlarm; d > 0 {
+			rp.Precision = float64(rp.Retained+rp.Churned) / float64(d)
+		}
+		resp.Rules = append(resp.Rules, rp)
+	}
+	sort.Slice(resp.Rules, func(i, j int) bool { return resp.Rules[i].RuleId < resp.Rules[j].RuleId })
+	return resp, nil
+}
