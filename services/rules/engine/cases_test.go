@@ -31,10 +31,10 @@ type ruleCase struct {
 	Thresholds []string     `yaml:"thresholds"` // key=value overrides
 	Start      string       `yaml:"start"`      // default 2025-01-01T00:00:00Z
 	Events     []caseEvent  `yaml:"events"`
-	Rules      []string     `yaml:"rules"`   // compare only these rules' signals
-	Signals    []caseSignal `yaml:"signals"` // exactly these, in order
-	Absent     []string     `yaml:"absent"`  // rules that must not fire
-	Final      *caseFinal   `yaml:"final"`   // Risk at the end
+	Rules      []string     `yaml:"rules"`     // compare only these rules' signals
+	Signals    []caseSignal `yaml:"signals"`   // exactly these, in order
+	Absent     []string     `yaml:"absent"`    // rules that must not fire
+	Final      *caseFinal   `yaml:"final"`     // Risk at the end
 	AsListed   bool         `yaml:"as_listed"` // apply in listed order, not sorted by time
 	Refused    []string     `yaml:"refused"`   // event ids Check must refuse (too late)
 	file       string

@@ -42,6 +42,7 @@ const (
 	maxObs         = keepObsDays + 8
 	maxComplaints  = 4 * maxComplaintCount
 	maxSalaryStore = 4 * maxSalaryCredits
+	maxTimeSec     = 1 << 33 // about 272 years either side of 1970
 )
 
 // MarshalBinary encodes the state compactly: varints, days and times
@@ -196,9 +197,12 @@ func splitTime(t int64) (sec, nsec int64) {
 	return sec, nsec
 }
 
-// decoder reads a blob, remembering the first error.
+// decoder reads a blob, remembering the first error. It moves an offset
+// rather than reslicing, which keeps pointer writes (and GC write
+// barriers) out of the hot loop.
 type decoder struct {
 	b   []byte
+	off int
 	err error
 }
 
@@ -212,12 +216,12 @@ func (d *decoder) uvarint(what string) uint64 {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.b)
+	v, n := binary.Uvarint(d.b[d.off:])
 	if n <= 0 {
 		d.fail(what)
 		return 0
 	}
-	d.b = d.b[n:]
+	d.off += n
 	return v
 }
 
@@ -225,12 +229,12 @@ func (d *decoder) varint(what string) int64 {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(d.b)
+	v, n := binary.Varint(d.b[d.off:])
 	if n <= 0 {
 		d.fail(what)
 		return 0
 	}
-	d.b = d.b[n:]
+	d.off += n
 	return v
 }
 
@@ -238,12 +242,12 @@ func (d *decoder) bytes(n int, what string) []byte {
 	if d.err != nil {
 		return nil
 	}
-	if n < 0 || n > len(d.b) {
+	if n < 0 || n > len(d.b)-d.off {
 		d.fail(what)
 		return nil
 	}
-	v := d.b[:n]
-	d.b = d.b[n:]
+	v := d.b[d.off : d.off+n]
+	d.off += n
 	return v
 }
 
@@ -275,11 +279,12 @@ func (d *decoder) byteVal(limit int, what string) int {
 func (d *decoder) time(clock int64, what string) int64 {
 	rel := d.varint(what)
 	nsec := d.uvarint(what)
-	if nsec >= 1e9 || rel < -1<<40 || rel > 1<<40 {
+	csec, _ := splitTime(clock)
+	// keep times (and deadlines years after them) inside int64 nanoseconds
+	if sec := csec + rel; nsec >= 1e9 || rel < -maxTimeSec || rel > maxTimeSec || sec < -maxTimeSec || sec > maxTimeSec {
 		d.fail(what)
 		return 0
 	}
-	csec, _ := splitTime(clock)
 	return (csec+rel)*1e9 + int64(nsec)
 }
 
@@ -316,7 +321,7 @@ func (s *State) UnmarshalBinary(data []byte) error {
 		n.hasBalHistory = flags&flagBalHistory != 0
 		d.decodeBody(&n, flags&flagNext != 0)
 	}
-	if d.err == nil && len(d.b) != 0 {
+	if d.err == nil && d.off != len(d.b) {
 		d.fail("trailing bytes")
 	}
 	if d.err != nil {
@@ -330,7 +335,7 @@ func (d *decoder) decodeBody(n *State, hasNext bool) {
 	n.customerID = d.string("customer id")
 	n.currency = d.string("currency")
 	n.clock = d.varint("clock")
-	if n.clock < -1<<62 || n.clock > 1<<62 {
+	if n.clock < -maxTimeSec*1e9 || n.clock > maxTimeSec*1e9 {
 		d.fail("clock")
 		return
 	}

@@ -168,7 +168,7 @@ func (r *run) advanceTo(now int64, out []Signal) []Signal {
 		if !s.churnFired {
 			consider(r.churnDeadline(), ruleChurned)
 		}
-		drop, dropOK := s.dropScan(r.tt, s.dropDay, dayOf(now), s.dropFired)
+		drop, dropOK := s.dropScan(r.tt, s.dropDay, dayOf(now), s.dropFired, false)
 		if dropOK {
 			consider(dayStart(drop.day), ruleDrop)
 		}
@@ -223,17 +223,8 @@ func (r *run) computeNext() {
 	if at, ok := r.salaryDeadline(); ok {
 		consider(at)
 	}
-	from, fired := s.dropDay, s.dropFired
-	for {
-		ev, ok := s.dropScan(r.tt, from, math.MaxInt32, fired)
-		if !ok {
-			break
-		}
-		if ev.fire {
-			consider(dayStart(ev.day))
-			break
-		}
-		from, fired = ev.day, false
+	if ev, ok := s.dropScan(r.tt, s.dropDay, math.MaxInt32, s.dropFired, true); ok {
+		consider(dayStart(ev.day))
 	}
 	s.next = next
 }

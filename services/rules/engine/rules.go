@@ -265,9 +265,13 @@ func mulDiv(a, b, c int64, up bool) int64 {
 // largeOutflow: one external outflow ≥ the tier amount, or ≥ share of the
 // balance before it with amount ≥ min_amount. acc may be nil.
 func (r *run) largeOutflow(ev Event, t int64, acc *account, out []Signal) []Signal {
-	exp := exponent(ev.Currency)
+	cur := ev.Currency
+	if cur == "" {
+		cur = r.s.currency
+	}
+	exp := exponent(cur)
 	tier := minorOf(r.tt.LargeAmount, exp)
-	sig := Signal{Unit: ev.Currency, EventIDs: ids(ev.ID)}
+	sig := Signal{Unit: cur, EventIDs: ids(ev.ID)}
 	switch {
 	case ev.Amount >= tier:
 		sig.Observed, sig.Threshold = money.FormatScaled(ev.Amount, exp), money.FormatScaled(tier, exp)
@@ -346,7 +350,7 @@ func (r *run) drainSignal(ev Event, t int64, c drainCheck) Signal {
 	return r.fire(ruleDrain, t, ev.ID, Signal{
 		Observed: money.FormatScaled(c.outflow, exp), Threshold: money.FormatScaled(threshold, exp),
 		Unit: r.s.currency, EventIDs: ids(ev.ID),
-		Detail: fmt.Sprintf("Transfers out to other banks over the last 7 days reached %s%% of the average end-of-day balance of the %d days before (threshold %s%%).",
+		Detail: fmt.Sprintf("Transfers out to other banks over the last 7 days reached %s%% of the average end-of-day balance of the %d days before them (threshold %s%%).",
 			formatDecimal(share, 0), c.days, formatDecimal(int64(r.tt.DrainShare)*100, 0)),
 	})
 }
@@ -372,12 +376,13 @@ func (s *State) lastTxnDay() (int32, bool) {
 }
 
 // dropScan walks the day boundaries after from up to limit with the episode
-// state fired and returns the first transition. At the boundary opening day
+// state fired and returns the first transition (with onlyFire, the first
+// firing, passing through recoveries). At the boundary opening day
 // d the last 30 days are [d-30, d-1] and the baseline the 180 days before,
 // clipped to the customer's history; avg30 = base × 30 / baseDays. It fires
 // when history ≥ min_history_days, avg30 ≥ min_baseline and recent ≤ ratio ×
 // avg30; it recovers when recent > ratio × avg30.
-func (s *State) dropScan(tt *TierThresholds, from, limit int32, fired bool) (dropEval, bool) {
+func (s *State) dropScan(tt *TierThresholds, from, limit int32, fired, onlyFire bool) (dropEval, bool) {
 	last, ok := s.lastTxnDay()
 	if !ok {
 		return dropEval{}, false
@@ -423,6 +428,10 @@ func (s *State) dropScan(tt *TierThresholds, from, limit int32, fired bool) (dro
 		case !fired && low && int64(d-first) >= tt.DropMinHistoryDays && base*30*decimalOne >= minBase*nb:
 			return dropEval{day: d, fire: true, recent: recent, base: base, baseDays: nb}, true
 		case fired && !low:
+			if onlyFire {
+				fired = false
+				continue
+			}
 			return dropEval{day: d, recent: recent, base: base, baseDays: nb}, true
 		}
 	}

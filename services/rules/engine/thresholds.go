@@ -107,8 +107,8 @@ type fieldKind int
 const (
 	kindDays fieldKind = iota
 	kindCount
-	kindRatio  // Decimal, shown with ≥ 2 decimals
-	kindAmount // Decimal, major units, shown without trailing zeros
+	kindRatio // Decimal, shown with ≥ 2 decimals
+	kindPlain // Decimal shown without trailing zeros: amounts, counts per period
 )
 
 // thresholdField describes one settable field; min and max are inclusive
@@ -138,11 +138,11 @@ var thresholdFields = []thresholdField{
 	{RuleDormancyDeclining, "days", kindDays, 1, maxDormancyDays, func(t *TierThresholds) *int64 { return &t.DecliningDays }},
 	{RuleDormancyChurned, "days", kindDays, 1, maxDormancyDays, func(t *TierThresholds) *int64 { return &t.ChurnedDays }},
 	{RuleActivityDrop, "ratio", kindRatio, 1, decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DropRatio) }},
-	{RuleActivityDrop, "min_baseline", kindRatio, 1, 1000 * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DropMinBaseline) }},
+	{RuleActivityDrop, "min_baseline", kindPlain, 1, 1000 * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DropMinBaseline) }},
 	{RuleActivityDrop, "min_history_days", kindDays, dropWindowDays + 1, maxDormancyDays, func(t *TierThresholds) *int64 { return &t.DropMinHistoryDays }},
-	{RuleOutflowLarge, "amount", kindAmount, 1, maxAmountMajor * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeAmount) }},
+	{RuleOutflowLarge, "amount", kindPlain, 1, maxAmountMajor * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeAmount) }},
 	{RuleOutflowLarge, "share", kindRatio, 1, decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeShare) }},
-	{RuleOutflowLarge, "min_amount", kindAmount, 0, maxAmountMajor * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeMinAmount) }},
+	{RuleOutflowLarge, "min_amount", kindPlain, 0, maxAmountMajor * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeMinAmount) }},
 	{RuleOutflowDrain, "share", kindRatio, 1, 100 * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DrainShare) }},
 	{RuleOutflowDrain, "min_history_days", kindDays, 1, drainBaselineDays, func(t *TierThresholds) *int64 { return &t.DrainMinHistoryDays }},
 	{RuleSalaryStopped, "days", kindDays, 1, maxSalaryDays, func(t *TierThresholds) *int64 { return &t.SalaryDays }},
@@ -158,7 +158,7 @@ func (f *thresholdField) format(v int64) string {
 	switch f.kind {
 	case kindDays, kindCount:
 		return strconv.FormatInt(v, 10)
-	case kindAmount:
+	case kindPlain:
 		return formatDecimal(v, 0)
 	}
 	return formatDecimal(v, 2)
