@@ -13,7 +13,13 @@
 // deadline as Time, so Advance(t1) then Advance(t2) equals Advance(t2).
 // Events may arrive up to Config.Lateness (7 days) older than the customer's
 // clock; they update the right day's buckets. Older ones, and repeated event
-// ids within that window, are ignored (Check says which).
+// ids within that window, are ignored (Check says which). What already fired
+// stays fired: an event that arrives after the clock passed one of the
+// customer's deadlines or day boundaries counts from then on but does not
+// take back a signal stamped before it. Results are therefore identical for
+// any interleaving of Advance calls that never runs ahead of the next event
+// of the customer; a caller that wants identical results whatever the
+// arrival order must hold events back until its clock has passed them.
 //
 // # Rules and where SPEC leaves room
 //

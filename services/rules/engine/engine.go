@@ -235,25 +235,26 @@ func (r *run) applyEvent(ev Event, t int64, out []Signal) []Signal {
 		s.buckets[s.bucketIndex(dayOf(t), true)].txns++
 		out = r.activity(ev, t, out)
 	}
-	if ev.AccountID != "" && (ev.HasBalance || ev.Type == EventAccountClosed) {
-		cur := ev.Currency
-		i := s.accountIndex(ev.AccountID, cur)
+	// Balances: only balanceAfter moves them; a closed account holds nothing.
+	acc, observe := -1, ev.AccountID != "" && (ev.HasBalance || ev.Type == EventAccountClosed)
+	if observe {
+		acc = s.accountIndex(ev.AccountID, ev.Currency)
+	} else if ev.AccountID != "" {
+		acc = s.findAccount(ev.AccountID)
+	}
+	if ev.Type == EventTransferOut && r.external(ev) {
+		var a *account
+		if acc >= 0 {
+			a = &s.accounts[acc]
+		}
+		out = r.largeOutflow(ev, t, a, out) // before the balance moves
+	}
+	if observe {
 		bal := ev.BalanceAfter
 		if !ev.HasBalance {
-			bal = 0 // a closed account holds nothing
+			bal = 0
 		}
-		if ev.Type == EventTransferOut && r.external(ev) {
-			out = r.largeOutflow(ev, t, &s.accounts[i], out)
-		}
-		s.observeBalance(i, t, bal)
-	} else if ev.Type == EventTransferOut && r.external(ev) {
-		var acc *account
-		for i := range s.accounts {
-			if s.accounts[i].id == ev.AccountID {
-				acc = &s.accounts[i]
-			}
-		}
-		out = r.largeOutflow(ev, t, acc, out)
+		s.observeBalance(acc, t, bal)
 	}
 	switch ev.Type {
 	case EventSalary:

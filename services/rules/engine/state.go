@@ -269,6 +269,16 @@ func (s *State) addBalance(from, to int32, delta int64, open bool) {
 	}
 }
 
+func (s *State) findAccount(id string) int {
+	for i := range s.accounts {
+		if s.accounts[i].id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// accountIndex returns the account's index, adding it when new.
 func (s *State) accountIndex(id, currency string) int {
 	for i := range s.accounts {
 		if s.accounts[i].id == id {
