@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
 
@@ -21,6 +24,7 @@ const (
 type run struct {
 	signals map[string]signalKey
 	states  map[string][]byte // customer → engine state bytes (without the watermark)
+	last    *running          // the app running at the end
 }
 
 // scenario feeds the bank through a fresh stack and returns what came out.
@@ -78,7 +82,7 @@ func (sc scenario) run(t *testing.T, b *bank) (*stack, run) {
 		if err := app.stop(t); err != nil {
 			t.Fatalf("stop: %v", err)
 		}
-		s.start(cfg)
+		app = s.start(cfg)
 	case sc.crashAfterBatches > 0:
 		select {
 		case err := <-app.done:
@@ -89,9 +93,12 @@ func (sc scenario) run(t *testing.T, b *bank) (*stack, run) {
 		case <-time.After(120 * time.Second):
 			t.Fatal("simulated crash never happened")
 		}
-		s.start(cfg)
+		app = s.start(cfg)
 	case sc.redisRestartAfter > 0:
 		s.waitProgress(cfg.Group, s.topics.Events, sc.redisRestartAfter, 120*time.Second)
+		if s.lag(cfg.Group) == 0 {
+			t.Fatal("stream already consumed before the Redis restart: the test would prove nothing")
+		}
 		if err := s.redis.Restart(); err != nil {
 			t.Fatalf("redis restart: %v", err)
 		}
@@ -99,7 +106,7 @@ func (sc scenario) run(t *testing.T, b *bank) (*stack, run) {
 	s.waitCaughtUp(cfg.Group, s.topics.Events, 180*time.Second)
 	s.closeDay(finalClose)
 	s.waitCaughtUp(cfg.Group, s.topics.Events, 60*time.Second)
-	return s, run{signals: s.signals(), states: s.states(b)}
+	return s, run{signals: s.signals(), states: s.states(b), last: app}
 }
 
 // states reads every customer's engine state.
@@ -182,8 +189,11 @@ func TestExactlyOnce(t *testing.T) {
 		sameStates(t, "duplicates", want.states, got.states)
 	})
 	t.Run("crash between state write and commit", func(t *testing.T) {
-		_, got := scenario{partitions: 3, batch: 50, crashAfterBatches: 5}.run(t, b)
+		s, got := scenario{partitions: 3, batch: 50, crashAfterBatches: 5}.run(t, b)
 		diffSignals(t, "crash", want.signals, got.signals)
+		if n := s.metric(got.last, `churnwatch_rules_events_total{result="redelivered"}`); n == 0 {
+			t.Fatal("the restarted app saw no redelivered record: the crash did not happen between write and commit")
+		}
 		sameStates(t, "crash", want.states, got.states)
 	})
 	t.Run("replay the whole topic with a fresh group", func(t *testing.T) {
@@ -191,8 +201,11 @@ func TestExactlyOnce(t *testing.T) {
 		before := len(s.readAll(s.topics.Signals))
 		cfg := s.config(500)
 		cfg.Group = "churnwatch-rules-replay"
-		s.start(cfg)
+		replay := s.start(cfg)
 		s.waitCaughtUp(cfg.Group, s.topics.Events, 120*time.Second)
+		if n := s.metric(replay, `churnwatch_rules_events_total{result="redelivered"}`); n < float64(len(b.events)) {
+			t.Fatalf("replay skipped %v records by watermark, want every event (%d)", n, len(b.events))
+		}
 		if after := len(s.readAll(s.topics.Signals)); after != before {
 			t.Fatalf("replay produced %d more signals", after-before)
 		}
@@ -206,4 +219,35 @@ func TestRedisRestartMidStream(t *testing.T) {
 	_, got := scenario{partitions: 3, batch: 20, redisRestartAfter: int64(len(b.events)) / 3}.run(t, b)
 	diffSignals(t, "redis restart", want.signals, got.signals)
 	sameStates(t, "redis restart", want.states, got.states)
+}
+
+// lag is a group's total lag on the events topic.
+func (s *stack) lag(group string) int64 {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	lag, err := kafkax.GroupLag(ctx, s.brokers, group, s.topics.Events)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	total := int64(0)
+	for _, p := range lag {
+		total += p.Lag
+	}
+	return total
+}
+
+// metric reads one sample of the app's /metrics (0 when absent).
+func (s *stack) metric(r *running, series string) float64 {
+	s.t.Helper()
+	for _, line := range strings.Split(httpGet(s.t, "http://"+r.app.HTTPAddr()+"/metrics"), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			return f
+		}
+	}
+	return 0
 }
