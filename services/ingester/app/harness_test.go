@@ -275,3 +275,7 @@ func events(from, n int) []*cwv1.IncomingEvent {
 	}
 	return out
 }
+
+func mustReq(evs []*cwv1.IncomingEvent) *cwv1.PublishEventsRequest {
+	return &cwv1.PublishEventsRequest{Events: evs}
+}
