@@ -21,6 +21,7 @@ const (
 	flagSalaryFired
 	flagBalHistory
 	flagNext
+	flagPruned
 )
 
 const (
@@ -52,7 +53,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 	b = append(b, stateVersion)
 	var flags uint64
 	for bit, on := range [...]bool{s.init, s.hasActivity, s.declFired, s.churnFired, s.dropFired,
-		s.drainFired, s.hasSalary, s.salaryFired, s.hasBalHistory, s.next != 0} {
+		s.drainFired, s.hasSalary, s.salaryFired, s.hasBalHistory, s.next != 0, s.pruned} {
 		if on {
 			flags |= 1 << bit
 		}
@@ -78,6 +79,9 @@ func (s *State) MarshalBinary() ([]byte, error) {
 	}
 	if s.next != 0 {
 		b = s.appendTime(b, s.next)
+	}
+	if s.pruned {
+		b = binary.AppendVarint(b, int64(s.prunedDay-today))
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.salaryDays)))
 	prev := today
@@ -149,8 +153,8 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		if l.sig.UnknownCustomer {
 			f |= liveUnknown
 		}
-		raw, err := hex.DecodeString(l.sig.ID)
-		if err == nil && len(raw) == 16 && hex.EncodeToString(raw) == l.sig.ID {
+		var raw [16]byte
+		if rawID(&raw, l.sig.ID) {
 			f |= liveRawID
 		}
 		b = binary.AppendUvarint(b, f)
@@ -158,7 +162,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 			b = s.appendTime(b, l.heldTo)
 		}
 		if f&liveRawID != 0 {
-			b = append(b, raw...)
+			b = append(b, raw[:]...)
 		} else {
 			b = appendString(b, l.sig.ID)
 		}
@@ -174,6 +178,28 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		b = appendString(b, l.sig.Detail)
 	}
 	return b, nil
+}
+
+// rawID decodes a signal id of 32 lower-case hex digits (what signalID
+// makes) into raw; other ids are stored as strings.
+func rawID(raw *[16]byte, id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for i := 0; i < 32; i++ {
+		c := id[i]
+		var v byte
+		switch {
+		case c >= '0' && c <= '9':
+			v = c - '0'
+		case c >= 'a' && c <= 'f':
+			v = c - 'a' + 10
+		default:
+			return false
+		}
+		raw[i/2] = raw[i/2]<<4 | v
+	}
+	return true
 }
 
 func appendString(b []byte, s string) []byte {
@@ -202,6 +228,7 @@ func splitTime(t int64) (sec, nsec int64) {
 // barriers) out of the hot loop.
 type decoder struct {
 	b   []byte
+	str string // the same bytes: decoded strings are substrings of one copy
 	off int
 	err error
 }
@@ -261,7 +288,12 @@ func (d *decoder) count(limit int, what string) int {
 }
 
 func (d *decoder) string(what string) string {
-	return string(d.bytes(d.count(maxString, what), what))
+	n := d.count(maxString, what)
+	start := d.off
+	if d.bytes(n, what) == nil {
+		return ""
+	}
+	return d.str[start : start+n]
 }
 
 func (d *decoder) byteVal(limit int, what string) int {
@@ -301,12 +333,12 @@ func (d *decoder) day(base int32, what string) int32 {
 // rejects corrupt or truncated input with ErrCorruptState and never panics.
 func (s *State) UnmarshalBinary(data []byte) error {
 	var n State
-	d := &decoder{b: data}
+	d := &decoder{b: data, str: string(data)}
 	if v := d.bytes(1, "version"); v == nil || v[0] != stateVersion {
 		return fmt.Errorf("%w: unsupported version", ErrCorruptState)
 	}
 	flags := d.uvarint("flags")
-	if flags >= 1<<10 {
+	if flags >= 1<<11 {
 		d.fail("flags")
 	}
 	n.init = flags&flagInit != 0
@@ -319,6 +351,7 @@ func (s *State) UnmarshalBinary(data []byte) error {
 		n.hasSalary = flags&flagSalary != 0
 		n.salaryFired = flags&flagSalaryFired != 0
 		n.hasBalHistory = flags&flagBalHistory != 0
+		n.pruned = flags&flagPruned != 0
 		d.decodeBody(&n, flags&flagNext != 0)
 	}
 	if d.err == nil && d.off != len(d.b) {
@@ -356,6 +389,9 @@ func (d *decoder) decodeBody(n *State, hasNext bool) {
 		if n.next == 0 {
 			d.fail("next deadline")
 		}
+	}
+	if n.pruned {
+		n.prunedDay = d.day(today, "pruned day")
 	}
 	if c := d.count(maxSalaryStore, "salary days"); c > 0 {
 		n.salaryDays = make([]int32, c)

@@ -73,6 +73,9 @@ func (e *Engine) Apply(s *State, ev Event, p Profile, th *Thresholds) []Signal {
 	r := e.run(s, p, th)
 	out := r.advanceTo(t, nil)
 	if ev.ID != "" {
+		if len(s.seen) >= maxSeen {
+			s.seen = append(s.seen[:0], s.seen[1:]...) // exactly-once is lost for the oldest
+		}
 		s.seen = append(s.seen, seenID{day: dayOf(t), hash: hashID(ev.ID)})
 	}
 	if t < s.firstSeen {
@@ -342,6 +345,9 @@ func (r *run) complaint(ev Event, t int64, out []Signal) []Signal {
 	s.complaints = append(s.complaints, complaint{})
 	copy(s.complaints[i+1:], s.complaints[i:])
 	s.complaints[i] = complaint{at: t, id: ev.ID}
+	if len(s.complaints) > maxComplaintCount {
+		s.complaints = append(s.complaints[:0], s.complaints[1:]...)
+	}
 
 	var ids []string
 	n := 0

@@ -132,6 +132,8 @@ type State struct {
 	seen          []seenID
 	live          []liveSignal // at most one per rule, sorted by rule
 	next          int64        // next absence deadline, 0 = none
+	pruned        bool
+	prunedDay     int32 // day of the last prune
 }
 
 // LastActivity returns the time of the latest customer-initiated activity,
@@ -352,9 +354,15 @@ func (s *State) observeBalance(i int, at, bal int64) {
 	}
 }
 
-// prune drops what no window can reach any more from the clock.
+// prune drops what no window can reach any more from the clock's day. It
+// depends only on that day, so it runs once per day: whatever is added later
+// the same day is too recent to prune.
 func (s *State) prune() {
 	today := dayOf(s.clock)
+	if s.pruned && s.prunedDay == today {
+		return
+	}
+	s.pruned, s.prunedDay = true, today
 
 	// Balances: carry the last total older than the cutoff onto the cutoff day.
 	balCut := today - keepBalanceDays
@@ -402,23 +410,17 @@ func (s *State) prune() {
 			ks = append(ks, e)
 		}
 	}
-	if over := len(ks) - maxSeen; over > 0 {
-		ks = append(ks[:0], ks[over:]...)
-	}
 	s.seen = ks
 	if len(s.seen) == 0 {
 		s.seen = nil
 	}
 
-	compCut := s.clock - keepComplaints*nsPerDay
+	compCut := dayStart(today - keepComplaints)
 	kc := s.complaints[:0]
 	for _, c := range s.complaints {
 		if c.at >= compCut {
 			kc = append(kc, c)
 		}
-	}
-	if over := len(kc) - maxComplaintCount; over > 0 {
-		kc = append(kc[:0], kc[over:]...)
 	}
 	s.complaints = kc
 	if len(s.complaints) == 0 {
@@ -427,7 +429,7 @@ func (s *State) prune() {
 
 	kl := s.live[:0]
 	for _, l := range s.live {
-		if l.holding || max(l.at+signalTTL, l.heldTo) > s.clock {
+		if l.holding || max(l.at+signalTTL, l.heldTo) > dayStart(today) {
 			kl = append(kl, l)
 		}
 	}
