@@ -170,3 +170,24 @@ func TestThresholdsKeys(t *testing.T) {
 		t.Fatalf("keys: %v", keys[:8])
 	}
 }
+
+func FuzzThresholdsSet(f *testing.F) {
+	for _, kv := range [][2]string{{"outflow.large.amount.MASS", "5000"}, {"activity.drop.ratio", "0.5"},
+		{"complaints.sentiment_floor.HNW", "-0.6"}, {"dormancy.churned.days", "1e3"}, {"x", ""}} {
+		f.Add(kv[0], kv[1])
+	}
+	f.Fuzz(func(t *testing.T, key, value string) {
+		th := DefaultThresholds()
+		if th.Set(key, value) != nil {
+			return
+		}
+		got, err := th.Get(key)
+		if err != nil {
+			t.Fatalf("Set(%q=%q) ok but Get: %v", key, value, err)
+		}
+		again := DefaultThresholds()
+		if err := again.Set(key, got); err != nil || again != th {
+			t.Fatalf("Set(%q=%q) → Get %q does not set the same value: %v", key, value, got, err)
+		}
+	})
+}
