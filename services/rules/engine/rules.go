@@ -398,26 +398,24 @@ func (s *State) dropScan(tt *TierThresholds, from, limit int32, fired, onlyFire 
 	if limit-lo > dropScanMax {
 		limit = lo + dropScanMax
 	}
-	var c [dropScanMax]int64
-	for _, b := range s.buckets {
-		if b.day >= lo && b.day < limit && b.txns > 0 {
-			c[b.day-lo] += int64(b.txns)
-		}
+	var c [dropScanMax]int32
+	for i := sort.Search(len(s.buckets), func(i int) bool { return s.buckets[i].day >= lo }); i < len(s.buckets) && s.buckets[i].day < limit; i++ {
+		c[s.buckets[i].day-lo] = s.buckets[i].txns
 	}
 	first := dayOf(s.firstSeen)
 	var recent, base int64
 	d := from + 1
 	for x := d - dropWindowDays; x < d; x++ {
-		recent += c[x-lo]
+		recent += int64(c[x-lo])
 	}
 	for x := d - dropWindowDays - dropBaselineDays; x < d-dropWindowDays; x++ {
-		base += c[x-lo]
+		base += int64(c[x-lo])
 	}
 	ratio, minBase := int64(tt.DropRatio), int64(tt.DropMinBaseline)
 	for ; d <= limit; d++ {
 		if d > from+1 {
-			recent += c[d-1-lo] - c[d-1-dropWindowDays-lo]
-			base += c[d-1-dropWindowDays-lo] - c[d-1-dropWindowDays-dropBaselineDays-lo]
+			recent += int64(c[d-1-lo] - c[d-1-dropWindowDays-lo])
+			base += int64(c[d-1-dropWindowDays-lo] - c[d-1-dropWindowDays-dropBaselineDays-lo])
 		}
 		nb := min(dropBaselineDays, int64(d-dropWindowDays-first))
 		if nb < 1 {
