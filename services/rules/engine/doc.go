@@ -34,8 +34,9 @@
 //     (from the first event seen), so avg30 = baseline × 30 / baseline days.
 //     It fires with ≥ min_history_days of history, avg30 ≥ min_baseline and
 //     last30 ≤ ratio × avg30, and re-arms at the first boundary with last30 >
-//     ratio × avg30. Events only add to the last 30 days, so they can end an
-//     episode but never start one; the next firing boundary is part of
+//     ratio × avg30. An event only adds to the last 30 days, so it can never
+//     start an episode; Apply evaluates the boundaries up to the event's time
+//     before applying it, and the next firing boundary is part of
 //     NextDeadline.
 //   - outflow.large converts the tier amounts (major units) into the event's
 //     currency with its ISO 4217 exponent. The share test uses balanceAfter +
