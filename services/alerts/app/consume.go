@@ -93,6 +93,7 @@ func (a *App) handleSignals(ctx context.Context, msgs []kafka.Message) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	a.base.Log.Debug("signal batch", "records", len(recs), "customers", len(customers))
 	st, err := a.store.transact(ctx, customers, ids, func(state map[string]*alerting.Customer) (*staged, error) {
 		st := &staged{seen: map[string][]string{}}
 		now := a.now()
@@ -108,6 +109,7 @@ func (a *App) handleSignals(ctx context.Context, msgs []kafka.Message) error {
 	if err != nil {
 		return err
 	}
+	a.base.Log.Debug("signal batch applied", "changes", len(st.changes))
 	a.recordChanges(ctx, st)
 	return nil
 }
