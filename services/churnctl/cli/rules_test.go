@@ -43,7 +43,9 @@ func newRulesRig(t *testing.T) *cliRig {
 	}}
 }
 
-func (r *cliRig) as(sub string, role auth.Role) { r.vars["CHURNWATCH_TOKEN"] = r.keys.Token(r.t, sub, role, "") }
+func (r *cliRig) as(sub string, role auth.Role) {
+	r.vars["CHURNWATCH_TOKEN"] = r.keys.Token(r.t, sub, role, "")
+}
 
 func (r *cliRig) run(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer

@@ -241,9 +241,9 @@ func (s *stack) readAll(topic string) []kafka.Message {
 // signalKey is what must be identical across runs.
 type signalKey struct {
 	Rule, Customer, Time, Observed, Threshold, Unit, Detail, Stage, Severity string
-	Score                                                                 int32
-	Version                                                               int64
-	EventIDs                                                              string
+	Score                                                                    int32
+	Version                                                                  int64
+	EventIDs                                                                 string
 }
 
 func keyOf(s *cwv1.RiskSignal) signalKey {
