@@ -151,12 +151,12 @@ func (d *jsonDecoder) element() (json.RawMessage, error) {
 	if d.dec.More() {
 		var raw json.RawMessage
 		if err := d.dec.Decode(&raw); err != nil {
-			return nil, fmt.Errorf("broken JSON array: %w", err)
+			return nil, fmt.Errorf("broken JSON array: %v", err)
 		}
 		return raw, nil
 	}
 	if _, err := d.dec.Token(); err != nil {
-		return nil, fmt.Errorf("broken JSON array: %w", err)
+		return nil, fmt.Errorf("broken JSON array: %v", err)
 	}
 	if _, err := d.dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("broken JSON array: content after the closing bracket")
