@@ -17,7 +17,7 @@ import (
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 	"github.com/churnwatch/churnwatch/services/platform/redisx"
 	"github.com/churnwatch/churnwatch/services/platform/status"
-	"github.com/churnwatch/churnwatch/services/rules/internal/convert"
+	"github.com/churnwatch/churnwatch/services/rules/convert"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
 

@@ -25,7 +25,7 @@ import (
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
-	"github.com/churnwatch/churnwatch/services/rules/internal/convert"
+	"github.com/churnwatch/churnwatch/services/rules/convert"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
 
