@@ -24,7 +24,7 @@ type calendar struct {
 
 func newCalendar(start time.Time, months int) *calendar {
 	end := start.AddDate(0, months, 0)
-	n := int(end.Sub(start).Hours()/24 + 0.5)
+	n := int(end.Sub(start) / (24 * time.Hour)) // UTC days are exactly 24 h
 	c := &calendar{days: make([]calendarDay, n)}
 	y0, m0, _ := start.Date()
 	for i := range c.days {
@@ -45,7 +45,7 @@ func newCalendar(start time.Time, months int) *calendar {
 	c.monthLen = make([]int, nm)
 	for m := range nm {
 		first := time.Date(y0, m0+time.Month(m), 1, 0, 0, 0, 0, time.UTC)
-		c.monthFirst[m] = int(first.Sub(start).Hours()/24 + 0.5)
+		c.monthFirst[m] = int(first.Sub(start) / (24 * time.Hour))
 		c.monthLen[m] = first.AddDate(0, 1, -1).Day()
 	}
 	return c

@@ -59,52 +59,50 @@ type action struct {
 
 // customer is the plan and the running state of one simulated customer.
 type customer struct {
-	idx                      int32
-	id, eventPrefix          string
-	name, manager, branch    string
-	tier                     tier
-	arch                     archetype
-	rng                      *rand.Rand
-	tp                       *TierParams
-	accts                    []account
-	incomeType               eventType // SALARY, TRANSFER_IN (pension) or DEPOSIT
-	income                   int64     // minor units a month
-	incomeOn                 []int     // day index of the income per month, -1 none
-	incomeAmt                []int64   // amount per month (13th salary in December)
-	rent, extSave            int64
-	rentOn, extSaveOn        []int
-	rentBank                 bankRef
-	level                    float64
-	monthF                   []float64
-	cardMean, atmMean        int64
-	tierOutflow              int64 // SPEC §4 outflow.large tier amount in minor units
-	absences                 []absence
-	actions                  []action
-	next                     int // first action not yet due
-	sweepDay                 int // day to move surplus to savings, -1 none
-	keepOnCurrent            int64
-	newBank                  bankRef
-	channel                  channel // MOBILE or ONLINE
-	churnDay                 int
-	taperFrom, taperLen      int // gradual_decline, won-back, salary_moved
-	afterFrom                int // sudden_drain, complaint, closure: activity afterFactor from here
-	afterFactor              float64
-	fadeLen                  int // salary_moved after the churn date
-	activeEnd                int // last day of customer-initiated activity
-	incomeEnd                int // last day of income, rent and other regular flows
-	returnDay                int // won-back return, -1 none
-	returnIncome             bool
-	seq                      int32
-	day                      int32 // the day being simulated
-	blockStart               int
-	block                    [numDiscretionary][7]uint8
-	ring                     [90]int64 // end-of-day total balances, last 90 days
-	ringN, ringPos           int
-	ringSum                  int64
-	recentExt                []dayAmount
-	intents                  []intent
-	closedAll                bool
-	interestCarry, feeCharge int64
+	idx                   int32
+	id, eventPrefix       string
+	name, manager, branch string
+	tier                  tier
+	arch                  archetype
+	rng                   *rand.Rand
+	tp                    *TierParams
+	accts                 []account
+	incomeType            eventType // SALARY, TRANSFER_IN (pension) or DEPOSIT
+	income                int64     // minor units a month
+	incomeOn              []int     // day index of the income per month, -1 none
+	incomeAmt             []int64   // amount per month (13th salary in December)
+	rent, extSave         int64
+	rentOn, extSaveOn     []int
+	rentBank              bankRef
+	level                 float64
+	monthF                []float64
+	cardMean, atmMean     int64
+	tierOutflow           int64 // SPEC §4 outflow.large tier amount in minor units
+	absences              []absence
+	actions               []action
+	next                  int // first action not yet due
+	sweepDay              int // day to move surplus to savings, -1 none
+	keepOnCurrent         int64
+	newBank               bankRef
+	channel               channel // MOBILE or ONLINE
+	churnDay              int
+	taperFrom, taperLen   int // gradual_decline, won-back, salary_moved
+	afterFrom             int // sudden_drain, complaint, closure: activity afterFactor from here
+	afterFactor           float64
+	fadeLen               int // salary_moved after the churn date
+	activeEnd             int // last day of customer-initiated activity
+	incomeEnd             int // last day of income, rent and other regular flows
+	returnDay             int // won-back return, -1 none
+	returnIncome          bool
+	seq                   int32
+	day                   int32 // the day being simulated
+	blockStart            int
+	block                 [numDiscretionary][7]uint8
+	ring                  [96]int64 // end-of-day visible total balances, last 96 days
+	ringN, ringPos        int
+	recentExt             []dayAmount
+	intents               []intent
+	closedAll             bool
 }
 
 type dayAmount struct {
@@ -295,7 +293,9 @@ func (s *bank) planNoise(c *customer, r *rand.Rand, quietFrom int) {
 	p := &s.p.Noise
 	days := len(s.cal.days)
 	nMonths := len(s.cal.monthFirst)
-	before := func(from, to int) bool { return to < quietFrom-30 }
+	// Churners keep only the noise that ends a month before their leading
+	// indicators start, so that it cannot be mistaken for them.
+	before := func(to int) bool { return to < quietFrom-30 }
 	for slot := 0; slot < nMonths; slot += 12 {
 		lo := max(0, s.cal.monthFirst[slot])
 		hi := days - 1
@@ -314,22 +314,22 @@ func (s *bank) planNoise(c *customer, r *rand.Rand, quietFrom int) {
 					}
 				}
 			}
-			if before(from, from+n-1) {
+			if before(from + n - 1) {
 				c.absences = append(c.absences, absence{from, from + n - 1, uniform(r, p.HolidayActivityMin, p.HolidayActivityMax)})
 			}
 		}
 		if chance(r, p.BigPurchaseRate) {
-			if d := inSlot(); before(d, d) {
+			if d := inSlot(); before(d) {
 				c.actions = append(c.actions, action{day: d, kind: inBigPurchase, amount: scale(c.income, uniform(r, p.BigPurchaseIncomeMin, p.BigPurchaseIncomeMax))})
 			}
 		}
 		if chance(r, p.OccasionalExternalRate) {
-			if d := inSlot(); before(d, d) {
+			if d := inSlot(); before(d) {
 				c.actions = append(c.actions, action{day: d, kind: inOccasionalOut, amount: scale(c.income, uniform(r, p.OccasionalIncomeMin, p.OccasionalIncomeMax))})
 			}
 		}
 		if chance(r, p.MildComplaintRate) {
-			if d := inSlot(); before(d, d) {
+			if d := inSlot(); before(d) {
 				c.actions = append(c.actions, action{day: d, kind: inComplaint, sentiment: hundredths(uniform(r, p.MildSentimentMin, p.MildSentimentMax))})
 			}
 		}

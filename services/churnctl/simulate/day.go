@@ -253,15 +253,26 @@ func dueIn(schedule []int, m, d int) int {
 }
 
 func (c *customer) endOfDay() {
-	total := c.visibleTotal()
-	if c.ringN == len(c.ring) {
-		c.ringSum -= c.ring[c.ringPos]
-	} else {
-		c.ringN++
-	}
-	c.ring[c.ringPos] = total
-	c.ringSum += total
+	c.ring[c.ringPos] = c.visibleTotal()
 	c.ringPos = (c.ringPos + 1) % len(c.ring)
+	c.ringN = min(c.ringN+1, len(c.ring))
+}
+
+// averageBalance is the average end-of-day total balance over the 90 days
+// before today and the 6 days before it, the window outflow.drain compares
+// a week's outflows with; ok is false while no such day has passed.
+func (c *customer) averageBalance() (avg int64, ok bool) {
+	n := c.ringN - 6
+	if n <= 0 {
+		return 0, false
+	}
+	var sum int64
+	for i := range n {
+		// The oldest entries sit at ringPos onwards once the ring is full.
+		j := (c.ringPos - c.ringN + i + 2*len(c.ring)) % len(c.ring)
+		sum += c.ring[j]
+	}
+	return sum / int64(n), true
 }
 
 // visibleTotal is the balance a rules engine can know: that of the
@@ -390,9 +401,9 @@ func (c *customer) externalLimit(s *bank, d int) int64 {
 	if d < s.p.Noise.QuietStartDays {
 		return 0
 	}
-	avg := c.visibleTotal()
-	if c.ringN > 0 {
-		avg = min(avg, c.ringSum/int64(c.ringN))
+	avg, ok := c.averageBalance()
+	if !ok {
+		return 0
 	}
 	limit := min(scale(c.accts[0].balance, share), scale(c.visibleTotal(), share), scale(avg, share)-recent)
 	return min(limit, scale(c.tierOutflow, s.p.Noise.ExternalTierCap))

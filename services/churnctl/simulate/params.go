@@ -279,7 +279,7 @@ func DefaultParams() Params {
 			BusyMonthRate: 0.04, BusyMonthFactor: 1.3,
 			HolidayRate:    0.75,
 			HolidayMinDays: 14, HolidayMaxDays: 28,
-			HolidayActivityMin: 0.65, HolidayActivityMax: 0.85,
+			HolidayActivityMin: 0.7, HolidayActivityMax: 0.85,
 			HolidaySummerShare: 0.6,
 			LongAbsenceRate:    0.01,
 			LongAbsenceMinDays: 35, LongAbsenceMaxDays: 60,

@@ -1,19 +1,38 @@
 // Package simulate owns the synthetic bank behind `churnctl simulate`, the
 // demo and the back-tests: a deterministic population of customers with
-// managers and branches, a year (or any number of months) of account events
-// in the SPEC §2 formats, and the ground-truth churn labels to score alerts
-// against.
+// managers and branches, months of account events in the SPEC §2 formats,
+// and the ground-truth churn labels to score alerts against.
 //
-// Most customers are stable but noisy (holidays, irregular months, a late
-// salary, a big purchase, a mild complaint); about one in seven churns along
-// one of six archetypes, each with leading indicators before its churn date.
-// Every knob lives in Params.
+// About 85 % of customers are stable: a monthly salary (or pension, or cash
+// deposits), card spending with a weekly rhythm and seasons, ATM, savings
+// sweeps and top-ups between own accounts, rent and savings at other banks,
+// interest, fees and logins, plus the noise a rules engine must not mistake
+// for churn: holidays, irregular months, a late salary, a big purchase, an
+// occasional larger transfer, a mild complaint. The rest churn along one of
+// six archetypes, each with leading indicators before its churn date:
+//
+//   - gradual_decline: activity tapers over 2–4 months; churn date = last
+//     customer-initiated activity, then only interest, fees and logins;
+//   - sudden_drain: 3–6 weeks before the churn date every account sends most
+//     of its balance to another bank, the rest goes on the churn date;
+//   - salary_moved: activity tapers and the last salaries are forwarded to the
+//     new bank; the churn date is the last salary, activity fades after it;
+//   - complaint_then_leave: 1–3 complaints (one ≤ −0.6) 4–7 weeks before,
+//     then the money leaves on the churn date;
+//   - account_closure: a product cancelled 3–7 weeks before, money moved out,
+//     every account emptied and closed on the churn date;
+//   - churned_won_back: a gradual decline, 6–8 months dormant, then back.
+//
+// Every number is a field of Params. Generate holds a whole bank in memory;
+// StreamEvents yields the same events a day at a time and Roster the same
+// customers and labels, for callers that stream.
 //
 // The same Config gives byte-identical output. Every customer draws from its
 // own PCG stream seeded from (Seed, customer index), so a customer's history
-// does not depend on how many other customers are simulated, money is held in
-// int64 minor units, and no floating-point result that could differ between
-// platforms ever reaches the output.
+// does not depend on how many other customers are simulated; money is held
+// in int64 minor units; no map order or clock is read; and floating-point
+// values only steer random choices, wrapped so that no platform fuses them
+// differently.
 package simulate
 
 import (

@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -711,6 +712,55 @@ func BenchmarkStreamEvents(b *testing.B) {
 	for b.Loop() {
 		if err := StreamEvents(Config{Customers: 1000, Months: 12, Seed: 1}, func(Event) error { return nil }); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestFilesUseSpecFieldNames(t *testing.T) {
+	b, err := Generate(Config{Customers: 300, Months: 12, Seed: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := b.WriteDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	keysOf := func(name string) map[string]bool {
+		raw, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := map[string]bool{}
+		lines := bytes.Split(bytes.TrimSpace(raw), []byte("\n"))
+		for _, line := range lines {
+			var m map[string]any
+			if err := json.Unmarshal(line, &m); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			for k := range m {
+				keys[k] = true
+			}
+		}
+		if name == "events.ndjson" && len(lines) != len(b.Events) {
+			t.Errorf("%d lines for %d events", len(lines), len(b.Events))
+		}
+		return keys
+	}
+	want := map[string][]string{
+		"customers.ndjson": {"customerId", "tier", "managerId", "branchId", "displayName"},
+		"events.ndjson":    {"eventId", "customerId", "accountId", "occurredAt", "type", "amount", "currency", "counterpartyBank", "balanceAfter", "channel", "sentiment"},
+		"labels.ndjson":    {"customerId", "archetype", "churned", "churnDate"},
+	}
+	for name, fields := range want {
+		keys := keysOf(name)
+		for _, f := range fields {
+			if !keys[f] {
+				t.Errorf("%s: no %q field", name, f)
+			}
+			delete(keys, f)
+		}
+		if len(keys) > 0 {
+			t.Errorf("%s: unexpected fields %v", name, keys)
 		}
 	}
 }
