@@ -300,6 +300,30 @@ func (p *Params) validate() error {
 			problems = append(problems, fmt.Sprintf("%s %d…%d", r.name, r.lo, r.hi))
 		}
 	}
+	fractions := []struct {
+		name   string
+		v      float64
+		lo, hi float64
+	}{
+		{"unassigned rate", p.UnassignedRate, 0, 1},
+		{"salary rate", p.SalaryRate, 0, 1},
+		{"churn rate", p.Churn.Rate, 0, 1},
+		{"earliest fraction", p.Churn.EarliestFraction, 0, 1},
+		{"weekly noise", p.WeeklyNoise, 0, 0.99},
+		{"activity min", p.ActivityMin, 0.01, p.ActivityMax},
+		{"spend min", p.SpendMin, 0, p.SpendMax},
+		{"external share cap", p.Noise.ExternalShareCap, 0.01, 1},
+		{"external tier cap", p.Noise.ExternalTierCap, 0, 1},
+	}
+	for _, f := range fractions {
+		if !(f.v >= f.lo && f.v <= f.hi) {
+			problems = append(problems, fmt.Sprintf("%s %v not in %v…%v", f.name, f.v, f.lo, f.hi))
+		}
+	}
+	if p.SalaryDayJitter < 0 || p.SalaryDayJitter > 10 || p.Churn.TaperExponent < 0 || p.Churn.TaperExponent > 10 ||
+		p.Churn.WonBackRampDays < 1 || p.Churn.MinDaysAfter < 0 || p.Noise.QuietStartDays < 0 || p.Churn.SalaryMovedForwards < 0 {
+		problems = append(problems, "salary jitter, taper exponent, won-back ramp, days after churn, quiet start or forwards out of range")
+	}
 	if p.Churn.ComplaintMax < 1 {
 		problems = append(problems, "complaint max must be ≥ 1")
 	}

@@ -678,7 +678,10 @@ func TestCurrencyDecimals(t *testing.T) {
 func TestInvalidConfigIsRefused(t *testing.T) {
 	p := DefaultParams()
 	p.Noise.HolidayMinDays = 0
+	q := DefaultParams()
+	q.Noise.ExternalShareCap = 0
 	for _, cfg := range []Config{
+		{Customers: 10, Months: 12, Params: &q},
 		{Customers: 0, Months: 12},
 		{Customers: 10, Months: 0},
 		{Customers: 10, Months: 1201},
@@ -690,6 +693,31 @@ func TestInvalidConfigIsRefused(t *testing.T) {
 	} {
 		if _, err := Generate(cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%+v: err %v, want ErrInvalidConfig", cfg, err)
+		}
+	}
+}
+
+func TestParamsAreUsed(t *testing.T) {
+	p := DefaultParams()
+	p.Churn.Rate = 0
+	_, labels, err := Roster(Config{Customers: 300, Months: 12, Seed: 1, Params: &p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range labels {
+		if l.Churned {
+			t.Fatalf("%s churned with a churn rate of 0", l.CustomerID)
+		}
+	}
+	p.Churn.Rate = 1
+	p.Churn.Mix = [6]float64{0, 1, 0, 0, 0, 0}
+	_, labels, err = Roster(Config{Customers: 300, Months: 12, Seed: 1, Params: &p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range labels {
+		if l.Archetype != ArchetypeSuddenDrain {
+			t.Fatalf("%s is %s, want every customer a sudden_drain", l.CustomerID, l.Archetype)
 		}
 	}
 }
