@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/churnctl/backtest"
 	"github.com/churnwatch/churnwatch/services/churnctl/devstack"
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
@@ -48,8 +48,10 @@ type Summary struct {
 	TruePositives               int
 	Precision, Recall           float64
 	MedianLeadDays              float64
-	Elapsed                     time.Duration
-	EventsPerSecond             float64
+	// Detection is the full scoring (per rule, per archetype).
+	Detection       *backtest.Detection
+	Elapsed         time.Duration
+	EventsPerSecond float64
 }
 
 // Groups are the consumer groups whose lag must reach zero.
@@ -220,14 +222,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	return sum, nil
 }
 
-func incoming(e simulate.Event) *cwv1.IncomingEvent {
-	ie := &cwv1.IncomingEvent{EventId: e.EventID, CustomerId: e.CustomerID, AccountId: e.AccountID, OccurredAt: e.OccurredAt,
-		Type: e.Type, Amount: e.Amount, Currency: e.Currency, CounterpartyBank: e.CounterpartyBank, BalanceAfter: e.BalanceAfter, Channel: e.Channel}
-	if e.Sentiment != nil {
-		ie.Sentiment = strconv.FormatFloat(*e.Sentiment, 'f', -1, 64)
-	}
-	return ie
-}
+func incoming(e simulate.Event) *cwv1.IncomingEvent { return backtest.IncomingEvent(e) }
 
 func listAll(ctx context.Context, c cwv1.AlertServiceClient) ([]*cwv1.Alert, error) {
 	var all []*cwv1.Alert
@@ -301,47 +296,29 @@ func Line(a *cwv1.Alert) string {
 	return fmt.Sprintf("  %s %-8s %-8s %-14s %s → %s", when, sev, a.CustomerId, tier, strings.Join(reasons, "; "), a.RecommendedAction)
 }
 
+// summarize scores the live alerts with the back-test's detection maths,
+// so the demo and `churnctl backtest` report the same figures.
 func summarize(bank *simulate.Bank, alerts []*cwv1.Alert) *Summary {
 	s := &Summary{Customers: len(bank.Customers), AlertsByRule: map[string]int{}, AlertsBySeverity: map[string]int{}}
-	churn := map[string]time.Time{}
-	for _, l := range bank.Labels {
-		if l.Churned {
-			d, _ := time.Parse("2006-01-02", l.ChurnDate)
-			churn[l.CustomerID] = d
-		}
-	}
-	s.Churners = len(churn)
-	first := map[string]time.Time{}
 	for _, a := range alerts {
 		s.Alerts++
 		s.AlertsBySeverity[strings.TrimPrefix(a.Severity.String(), "SEVERITY_")]++
 		for _, r := range a.Reasons {
 			s.AlertsByRule[r.RuleId]++
 		}
-		if a.FirstSignalAt != nil {
-			t := a.FirstSignalAt.AsTime()
-			if f, ok := first[a.CustomerId]; !ok || t.Before(f) {
-				first[a.CustomerId] = t
-			}
-		}
 	}
-	var leads []float64
-	for c, t := range first {
-		if d, ok := churn[c]; ok {
-			s.TruePositives++
-			leads = append(leads, d.Sub(t).Hours()/24)
-		}
+	_, labels := backtest.FromBank(&simulate.Bank{Labels: bank.Labels})
+	var start, end time.Time
+	if n := len(bank.Events); n > 0 {
+		start, _ = time.Parse(time.RFC3339, bank.Events[0].OccurredAt)
+		last, _ := time.Parse(time.RFC3339, bank.Events[n-1].OccurredAt)
+		end = time.Date(last.Year(), last.Month(), last.Day()+1, 0, 0, 0, 0, time.UTC)
 	}
-	if len(first) > 0 {
-		s.Precision = float64(s.TruePositives) / float64(len(first))
-	}
-	if s.Churners > 0 {
-		s.Recall = float64(s.TruePositives) / float64(s.Churners)
-	}
-	if len(leads) > 0 {
-		sort.Float64s(leads)
-		s.MedianLeadDays = leads[len(leads)/2]
-	}
+	d := backtest.Score(alerts, labels, start, end)
+	s.Detection = d
+	s.Churners = d.Churners
+	s.TruePositives = d.TruePositives
+	s.Precision, s.Recall, s.MedianLeadDays = d.Precision, d.Recall, d.MedianLeadDays
 	return s
 }
 
@@ -352,7 +329,7 @@ func (s *Summary) Print(w io.Writer) {
 	fmt.Fprintf(w, "customers: %d, of whom labelled churners: %d\n", s.Customers, s.Churners)
 	fmt.Fprintf(w, "alerts: %d  by severity: %s\n", s.Alerts, fmtCounts(s.AlertsBySeverity))
 	fmt.Fprintf(w, "reasons by rule: %s\n", fmtCounts(s.AlertsByRule))
-	fmt.Fprintf(w, "detection: precision %.2f, recall %.2f, median lead time %.0f days before churn\n", s.Precision, s.Recall, s.MedianLeadDays)
+	fmt.Fprintf(w, "detection: precision %.2f, recall %.2f (alert before churn date + 30 days), median lead time %.0f days before churn\n", s.Precision, s.Recall, s.MedianLeadDays)
 }
 
 func fmtCounts(m map[string]int) string {
