@@ -387,6 +387,14 @@ func TestEscalationWithClock(t *testing.T) {
 		t.Fatalf("ack after escalation: %v %v", err, ack.GetAlert().GetState())
 	}
 	body := metricsText(t, e)
+	if _, err := exec.LookPath("promtool"); err != nil {
+		t.Fatal("promtool not found on PATH (make test's setup installs it)")
+	}
+	check := exec.Command("promtool", "check", "metrics")
+	check.Stdin = strings.NewReader(body)
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
 	for _, want := range []string{`churnwatch_alert_escalations_total{tier="high_net_worth"} 1`, `churnwatch_alerts_open{severity="high",tier="high_net_worth"} 1`, "churnwatch_alert_ack_time_seconds_count 1"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
