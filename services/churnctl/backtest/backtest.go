@@ -30,8 +30,10 @@
 package backtest
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -177,28 +179,48 @@ func Run(in Input, o Options) (*Result, error) {
 	if len(evs) == 0 {
 		return res, nil
 	}
-	res.Start = evs[0].Time
-	last := evs[len(evs)-1].Time.UTC()
-	res.End = time.Date(last.Year(), last.Month(), last.Day()+1, 0, 0, 0, 0, time.UTC)
+	// One sort of small keys groups the events by customer and orders each
+	// customer's events by time, ties in input order (sorting the events
+	// themselves would move 130-byte structs around).
+	custIdx := map[string]int32{}
+	keys := make([]eventKey, len(evs))
+	var last int64
+	first := int64(math.MaxInt64)
+	for i := range evs {
+		id := evs[i].CustomerID
+		c, ok := custIdx[id]
+		if !ok {
+			c = int32(len(custIdx))
+			custIdx[id] = c
+		}
+		t := evs[i].Time.UnixNano()
+		keys[i] = eventKey{customer: c, at: t, pos: int32(i)}
+		first, last = min(first, t), max(last, t)
+	}
+	slices.SortFunc(keys, func(a, b eventKey) int {
+		if a.customer != b.customer {
+			return cmp.Compare(a.customer, b.customer)
+		}
+		if a.at != b.at {
+			return cmp.Compare(a.at, b.at)
+		}
+		return cmp.Compare(a.pos, b.pos)
+	})
+	res.Start = time.Unix(0, first).UTC()
+	lt := time.Unix(0, last).UTC()
+	res.End = time.Date(lt.Year(), lt.Month(), lt.Day()+1, 0, 0, 0, 0, time.UTC)
 	if o.Until.After(res.End) {
 		res.End = o.Until
 	}
 
-	// Group by customer keeping event-time order; customers in order of
-	// their first event so the work is deterministic.
-	byCustomer := map[string][]engine.Event{}
-	var order []string
-	for _, ev := range evs {
-		id := ev.CustomerID
-		if _, ok := byCustomer[id]; !ok {
-			order = append(order, id)
-		}
-		byCustomer[id] = append(byCustomer[id], ev)
-	}
-
 	eng := engine.New(engine.Config{HomeBank: o.HomeBank, Lateness: o.Lateness})
 	al := &alerting.Engine{Playbook: pb, SLA: sla}
-	for _, id := range order {
+	for lo := 0; lo < len(keys); {
+		hi := lo + 1
+		for hi < len(keys) && keys[hi].customer == keys[lo].customer {
+			hi++
+		}
+		id := evs[keys[lo].pos].CustomerID
 		prof := profiles[id]
 		ep := engine.Profile{Tier: engine.TierMass}
 		if prof != nil {
@@ -208,7 +230,8 @@ func Run(in Input, o Options) (*Result, error) {
 		}
 		var st engine.State
 		var sigs []engine.Signal
-		for _, ev := range byCustomer[id] {
+		for _, k := range keys[lo:hi] {
+			ev := evs[k.pos]
 			if eng.Check(&st, ev) != nil {
 				res.Counts.NotScored++
 				continue
@@ -225,6 +248,7 @@ func Run(in Input, o Options) (*Result, error) {
 		if c.Open != nil {
 			res.Alerts = append(res.Alerts, c.Open)
 		}
+		lo = hi
 	}
 	slices.SortFunc(res.Alerts, func(a, b *cwv1.Alert) int {
 		if c := a.GetFirstSignalAt().AsTime().Compare(b.GetFirstSignalAt().AsTime()); c != 0 {
@@ -235,9 +259,15 @@ func Run(in Input, o Options) (*Result, error) {
 	return res, nil
 }
 
+type eventKey struct {
+	customer int32
+	pos      int32
+	at       int64
+}
+
 // acceptEvents does the ingester's part: decode errors and validation
 // rejected with their lines, repeated event ids counted as duplicates, then
-// the rules service's conversion, sorted by event time (ties in input order).
+// the rules service's conversion, in input order.
 func (res *Result) acceptEvents(recs []Record[*cwv1.IncomingEvent], wall time.Time) []engine.Event {
 	seen := make(map[string]struct{}, len(recs))
 	out := make([]engine.Event, 0, len(recs))
@@ -265,7 +295,6 @@ func (res *Result) acceptEvents(recs []Record[*cwv1.IncomingEvent], wall time.Ti
 		}
 		out = append(out, ev)
 	}
-	slices.SortStableFunc(out, func(a, b engine.Event) int { return a.Time.Compare(b.Time) })
 	return out
 }
 
