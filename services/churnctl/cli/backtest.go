@@ -290,20 +290,19 @@ func printBacktestCompare(w io.Writer, cur, prop *backtestRun) error {
 	fmt.Fprintf(w, "back-test what-if: current %s (version %d) vs proposed %s\n", a.Thresholds, a.ThresholdVersion, b.Thresholds)
 	c := a.Counts
 	fmt.Fprintf(w, "events: %d read, %d accepted, %d duplicates, %d rejected; customers %d\n\n", c.Events, c.Accepted, c.Duplicates, c.Rejected, c.Customers)
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	row := func(name string, x, y string) { fmt.Fprintf(tw, "%s\t%s\t%s\t\n", name, x, y) }
+	row := func(name string, x, y string) { fmt.Fprintf(w, "%-36s %16s %16s\n", name, x, y) }
 	row("", "current", "proposed")
 	row("alerts", fmt.Sprint(a.Alerts), fmt.Sprint(b.Alerts))
 	row("signals", fmt.Sprint(a.Signals), fmt.Sprint(b.Signals))
 	for _, sev := range []string{"LOW", "MEDIUM", "HIGH", "CRITICAL"} {
-		row("  "+sev, fmt.Sprint(a.AlertsBySeverity[sev]), fmt.Sprint(b.AlertsBySeverity[sev]))
+		row("  alerts "+sev, fmt.Sprint(a.AlertsBySeverity[sev]), fmt.Sprint(b.AlertsBySeverity[sev]))
 	}
 	if cur.det != nil {
 		da, db := cur.det, prop.det
 		row("precision", fmt.Sprintf("%.3f", da.Precision), fmt.Sprintf("%.3f", db.Precision))
 		row("recall", fmt.Sprintf("%.3f", da.Recall), fmt.Sprintf("%.3f", db.Recall))
 		row("median lead (days)", fmt.Sprintf("%.1f", da.MedianLeadDays), fmt.Sprintf("%.1f", db.MedianLeadDays))
-		row("false alerts /1000 stable/month", fmt.Sprintf("%.2f", da.FalseAlertsPer1000StableMonth), fmt.Sprintf("%.2f", db.FalseAlertsPer1000StableMonth))
+		row("false alerts /1,000 stable/month", fmt.Sprintf("%.2f", da.FalseAlertsPer1000StableMonth), fmt.Sprintf("%.2f", db.FalseAlertsPer1000StableMonth))
 	}
 	rules := map[string]bool{}
 	for r := range a.AlertsByRule {
@@ -324,9 +323,6 @@ func printBacktestCompare(w io.Writer, cur, prop *backtestRun) error {
 			y += fmt.Sprintf(" (p %.2f)", rulePrecision(prop.det, r))
 		}
 		row("alerts with "+r, x, y)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
 	}
 	added, dropped := diffAlerted(cur.res.Alerts, prop.res.Alerts)
 	fmt.Fprintf(w, "\ncustomers alerted only under the proposed set: %d; only under the current set: %d\n", added, dropped)
