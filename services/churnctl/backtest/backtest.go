@@ -101,7 +101,11 @@ type Rejection struct {
 	EventID    string `json:"eventId,omitempty"`
 	CustomerID string `json:"customerId,omitempty"`
 	Reason     string `json:"reason"`
+	customer   bool
 }
+
+// IsCustomer reports whether the refused record was a customer profile.
+func (r Rejection) IsCustomer() bool { return r.customer || r.CustomerID != "" && r.EventID == "" }
 
 // Counts are what happened to the input records.
 type Counts struct {
@@ -138,16 +142,139 @@ type Result struct {
 
 // Run replays in through the pipeline's pure stages.
 func Run(in Input, o Options) (*Result, error) {
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	h := NewHistory(now())
+	for _, r := range in.Customers {
+		h.AddCustomer(r)
+	}
+	for _, r := range in.Events {
+		h.AddEvent(r)
+	}
+	return h.Replay(o)
+}
+
+// History is input that went through the ingester's checks and the rules
+// service's conversion: customer profiles and scorable events, with the
+// refused records. It does not depend on thresholds, so one History can be
+// replayed under several threshold sets (a what-if), and a caller reading
+// a file record by record holds only the compact scored form of each event.
+type History struct {
+	wall      time.Time
+	profiles  map[string]*cwv1.CustomerProfile
+	events    eventChunks
+	seen      map[string]struct{}
+	ids       map[string]string // customer, account and bank ids, held once
+	counts    Counts
+	rejected  []Rejection
+	notScored int
+}
+
+// NewHistory returns an empty history whose events are validated against
+// the wall clock now (nothing more than 5 minutes after it).
+func NewHistory(now time.Time) *History {
+	return &History{wall: now, profiles: map[string]*cwv1.CustomerProfile{}, seen: map[string]struct{}{}, ids: map[string]string{}}
+}
+
+// AddCustomer validates one customer record; a later record for the same
+// customer replaces the earlier one. Customers apply to every event of the
+// history, whenever they were added (customers are imported first).
+func (h *History) AddCustomer(r Record[*cwv1.IncomingCustomer]) {
+	h.counts.Customers++
+	if r.Err != nil {
+		h.rejectCustomer(r.Line, r.Value.GetCustomerId(), r.Err.Error())
+		return
+	}
+	p, verr := validate.Customer(r.Value, h.wall)
+	if verr != nil {
+		h.rejectCustomer(r.Line, r.Value.GetCustomerId(), verr.Error())
+		return
+	}
+	h.profiles[p.CustomerId] = p
+}
+
+// AddEvent does the ingester's part for one event record — decode errors
+// and validation rejected with their line, a repeated event id counted as
+// a duplicate — then the rules service's conversion.
+func (h *History) AddEvent(r Record[*cwv1.IncomingEvent]) {
+	h.counts.Events++
+	if r.Err != nil {
+		h.rejectEvent(r.Line, r.Value.GetEventId(), r.Err.Error())
+		return
+	}
+	pb, verr := validate.Event(r.Value, h.wall)
+	if verr != nil {
+		h.rejectEvent(r.Line, r.Value.GetEventId(), verr.Error())
+		return
+	}
+	if _, dup := h.seen[pb.EventId]; dup {
+		h.counts.Duplicates++
+		return
+	}
+	h.seen[pb.EventId] = struct{}{}
+	h.counts.Accepted++
+	ev, err := convert.Event(pb)
+	if err != nil {
+		h.notScored++ // the rules service's DLQ
+		return
+	}
+	ev.CustomerID, ev.AccountID, ev.Currency, ev.CounterpartyBank = h.id(ev.CustomerID), h.id(ev.AccountID), h.id(ev.Currency), h.id(ev.CounterpartyBank)
+	h.events.add(ev)
+}
+
+// eventChunks holds events in fixed-size chunks: appending never copies
+// what is held (a history is millions of 130-byte events).
+type eventChunks struct {
+	chunks [][]engine.Event
+	n      int
+}
+
+const chunkBits = 14
+
+func (c *eventChunks) add(ev engine.Event) {
+	if c.n&(1<<chunkBits-1) == 0 {
+		c.chunks = append(c.chunks, make([]engine.Event, 0, 1<<chunkBits))
+	}
+	last := len(c.chunks) - 1
+	c.chunks[last] = append(c.chunks[last], ev)
+	c.n++
+}
+
+func (c *eventChunks) at(i int32) *engine.Event { return &c.chunks[i>>chunkBits][i&(1<<chunkBits-1)] }
+
+// id returns one shared copy of a repeated identifier.
+func (h *History) id(s string) string {
+	if s == "" {
+		return ""
+	}
+	if v, ok := h.ids[s]; ok {
+		return v
+	}
+	h.ids[s] = s
+	return s
+}
+
+func (h *History) rejectCustomer(line int, id, reason string) {
+	h.counts.CustomersRejected++
+	h.rejected = append(h.rejected, Rejection{Line: line, CustomerID: id, Reason: reason, customer: true})
+}
+
+func (h *History) rejectEvent(line int, id, reason string) {
+	h.counts.Rejected++
+	h.rejected = append(h.rejected, Rejection{Line: line, EventID: id, Reason: reason})
+}
+
+// Replay runs the history through the engine and the alert merge under
+// o's thresholds. It does not change h.
+func (h *History) Replay(o Options) (*Result, error) {
 	th := engine.DefaultThresholds()
 	if o.Thresholds != nil {
 		th = *o.Thresholds
 	}
 	if err := th.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadThresholds, err)
-	}
-	now := time.Now
-	if o.Now != nil {
-		now = o.Now
 	}
 	sla := o.SLA
 	if sla == nil {
@@ -157,43 +284,37 @@ func Run(in Input, o Options) (*Result, error) {
 	if pb == nil {
 		pb = alerting.DefaultPlaybook()
 	}
-	res := &Result{SignalsByRule: map[string]int{}, ThresholdVersion: th.Version}
-	wall := now()
-
-	profiles := map[string]*cwv1.CustomerProfile{}
-	for _, r := range in.Customers {
-		res.Counts.Customers++
-		if r.Err != nil {
-			res.rejectCustomer(r.Line, r.Value.GetCustomerId(), r.Err.Error())
-			continue
+	res := &Result{SignalsByRule: map[string]int{}, ThresholdVersion: th.Version, Counts: h.counts}
+	res.Counts.NotScored = h.notScored
+	res.Rejected = slices.Clone(h.rejected)
+	slices.SortStableFunc(res.Rejected, func(a, b Rejection) int {
+		if a.customer != b.customer {
+			if a.customer {
+				return -1
+			}
+			return 1
 		}
-		p, verr := validate.Customer(r.Value, wall)
-		if verr != nil {
-			res.rejectCustomer(r.Line, r.Value.GetCustomerId(), verr.Error())
-			continue
-		}
-		profiles[p.CustomerId] = p // a later record replaces the earlier one
-	}
-
-	evs := res.acceptEvents(in.Events, wall)
-	if len(evs) == 0 {
+		return cmp.Compare(a.Line, b.Line)
+	})
+	evs := &h.events
+	if evs.n == 0 {
 		return res, nil
 	}
 	// One sort of small keys groups the events by customer and orders each
 	// customer's events by time, ties in input order (sorting the events
 	// themselves would move 130-byte structs around).
 	custIdx := map[string]int32{}
-	keys := make([]eventKey, len(evs))
+	keys := make([]eventKey, evs.n)
 	var last int64
 	first := int64(math.MaxInt64)
-	for i := range evs {
-		id := evs[i].CustomerID
-		c, ok := custIdx[id]
+	for i := range keys {
+		ev := evs.at(int32(i))
+		c, ok := custIdx[ev.CustomerID]
 		if !ok {
 			c = int32(len(custIdx))
-			custIdx[id] = c
+			custIdx[ev.CustomerID] = c
 		}
-		t := evs[i].Time.UnixNano()
+		t := ev.Time.UnixNano()
 		keys[i] = eventKey{customer: c, at: t, pos: int32(i)}
 		first, last = min(first, t), max(last, t)
 	}
@@ -215,13 +336,14 @@ func Run(in Input, o Options) (*Result, error) {
 
 	eng := engine.New(engine.Config{HomeBank: o.HomeBank, Lateness: o.Lateness})
 	al := &alerting.Engine{Playbook: pb, SLA: sla}
+	var sigs []engine.Signal
 	for lo := 0; lo < len(keys); {
 		hi := lo + 1
 		for hi < len(keys) && keys[hi].customer == keys[lo].customer {
 			hi++
 		}
-		id := evs[keys[lo].pos].CustomerID
-		prof := profiles[id]
+		id := evs.at(keys[lo].pos).CustomerID
+		prof := h.profiles[id]
 		ep := engine.Profile{Tier: engine.TierMass}
 		if prof != nil {
 			ep.Tier, ep.Known = convert.Tier(prof.GetTier())
@@ -229,14 +351,14 @@ func Run(in Input, o Options) (*Result, error) {
 			res.Counts.UnknownCustomers++
 		}
 		var st engine.State
-		var sigs []engine.Signal
+		sigs = sigs[:0]
 		for _, k := range keys[lo:hi] {
-			ev := evs[k.pos]
-			if eng.Check(&st, ev) != nil {
+			ev := evs.at(k.pos)
+			if eng.Check(&st, *ev) != nil {
 				res.Counts.NotScored++
 				continue
 			}
-			sigs = append(sigs, eng.Apply(&st, ev, ep, &th)...)
+			sigs = append(sigs, eng.Apply(&st, *ev, ep, &th)...)
 		}
 		sigs = append(sigs, eng.Advance(&st, res.End, ep, &th)...)
 		c := &alerting.Customer{ID: id, Profile: prof}
@@ -263,49 +385,6 @@ type eventKey struct {
 	customer int32
 	pos      int32
 	at       int64
-}
-
-// acceptEvents does the ingester's part: decode errors and validation
-// rejected with their lines, repeated event ids counted as duplicates, then
-// the rules service's conversion, in input order.
-func (res *Result) acceptEvents(recs []Record[*cwv1.IncomingEvent], wall time.Time) []engine.Event {
-	seen := make(map[string]struct{}, len(recs))
-	out := make([]engine.Event, 0, len(recs))
-	for _, r := range recs {
-		res.Counts.Events++
-		if r.Err != nil {
-			res.rejectEvent(r.Line, r.Value.GetEventId(), r.Err.Error())
-			continue
-		}
-		pb, verr := validate.Event(r.Value, wall)
-		if verr != nil {
-			res.rejectEvent(r.Line, r.Value.GetEventId(), verr.Error())
-			continue
-		}
-		if _, dup := seen[pb.EventId]; dup {
-			res.Counts.Duplicates++
-			continue
-		}
-		seen[pb.EventId] = struct{}{}
-		res.Counts.Accepted++
-		ev, err := convert.Event(pb)
-		if err != nil {
-			res.Counts.NotScored++ // the rules service's DLQ
-			continue
-		}
-		out = append(out, ev)
-	}
-	return out
-}
-
-func (res *Result) rejectCustomer(line int, id, reason string) {
-	res.Counts.CustomersRejected++
-	res.Rejected = append(res.Rejected, Rejection{Line: line, CustomerID: id, Reason: reason})
-}
-
-func (res *Result) rejectEvent(line int, id, reason string) {
-	res.Counts.Rejected++
-	res.Rejected = append(res.Rejected, Rejection{Line: line, EventID: id, Reason: reason})
 }
 
 func compareStrings(a, b string) int {

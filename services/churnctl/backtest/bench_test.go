@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
 )
@@ -31,8 +32,8 @@ func BenchmarkRun(b *testing.B) {
 	b.ReportMetric(float64(len(in.Events))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkReadEvents is decoding an events.ndjson file, the other half of
-// `churnctl backtest`.
+// BenchmarkReadEvents is decoding, validating and converting an
+// events.ndjson file: the other half of `churnctl backtest`.
 func BenchmarkReadEvents(b *testing.B) {
 	bank := benchBank(b)
 	var buf bytes.Buffer
@@ -47,10 +48,31 @@ func BenchmarkReadEvents(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
 	for b.Loop() {
-		recs, err := ReadEvents("events.ndjson", bytes.NewReader(data))
-		if err != nil || len(recs) != len(bank.Events) {
-			b.Fatalf("%d records, %v", len(recs), err)
+		h := NewHistory(time.Now())
+		if err := h.ReadEvents("events.ndjson", bytes.NewReader(data)); err != nil || h.counts.Accepted != len(bank.Events) {
+			b.Fatalf("%+v, %v", h.counts, err)
 		}
 	}
 	b.ReportMetric(float64(len(bank.Events))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkReplay is the engine and the alert merge alone over a validated
+// history: what each extra threshold set of a what-if costs.
+func BenchmarkReplay(b *testing.B) {
+	in, _ := FromBank(benchBank(b))
+	h := NewHistory(time.Now())
+	for _, r := range in.Customers {
+		h.AddCustomer(r)
+	}
+	for _, r := range in.Events {
+		h.AddEvent(r)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := h.Replay(Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(in.Events))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

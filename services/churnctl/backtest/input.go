@@ -18,41 +18,41 @@ import (
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 )
 
-// ReadEvents reads account events as the ingester's decoders do: NDJSON,
-// CSV or a JSON array, picked from name's extension or the first bytes.
-// Undecodable records come back with Err and their line; only an
-// unreadable input as a whole is an error.
-func ReadEvents(name string, r io.Reader) ([]Record[*cwv1.IncomingEvent], error) {
+// ReadEvents decodes account events as the ingester's decoders do —
+// NDJSON, CSV or a JSON array, picked from name's extension or the first
+// bytes — and adds each record to h as it is read, so only the scored form
+// of each event is held. An undecodable record is rejected with its line;
+// only an input unreadable as a whole is an error.
+func (h *History) ReadEvents(name string, r io.Reader) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	kind := format.Detect(name, br)
-	return readAll(kind, format.Events(kind, br))
+	return each(kind, format.Events(kind, br), h.AddEvent)
 }
 
-// ReadCustomers reads customer profiles (NDJSON or a JSON array).
-func ReadCustomers(name string, r io.Reader) ([]Record[*cwv1.IncomingCustomer], error) {
+// ReadCustomers decodes customer profiles (NDJSON or a JSON array) into h.
+func (h *History) ReadCustomers(name string, r io.Reader) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	kind := format.NDJSON
 	if format.Detect(name, br) == format.JSONArray {
 		kind = format.JSONArray
 	}
-	return readAll(kind, format.Customers(kind, br))
+	return each(kind, format.Customers(kind, br), h.AddCustomer)
 }
 
-func readAll[T any](kind format.Kind, rd format.Reader[T]) ([]Record[T], error) {
-	var out []Record[T]
+func each[T any](kind format.Kind, rd format.Reader[T], add func(Record[T])) error {
 	for {
 		rec, err := rd.Next()
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return nil
 		}
 		if err != nil {
-			return out, err
+			return err
 		}
 		line := rec.Line
 		if kind == format.JSONArray {
-			line = rec.Index + 1
+			line = rec.Index + 1 // as churnctl ingest reports it
 		}
-		out = append(out, Record[T]{Line: line, Value: rec.Value, Err: rec.Err})
+		add(Record[T]{Line: line, Value: rec.Value, Err: rec.Err})
 	}
 }
 

@@ -100,7 +100,7 @@ func backtestCmd(_ context.Context, env *Env, args []string) error {
 			return err
 		}
 	}
-	in, err := readBacktestInput(env, *customersFile, *eventsFile)
+	hist, err := readBacktestInput(env, *customersFile, *eventsFile)
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func backtestCmd(_ context.Context, env *Env, args []string) error {
 		o := opts
 		o.Thresholds = th
 		start := time.Now()
-		res, err := backtest.Run(in, o)
+		res, err := hist.Replay(o)
 		if err != nil {
 			return nil, &ExitError{Code: ExitFailure, Err: err}
 		}
@@ -184,30 +184,32 @@ func readThresholdsFile(name string) (*engine.Thresholds, string, error) {
 	return &th, name, nil
 }
 
-func readBacktestInput(env *Env, customersFile, eventsFile string) (backtest.Input, error) {
-	var in backtest.Input
+// readBacktestInput validates the files record by record into a history
+// that both sides of a what-if replay.
+func readBacktestInput(env *Env, customersFile, eventsFile string) (*backtest.History, error) {
 	if customersFile == "-" && eventsFile == "-" {
-		return in, Usagef("only one of --customers and --events may be stdin")
+		return nil, Usagef("only one of --customers and --events may be stdin")
 	}
+	h := backtest.NewHistory(time.Now())
 	cf, err := openInput(env, customersFile)
 	if err != nil {
-		return in, err
+		return nil, err
 	}
-	in.Customers, err = backtest.ReadCustomers(customersFile, cf)
+	err = h.ReadCustomers(customersFile, cf)
 	cf.Close()
 	if err != nil {
-		return in, &ExitError{Code: ExitFailure, Err: fmt.Errorf("read %s: %w", customersFile, err)}
+		return nil, &ExitError{Code: ExitFailure, Err: fmt.Errorf("read %s: %w", customersFile, err)}
 	}
 	ef, err := openInput(env, eventsFile)
 	if err != nil {
-		return in, err
+		return nil, err
 	}
-	in.Events, err = backtest.ReadEvents(eventsFile, ef)
+	err = h.ReadEvents(eventsFile, ef)
 	ef.Close()
 	if err != nil {
-		return in, &ExitError{Code: ExitFailure, Err: fmt.Errorf("read %s: %w", eventsFile, err)}
+		return nil, &ExitError{Code: ExitFailure, Err: fmt.Errorf("read %s: %w", eventsFile, err)}
 	}
-	return in, nil
+	return h, nil
 }
 
 // maxListedErrors bounds the rejected records the readable report lists;
@@ -217,7 +219,7 @@ const maxListedErrors = 20
 func printBacktest(w io.Writer, r *backtestRun) error {
 	s := r.summary()
 	c := s.Counts
-	fmt.Fprintf(w, "back-test with thresholds %s (version %d), %s\n", s.Thresholds, s.ThresholdVersion, r.took.Round(time.Millisecond))
+	fmt.Fprintf(w, "back-test with thresholds %s (version %d), replayed in %s\n", s.Thresholds, s.ThresholdVersion, r.took.Round(time.Millisecond))
 	fmt.Fprintf(w, "customers: %d read, %d rejected; events: %d read, %d accepted, %d duplicates, %d rejected", c.Customers, c.CustomersRejected, c.Events, c.Accepted, c.Duplicates, c.Rejected)
 	if c.NotScored > 0 {
 		fmt.Fprintf(w, ", %d not scored", c.NotScored)
@@ -250,7 +252,7 @@ func printRejections(w io.Writer, errs []backtest.Rejection) {
 			break
 		}
 		what := "event " + e.EventID
-		if e.CustomerID != "" {
+		if e.IsCustomer() {
 			what = "customer " + e.CustomerID
 		}
 		fmt.Fprintf(w, "  line %d %s: %s\n", e.Line, what, e.Reason)
