@@ -88,7 +88,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.EngineEPS = engineEPS(bank)
 	logf("engine_eps %.0f", res.EngineEPS)
 
-	st, err := devstack.Start(ctx, devstack.Options{AnyPort: true, Env: map[string]string{
+	st, err := devstack.Start(ctx, devstack.Options{AnyPort: true, HoldConsumers: true, Env: map[string]string{
 		"CHURNWATCH_KAFKA_BROKERS": strings.Join(o.Brokers, ","), "CHURNWATCH_REDIS_ADDR": o.RedisAddr, "CHURNWATCH_LOG_LEVEL": "error",
 		"CHURNWATCH_RATE_LIMIT": "10000000",
 	}})
@@ -106,26 +106,29 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer conn.Close()
 	ing := cwv1.NewIngestServiceClient(conn)
+	baseMem := usedMemory(ctx, rdb)
+
+	// Phase 1: ingest everything, consumers held: the ingester alone.
 	if err := importCustomers(ctx, ing, bank); err != nil {
 		return nil, err
 	}
-	if err := demo.WaitCaughtUp(ctx, st.Brokers, time.Minute); err != nil {
-		return nil, err
-	}
-	baseMem := usedMemory(ctx, rdb)
-
-	// Phase 1: ingest everything while rules and alerts consume.
 	events := make([]*cwv1.IncomingEvent, len(bank.Events))
 	for i, e := range bank.Events {
 		events[i] = incoming(e)
 	}
 	start := time.Now()
-	if err := publishAll(ctx, ing, events, 5000, 2); err != nil {
+	if err := publishAll(ctx, ing, events, 5000, 4); err != nil {
 		return nil, err
 	}
 	ingestDur := time.Since(start)
 	res.IngestEPS = float64(len(events)) / ingestDur.Seconds()
 	logf("ingest_eps %.0f (%s)", res.IngestEPS, ingestDur)
+
+	// Phase 2: release rules and alerts on the backlog; the pipeline has
+	// taken every event when both groups (and the customer groups) are
+	// caught up: all state written, every signal turned into alerts.
+	start = time.Now()
+	st.Release()
 	if err := demo.WaitCaughtUp(ctx, st.Brokers, 20*time.Minute); err != nil {
 		return nil, err
 	}
@@ -133,7 +136,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.PipelineEPS = float64(len(events)) / pipeDur.Seconds()
 	logf("pipeline_eps %.0f (%s)", res.PipelineEPS, pipeDur)
 
-	// Phase 2: a bare kafka-go consumer group on the same topic and broker.
+	// Phase 3: a bare kafka-go consumer group over the same backlog on the
+	// same broker: fetch, commit, nothing else.
 	res.RawConsumeEPS, err = rawConsume(ctx, st.Brokers, len(events))
 	if err != nil {
 		return nil, err
@@ -145,7 +149,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	logf("redis bytes/customer %.0f", res.RedisBytesPerCustomer)
 
 	// Phase 3: steady load, event accepted → alert on a subscriber's stream.
-	lat, err := latency(ctx, st, ing, o.LatencyRate, o.LatencyFor)
+	// Start from a quiet system: the alert publisher may still be copying
+	// phase 1's alert changes to Kafka.
+	if err := waitQuiet(ctx, st.Brokers, "churnwatch.alerts.v1"); err != nil {
+		return nil, err
+	}
+	lastEvent, _ := time.Parse(time.RFC3339, bank.Events[len(bank.Events)-1].OccurredAt)
+	lat, err := latency(ctx, st, ing, o.LatencyRate, o.LatencyFor, lastEvent.Add(time.Hour))
 	if err != nil {
 		return nil, err
 	}
@@ -279,28 +289,31 @@ func usedMemory(ctx context.Context, rdb *redis.Client) int64 {
 // ingester's eventId dedupe marks per event apart, since those live for
 // the retention period on the wall clock whatever the customer count.
 func redisFootprint(ctx context.Context, rdb *redis.Client, bank *simulate.Bank, baseMem int64) (perCustomer, dedupPerEvent float64) {
-	sample := bank.Customers
-	if len(sample) > 200 {
-		sample = sample[:200]
+	sample := map[string]bool{}
+	for i, c := range bank.Customers {
+		if i >= 200 {
+			break
+		}
+		sample["{c:"+c.CustomerID+"}"] = true
 	}
 	var total int64
-	for _, c := range sample {
-		var cursor uint64
-		for {
-			keys, next, err := rdb.Scan(ctx, cursor, "*{c:"+c.CustomerID+"}*", 1000).Result()
-			if err != nil {
-				break
+	var cursor uint64
+	for {
+		keys, next, err := rdb.Scan(ctx, cursor, "*{c:*", 5000).Result()
+		if err != nil {
+			break
+		}
+		for _, k := range keys {
+			i := strings.Index(k, "{c:")
+			j := strings.IndexByte(k[i:], '}')
+			if j < 0 || !sample[k[i:i+j+1]] {
+				continue
 			}
-			for _, k := range keys {
-				if strings.Contains(k, "dedup") || strings.Contains(k, "ingest") {
-					continue
-				}
-				n, _ := rdb.MemoryUsage(ctx, k).Result()
-				total += n
-			}
-			if cursor = next; cursor == 0 {
-				break
-			}
+			n, _ := rdb.MemoryUsage(ctx, k).Result()
+			total += n
+		}
+		if cursor = next; cursor == 0 {
+			break
 		}
 	}
 	perCustomer = float64(total) / float64(len(sample))
@@ -330,7 +343,7 @@ func countAlerts(ctx context.Context, rdb *redis.Client) int {
 // is an external outflow over the MASS threshold for a fresh customer, so it
 // creates an alert. Latency = the alert's arrival on an ops subscriber's
 // stream − the time PublishEvents returned for the batch carrying it.
-func latency(ctx context.Context, st *devstack.Stack, ing cwv1.IngestServiceClient, rate int, d time.Duration) ([]float64, error) {
+func latency(ctx context.Context, st *devstack.Stack, ing cwv1.IngestServiceClient, rate int, d time.Duration, at time.Time) ([]float64, error) {
 	opsTok, _ := st.Token("bench-ops", auth.RoleOps, "", time.Hour)
 	ac, err := client.Dial(st.Alerts.GRPCAddr(), opsTok, client.TLS{})
 	if err != nil {
@@ -361,7 +374,9 @@ func latency(ctx context.Context, st *devstack.Stack, ing cwv1.IngestServiceClie
 	}()
 	const tick = 10 * time.Millisecond
 	per := max(1, rate*int(tick)/int(time.Second))
-	now := time.Now().UTC().Add(-time.Minute).Format(time.RFC3339)
+	// Event time continues where the simulated history ended, so that the
+	// partition clocks do not leap and fire a year of deadlines at once.
+	now := at.UTC().Format(time.RFC3339)
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
 	end := time.Now().Add(d)
@@ -413,6 +428,35 @@ func latency(ctx context.Context, st *devstack.Stack, ing cwv1.IngestServiceClie
 		return out, fmt.Errorf("only %d of %d latency alerts arrived", len(out), len(accepted))
 	}
 	return out, nil
+}
+
+// waitQuiet returns when topic's end offsets have not moved for a second.
+func waitQuiet(ctx context.Context, brokers []string, topic string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	var last int64 = -1
+	still := 0
+	for still < 4 {
+		parts, err := kafkax.GroupLag(ctx, brokers, "bench-quiet", topic)
+		if err != nil {
+			return err
+		}
+		var end int64
+		for _, p := range parts {
+			end += p.End
+		}
+		if end == last {
+			still++
+		} else {
+			still, last = 0, end
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s never went quiet: %w", topic, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 func pct(v []float64, p float64) float64 {

@@ -41,6 +41,9 @@ type Options struct {
 	Logs io.Writer
 	// AlertsOptions are passed to the alerts app (e.g. a test clock).
 	AlertsOptions []alertsapp.Option
+	// HoldConsumers builds rules and alerts but runs them only when
+	// Release is called, so that a backlog can be measured (make bench).
+	HoldConsumers bool
 }
 
 // Stack is a running churnwatch.
@@ -54,13 +57,14 @@ type Stack struct {
 	KeyPath   string
 	PubPath   string
 
-	signer crypto.Signer
-	kafka  *embedded.Kafka
-	redis  *embedded.Redis
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	errs   []error
+	signer  crypto.Signer
+	kafka   *embedded.Kafka
+	redis   *embedded.Redis
+	cancel  context.CancelFunc
+	release func()
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	errs    []error
 }
 
 // Start brings the stack up and returns once every service is serving.
@@ -165,7 +169,13 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if s.Rules, err = rulesapp.New(ctx, rcfg, rulesapp.WithLogOutput(o.Logs)); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
-	s.run("rules", func() error { return s.Rules.Run(rctx) })
+	held := make(chan struct{})
+	var once sync.Once
+	s.release = func() { once.Do(func() { close(held) }) }
+	if !o.HoldConsumers {
+		s.release()
+	}
+	s.run("rules", func() error { return runWhenReleased(rctx, held, s.Rules.Run) })
 
 	acfg, err := alertsapp.LoadConfig(config.FromMap(addrs("7003", "8003")))
 	if err != nil {
@@ -175,9 +185,13 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if s.Alerts, err = alertsapp.New(ctx, acfg, aopts...); err != nil {
 		return nil, fmt.Errorf("alerts: %w", err)
 	}
-	s.run("alerts", func() error { return s.Alerts.Run(rctx) })
+	s.run("alerts", func() error { return runWhenReleased(rctx, held, s.Alerts.Run) })
 
-	for _, a := range []string{s.Ingester.GRPCAddr(), s.Rules.GRPCAddr(), s.Alerts.GRPCAddr()} {
+	serving := []string{s.Ingester.GRPCAddr()}
+	if !o.HoldConsumers {
+		serving = append(serving, s.Rules.GRPCAddr(), s.Alerts.GRPCAddr())
+	}
+	for _, a := range serving {
 		wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
 		err := embedded.WaitTCP(wctx, a)
 		wcancel()
@@ -187,6 +201,18 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	ok = true
 	return s, nil
+}
+
+// Release starts held consumers (Options.HoldConsumers).
+func (s *Stack) Release() { s.release() }
+
+func runWhenReleased(ctx context.Context, held <-chan struct{}, run func(context.Context) error) error {
+	select {
+	case <-held:
+		return run(ctx)
+	case <-ctx.Done():
+		return nil
+	}
 }
 
 func (s *Stack) run(name string, f func() error) {

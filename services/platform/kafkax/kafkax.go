@@ -83,8 +83,13 @@ func ReaderConfig(brokers []string, group, topic string) kafka.ReaderConfig {
 		MinBytes:       1,
 		MaxBytes:       16 << 20,
 		MaxWait:        50 * time.Millisecond,
-		QueueCapacity:  10000,
-		CommitInterval: 0,
+		QueueCapacity:  20000,
+		// Commits are sent in the background every 200 ms; callers still call
+		// CommitMessages only after their state write is durable, so a crash
+		// can only redeliver (which every consumer treats idempotently), and
+		// the batch loop does not wait a broker round trip per batch.
+		// Close flushes the outstanding commit.
+		CommitInterval: 200 * time.Millisecond,
 		StartOffset:    kafka.FirstOffset,
 		// kafka-go's default 5 s makes every start of a group slow: it waits for
 		// other members to join. One instance per process here; 1 s still lets

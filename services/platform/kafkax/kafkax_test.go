@@ -71,7 +71,6 @@ func TestConsumerGroupResumesFromCommittedOffset(t *testing.T) {
 
 	// Restart: the group resumes from the committed offsets.
 	r2 := kafka.NewReader(kafkax.ReaderConfig(k.Brokers, "g1", topic))
-	defer r2.Close()
 	redelivered := map[string]bool{}
 	got := 0
 	for got < n-committed {
@@ -100,6 +99,10 @@ func TestConsumerGroupResumesFromCommittedOffset(t *testing.T) {
 		if seen[fmt.Sprint(i)] != 1 {
 			t.Fatalf("record %d seen %d times", i, seen[fmt.Sprint(i)])
 		}
+	}
+	// Commits go out in the background; Close flushes them.
+	if err := r2.Close(); err != nil {
+		t.Fatalf("close: %v", err)
 	}
 	lag, err = kafkax.GroupLag(ctx, k.Brokers, "g1", topic)
 	if err != nil {
