@@ -14,6 +14,7 @@ import (
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/alerts/alerting"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
+	"github.com/churnwatch/churnwatch/services/platform/config"
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 	"github.com/churnwatch/churnwatch/services/platform/redisx"
 	"github.com/churnwatch/churnwatch/services/platform/service"
@@ -67,6 +68,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	base.Log.Info("alerts settings", config.Attrs(cfg.fields())...)
 	a := &App{
 		cfg:    cfg,
 		base:   base,

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -161,6 +160,3 @@ func (a *App) handleProfiles(ctx context.Context, msgs []kafka.Message) error {
 	a.recordChanges(ctx, st)
 	return nil
 }
-
-// errNotVisible is returned when the caller may not see an alert.
-var errNotVisible = errors.New("not visible")

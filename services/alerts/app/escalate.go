@@ -39,7 +39,7 @@ func (a *App) RunEscalations(ctx context.Context) (int, error) {
 		// Each pass removes or reschedules what it reads, so a bounded
 		// number of passes drains the due part.
 		for pass := 0; pass < 64; pass++ {
-			ids, err := a.store.rdb.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: "-inf", Max: max, Count: 256}).Result()
+			ids, err := a.store.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: key, Start: "-inf", Stop: max, ByScore: true, Count: 256}).Result()
 			if err != nil {
 				return changed, err
 			}

@@ -108,14 +108,13 @@ type subscriber struct {
 // fans each entry out to the subscribers of its audiences. It never blocks
 // on a subscriber: a full queue cuts that subscriber off.
 type hub struct {
-	rdb     *redis.Client // own client: the blocking read holds a connection
-	log     *slog.Logger
-	onCut   func()
-	mu      sync.Mutex
-	pos     string // last entry id dispatched
-	subs    map[*subscriber]struct{}
-	ready   chan struct{}
-	initErr error
+	rdb   *redis.Client // own client: the blocking read holds a connection
+	log   *slog.Logger
+	onCut func()
+	mu    sync.Mutex
+	pos   string // last entry id dispatched
+	subs  map[*subscriber]struct{}
+	ready chan struct{}
 }
 
 func newHub(_ *redis.Client, log *slog.Logger, addr, password string, db int) *hub {

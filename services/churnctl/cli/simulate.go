@@ -48,4 +48,3 @@ func simulateCmd(_ context.Context, env *Env, args []string) error {
 	return env.JSON(map[string]any{"dir": *out, "customers": len(bank.Customers), "events": len(bank.Events), "churners": churners,
 		"from": bank.Events[0].OccurredAt[:10], "to": bank.Events[len(bank.Events)-1].OccurredAt[:10], "seed": *seed})
 }
-

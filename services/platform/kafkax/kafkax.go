@@ -77,13 +77,13 @@ func NewWriter(brokers []string, topic string) *kafka.Writer {
 // earliest offset for a new group.
 func ReaderConfig(brokers []string, group, topic string) kafka.ReaderConfig {
 	return kafka.ReaderConfig{
-		Brokers:        brokers,
-		GroupID:        group,
-		Topic:          topic,
-		MinBytes:       1,
-		MaxBytes:       16 << 20,
-		MaxWait:        50 * time.Millisecond,
-		QueueCapacity:  20000,
+		Brokers:       brokers,
+		GroupID:       group,
+		Topic:         topic,
+		MinBytes:      1,
+		MaxBytes:      16 << 20,
+		MaxWait:       50 * time.Millisecond,
+		QueueCapacity: 20000,
 		// Commits are sent in the background every 200 ms; callers still call
 		// CommitMessages only after their state write is durable, so a crash
 		// can only redeliver (which every consumer treats idempotently), and

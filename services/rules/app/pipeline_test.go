@@ -11,7 +11,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
 
@@ -228,22 +227,6 @@ func TestRedisRestartMidStream(t *testing.T) {
 	_, got := scenario{partitions: 3, batch: 20, redisRestartAfter: int64(len(b.events)) / 3}.run(t, b)
 	diffSignals(t, "redis restart", want.signals, got.signals)
 	sameStates(t, "redis restart", want.states, got.states)
-}
-
-// lag is a group's total lag on the events topic.
-func (s *stack) lag(group string) int64 {
-	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	lag, err := kafkax.GroupLag(ctx, s.brokers, group, s.topics.Events)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	total := int64(0)
-	for _, p := range lag {
-		total += p.Lag
-	}
-	return total
 }
 
 // metric reads one sample of the app's /metrics (0 when absent).

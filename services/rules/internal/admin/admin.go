@@ -18,8 +18,8 @@ import (
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
-	"github.com/churnwatch/churnwatch/services/rules/engine"
 	"github.com/churnwatch/churnwatch/services/rules/convert"
+	"github.com/churnwatch/churnwatch/services/rules/engine"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
 
