@@ -11,7 +11,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -26,13 +25,15 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/churnctl/backtest"
 	"github.com/churnwatch/churnwatch/services/churnctl/demo"
 	"github.com/churnwatch/churnwatch/services/churnctl/devstack"
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
+	"github.com/churnwatch/churnwatch/services/ingester/validate"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/client"
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
-	"github.com/churnwatch/churnwatch/services/platform/money"
+	"github.com/churnwatch/churnwatch/services/rules/convert"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 )
 
@@ -114,7 +115,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	events := make([]*cwv1.IncomingEvent, len(bank.Events))
 	for i, e := range bank.Events {
-		events[i] = incoming(e)
+		events[i] = backtest.IncomingEvent(e)
 	}
 	start := time.Now()
 	if err := publishAll(ctx, ing, events, 5000, 4); err != nil {
@@ -166,19 +167,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
-func incoming(e simulate.Event) *cwv1.IncomingEvent {
-	ie := &cwv1.IncomingEvent{EventId: e.EventID, CustomerId: e.CustomerID, AccountId: e.AccountID, OccurredAt: e.OccurredAt,
-		Type: e.Type, Amount: e.Amount, Currency: e.Currency, CounterpartyBank: e.CounterpartyBank, BalanceAfter: e.BalanceAfter, Channel: e.Channel}
-	if e.Sentiment != nil {
-		ie.Sentiment = strconv.FormatFloat(*e.Sentiment, 'f', -1, 64)
-	}
-	return ie
-}
-
 func importCustomers(ctx context.Context, ing cwv1.IngestServiceClient, bank *simulate.Bank) error {
 	var cs []*cwv1.IncomingCustomer
 	for _, c := range bank.Customers {
-		cs = append(cs, &cwv1.IncomingCustomer{CustomerId: c.CustomerID, Tier: c.Tier, ManagerId: c.ManagerID, BranchId: c.BranchID, DisplayName: c.DisplayName})
+		cs = append(cs, backtest.IncomingCustomer(c))
 	}
 	for i := 0; i < len(cs); i += 5000 {
 		if _, err := ing.UpsertCustomers(ctx, &cwv1.UpsertCustomersRequest{Customers: cs[i:min(i+5000, len(cs))]}); err != nil {
@@ -244,10 +236,17 @@ func rawConsume(ctx context.Context, brokers []string, n int) (float64, error) {
 }
 
 func engineEPS(bank *simulate.Bank) float64 {
+	// Events reach the engine the way the services hand them over: the
+	// ingester's validation, then the rules service's conversion. Only the
+	// engine is timed.
 	evs := make([]engine.Event, 0, len(bank.Events))
+	now := time.Now()
 	for _, e := range bank.Events {
-		ev, err := toEngine(e)
-		if err == nil {
+		ae, verr := validate.Event(backtest.IncomingEvent(e), now)
+		if verr != nil {
+			continue
+		}
+		if ev, err := convert.Event(ae); err == nil {
 			evs = append(evs, ev)
 		}
 	}
@@ -466,33 +465,4 @@ func pct(v []float64, p float64) float64 {
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
 	return s[min(len(s)-1, int(p*float64(len(s))))]
-}
-
-var errUnknownType = errors.New("unknown type")
-
-func toEngine(e simulate.Event) (engine.Event, error) {
-	typ, err := engine.ParseEventType(e.Type)
-	if err != nil {
-		return engine.Event{}, errUnknownType
-	}
-	t, err := time.Parse(time.RFC3339, e.OccurredAt)
-	if err != nil {
-		return engine.Event{}, err
-	}
-	ev := engine.Event{ID: e.EventID, CustomerID: e.CustomerID, AccountID: e.AccountID, Time: t, Type: typ, Currency: e.Currency, CounterpartyBank: e.CounterpartyBank}
-	if e.Amount != "" {
-		if ev.Amount, err = money.ParseMinor(e.Amount, e.Currency); err != nil {
-			return ev, err
-		}
-	}
-	if e.BalanceAfter != "" {
-		if ev.BalanceAfter, err = money.ParseMinor(e.BalanceAfter, e.Currency); err != nil {
-			return ev, err
-		}
-		ev.HasBalance = true
-	}
-	if e.Sentiment != nil {
-		ev.Sentiment, ev.HasSentiment = *e.Sentiment, true
-	}
-	return ev, nil
 }

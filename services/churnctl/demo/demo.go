@@ -142,7 +142,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 
 	var custs []*cwv1.IncomingCustomer
 	for _, c := range bank.Customers {
-		custs = append(custs, &cwv1.IncomingCustomer{CustomerId: c.CustomerID, Tier: c.Tier, ManagerId: c.ManagerID, BranchId: c.BranchID, DisplayName: c.DisplayName})
+		custs = append(custs, backtest.IncomingCustomer(c))
 	}
 	for i := 0; i < len(custs); i += 5000 {
 		resp, err := ingest.UpsertCustomers(ctx, &cwv1.UpsertCustomersRequest{Customers: custs[i:min(i+5000, len(custs))]})
@@ -190,7 +190,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil
 	}
 	for _, e := range bank.Events {
-		events = append(events, incoming(e))
+		events = append(events, backtest.IncomingEvent(e))
 		if len(events) == cap(events) {
 			if err := flush(); err != nil {
 				return nil, err
@@ -221,8 +221,6 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	sum.Print(out)
 	return sum, nil
 }
-
-func incoming(e simulate.Event) *cwv1.IncomingEvent { return backtest.IncomingEvent(e) }
 
 func listAll(ctx context.Context, c cwv1.AlertServiceClient) ([]*cwv1.Alert, error) {
 	var all []*cwv1.Alert
@@ -285,7 +283,7 @@ func (w *watcher) watch(ctx context.Context, conn *grpc.ClientConn) {
 func Line(a *cwv1.Alert) string {
 	var reasons []string
 	for _, r := range a.Reasons {
-		reasons = append(reasons, fmt.Sprintf("%s %s≥%s %s", r.RuleId, r.Observed, r.Threshold, r.Unit))
+		reasons = append(reasons, fmt.Sprintf("%s %s (threshold %s %s)", r.RuleId, r.Observed, r.Threshold, r.Unit))
 	}
 	sev := strings.TrimPrefix(a.Severity.String(), "SEVERITY_")
 	tier := strings.TrimPrefix(a.Tier.String(), "TIER_")

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -84,4 +85,23 @@ func CheckHealth(ctx context.Context, addr string, t TLS) error {
 		return fmt.Errorf("%s is %s", addr, resp.Status)
 	}
 	return nil
+}
+
+// Healthcheck is the `<service> healthcheck` subcommand of every service
+// (container HEALTHCHECK): it checks the local gRPC health at
+// CHURNWATCH_GRPC_ADDR (defaultAddr when unset; a wildcard host is reached
+// on 127.0.0.1), trusting CHURNWATCH_TLS_CA when TLS is on.
+func Healthcheck(ctx context.Context, getenv func(string) string, defaultAddr string) error {
+	addr := getenv("CHURNWATCH_GRPC_ADDR")
+	if addr == "" {
+		addr = defaultAddr
+	}
+	if rest, ok := strings.CutPrefix(addr, "0.0.0.0:"); ok {
+		addr = "127.0.0.1:" + rest
+	} else if strings.HasPrefix(addr, ":") {
+		addr = "127.0.0.1" + addr
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	return CheckHealth(ctx, addr, TLS{CAFile: getenv("CHURNWATCH_TLS_CA"), CertFile: getenv("CHURNWATCH_TLS_CLIENT_CERT"), KeyFile: getenv("CHURNWATCH_TLS_CLIENT_KEY")})
 }

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/churnwatch/churnwatch/services/alerts/app"
 	"github.com/churnwatch/churnwatch/services/platform/client"
@@ -28,11 +26,7 @@ func run(ctx context.Context) int {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case "healthcheck":
-			addr := config.FromOS().String("CHURNWATCH_GRPC_ADDR", "127.0.0.1:7003")
-			addr = strings.Replace(addr, "0.0.0.0", "127.0.0.1", 1)
-			hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			defer cancel()
-			if err := client.CheckHealth(hctx, addr, client.TLS{CAFile: os.Getenv("CHURNWATCH_TLS_CA")}); err != nil {
+			if err := client.Healthcheck(ctx, os.Getenv, "127.0.0.1:7003"); err != nil {
 				fmt.Fprintln(os.Stderr, "unhealthy:", err)
 				return 1
 			}

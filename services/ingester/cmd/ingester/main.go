@@ -9,9 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/churnwatch/churnwatch/services/ingester/app"
 	"github.com/churnwatch/churnwatch/services/platform/client"
@@ -63,22 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // healthcheck asks the local gRPC health service (the container
 // HEALTHCHECK; distroless images have no shell or curl).
 func healthcheck(ctx context.Context, stderr io.Writer) int {
-	addr := os.Getenv("CHURNWATCH_GRPC_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:7001"
-	}
-	if rest, ok := strings.CutPrefix(addr, "0.0.0.0:"); ok {
-		addr = "127.0.0.1:" + rest
-	} else if strings.HasPrefix(addr, ":") {
-		addr = "127.0.0.1" + addr
-	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	var t client.TLS
-	if os.Getenv("CHURNWATCH_TLS_CERT") != "" {
-		t.CAFile = os.Getenv("CHURNWATCH_TLS_CA")
-	}
-	if err := client.CheckHealth(ctx, addr, t); err != nil {
+	if err := client.Healthcheck(ctx, os.Getenv, "127.0.0.1:7001"); err != nil {
 		fmt.Fprintf(stderr, "ingester unhealthy: %v\n", err)
 		return 1
 	}

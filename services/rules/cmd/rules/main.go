@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/churnwatch/churnwatch/services/platform/client"
 	"github.com/churnwatch/churnwatch/services/platform/config"
@@ -54,15 +52,7 @@ func run(ctx context.Context) int {
 }
 
 func healthcheck(ctx context.Context) int {
-	addr := config.FromOS().String("CHURNWATCH_GRPC_ADDR", "127.0.0.1:7002")
-	if rest, ok := strings.CutPrefix(addr, "0.0.0.0:"); ok {
-		addr = "127.0.0.1:" + rest
-	} else if strings.HasPrefix(addr, ":") {
-		addr = "127.0.0.1" + addr
-	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	if err := client.CheckHealth(ctx, addr, client.TLS{CAFile: os.Getenv("CHURNWATCH_TLS_CA")}); err != nil {
+	if err := client.Healthcheck(ctx, os.Getenv, "127.0.0.1:7002"); err != nil {
 		fmt.Fprintf(os.Stderr, "rules unhealthy: %v\n", err)
 		return 1
 	}
