@@ -29,8 +29,8 @@ dev: build ## run the dev stack (all services, embedded broker and Redis); write
 setup: ## install redis-server, kcat, docker-compose, promtool and the pinned Go tools
 	scripts/setup.sh
 
-test: setup ## install what tests need, then run every test, short fuzz runs and deploy checks
-	@$(MAKE) --no-print-directory test-go fuzz
+test: setup ## install what tests need, then lint, every test, short fuzz runs and deploy checks
+	@$(MAKE) --no-print-directory lint test-go fuzz
 	scripts/check-deploy.sh
 
 test-go:
