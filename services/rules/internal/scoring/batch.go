@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -94,7 +95,6 @@ type customer struct {
 // trip, plus one per 5,000 due customers not in the batch) and returns what
 // to produce and write; it changes nothing itself.
 func (s *Scorer) Score(ctx context.Context, l Loader, msgs []kafka.Message, th *engine.Thresholds) (*Output, error) {
-	out := &Output{Results: map[string]int{}, Rules: map[string]int{}, DLQBy: map[string]int{}}
 	recs := make([]record, len(msgs))
 	byPart := map[int32][]int{}
 	var ids []string
@@ -145,25 +145,107 @@ func (s *Scorer) Score(ctx context.Context, l Loader, msgs []kafka.Message, th *
 		}
 	}
 
-	out.Write = store.Write{States: map[string][]byte{}, Deadlines: map[int32]map[string]int64{}, Clocks: map[int32]int64{}}
 	parts := make([]int32, 0, len(byPart))
 	for p := range byPart {
 		parts = append(parts, p)
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
-	for _, p := range parts {
-		pr := partitionRun{s: s, out: out, th: th, p: p, custs: custs, clock: loaded.Clocks[p]}
-		pr.start(loaded.Due[p])
+	runs := make([]*partitionRun, len(parts))
+	for i, p := range parts {
 		idx := byPart[p]
 		sort.SliceStable(idx, func(a, b int) bool { return msgs[idx[a]].Offset < msgs[idx[b]].Offset })
-		for _, i := range idx {
-			pr.record(&recs[i])
+		runs[i] = &partitionRun{s: s, out: newOutput(), th: th, p: p, custs: custs, clock: loaded.Clocks[p], idx: idx, dues: loaded.Due[p]}
+	}
+	// Partitions are independent when every customer of the batch belongs
+	// to one partition (always, unless the topic was repartitioned): then
+	// they run in parallel, each touching only its own customers, and their
+	// outputs are merged in partition order, so the result is the same as
+	// running them one after the other.
+	if len(runs) > 1 && disjoint(recs, loaded.Due) {
+		var wg sync.WaitGroup
+		errs := make([]error, len(runs))
+		for i, pr := range runs {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[i] = pr.run(recs) }()
 		}
-		if err := pr.finish(); err != nil {
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
 			return nil, err
 		}
+	} else {
+		for _, pr := range runs {
+			if err := pr.run(recs); err != nil {
+				return nil, err
+			}
+		}
+	}
+	out := newOutput()
+	for _, pr := range runs {
+		out.merge(pr.out)
 	}
 	return out, nil
+}
+
+func newOutput() *Output {
+	return &Output{Results: map[string]int{}, Rules: map[string]int{}, DLQBy: map[string]int{},
+		Write: store.Write{States: map[string][]byte{}, Deadlines: map[int32]map[string]int64{}, Clocks: map[int32]int64{}}}
+}
+
+func (o *Output) merge(from *Output) {
+	o.Signals = append(o.Signals, from.Signals...)
+	o.DLQ = append(o.DLQ, from.DLQ...)
+	for k, v := range from.Results {
+		o.Results[k] += v
+	}
+	for k, v := range from.Rules {
+		o.Rules[k] += v
+	}
+	for k, v := range from.DLQBy {
+		o.DLQBy[k] += v
+	}
+	for k, v := range from.Write.States {
+		o.Write.States[k] = v
+	}
+	for p, d := range from.Write.Deadlines {
+		o.Write.Deadlines[p] = d
+	}
+	for p, c := range from.Write.Clocks {
+		o.Write.Clocks[p] = c
+	}
+}
+
+// disjoint reports whether no customer has records, or a due deadline, on
+// two partitions of the batch.
+func disjoint(recs []record, dues map[int32][]store.Due) bool {
+	owner := map[string]int32{}
+	for i := range recs {
+		r := &recs[i]
+		if r.bad != "" || r.marker {
+			continue
+		}
+		p := int32(r.msg.Partition)
+		if q, ok := owner[r.ev.CustomerID]; ok && q != p {
+			return false
+		}
+		owner[r.ev.CustomerID] = p
+	}
+	for p, ds := range dues {
+		for _, d := range ds {
+			if q, ok := owner[d.CustomerID]; ok && q != p {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// run replays the partition's records and records its part of the write.
+func (pr *partitionRun) run(recs []record) error {
+	pr.start(pr.dues)
+	for _, i := range pr.idx {
+		pr.record(&recs[i])
+	}
+	return pr.finish()
 }
 
 func (r *record) time() time.Time {
@@ -239,6 +321,8 @@ type partitionRun struct {
 	due   dueHeap
 	// customers whose deadline entry in this partition must be rewritten
 	index map[string]bool
+	idx   []int       // the partition's records in offset order
+	dues  []store.Due // deadlines due up to the batch's latest event time
 }
 
 func (pr *partitionRun) start(dues []store.Due) {
