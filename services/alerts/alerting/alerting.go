@@ -171,6 +171,7 @@ func (e *Engine) Signal(c *Customer, sig *cwv1.RiskSignal, now time.Time) (Chang
 			State:           cwv1.AlertState_ALERT_STATE_OPEN,
 			Score:           sig.GetScore(),
 			Severity:        SeverityOf(sig.GetScore()),
+			PeakSeverity:    SeverityOf(sig.GetScore()),
 			Stage:           sig.GetStage(),
 			Reasons:         []*cwv1.Explanation{expl},
 			CreatedAt:       timestamppb.New(now),
@@ -218,7 +219,11 @@ func (e *Engine) Signal(c *Customer, sig *cwv1.RiskSignal, now time.Time) (Chang
 	a.UpdatedAt = timestamppb.New(now)
 	a.Version++
 	c.Open = a
-	raised := a.Severity > before.GetSeverity()
+	// Notify only above the highest severity reached so far: a score that
+	// dips as signals age out and comes back is not news to the RM.
+	peak := max(before.GetPeakSeverity(), before.GetSeverity())
+	raised := a.Severity > peak
+	a.PeakSeverity = max(peak, a.Severity)
 	ch.Alert, ch.Before, ch.Kind = proto.Clone(a).(*cwv1.Alert), before, cwv1.AlertChange_ALERT_CHANGE_UPDATED
 	if raised {
 		ch.Kind = cwv1.AlertChange_ALERT_CHANGE_SEVERITY_RAISED

@@ -230,3 +230,29 @@ func TestPlaybook(t *testing.T) {
 		t.Error("unknown field accepted")
 	}
 }
+
+// A score that dips as signals age out and comes back to the same level is
+// not news: only a severity above the alert's peak re-notifies.
+func TestReNotifyOnlyAbovePeakSeverity(t *testing.T) {
+	e, c := engine(), customer()
+	steps := []struct {
+		score      int32
+		kind       cwv1.AlertChange
+		notify     bool
+		sev, peak  cwv1.Severity
+		signalName string
+	}{
+		{45, cwv1.AlertChange_ALERT_CHANGE_CREATED, true, cwv1.Severity_SEVERITY_MEDIUM, cwv1.Severity_SEVERITY_MEDIUM, "s1"},
+		{65, cwv1.AlertChange_ALERT_CHANGE_SEVERITY_RAISED, true, cwv1.Severity_SEVERITY_HIGH, cwv1.Severity_SEVERITY_HIGH, "s2"},
+		{30, cwv1.AlertChange_ALERT_CHANGE_UPDATED, false, cwv1.Severity_SEVERITY_LOW, cwv1.Severity_SEVERITY_HIGH, "s3"},
+		{70, cwv1.AlertChange_ALERT_CHANGE_UPDATED, false, cwv1.Severity_SEVERITY_HIGH, cwv1.Severity_SEVERITY_HIGH, "s4"},
+		{90, cwv1.AlertChange_ALERT_CHANGE_SEVERITY_RAISED, true, cwv1.Severity_SEVERITY_CRITICAL, cwv1.Severity_SEVERITY_CRITICAL, "s5"},
+	}
+	for i, s := range steps {
+		ch, ok := e.Signal(c, signal(s.signalName, "activity.drop", s.score, "0.4"), t0.Add(time.Duration(i)*time.Minute))
+		if !ok || ch.Kind != s.kind || ch.Notify != s.notify || ch.Alert.Severity != s.sev || ch.Alert.PeakSeverity != s.peak {
+			t.Fatalf("step %d (score %d): kind=%v notify=%v severity=%v peak=%v, want %v %v %v %v",
+				i, s.score, ch.Kind, ch.Notify, ch.Alert.Severity, ch.Alert.PeakSeverity, s.kind, s.notify, s.sev, s.peak)
+		}
+	}
+}

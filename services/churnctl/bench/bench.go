@@ -26,6 +26,7 @@ import (
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/churnctl/backtest"
+	"github.com/churnwatch/churnwatch/services/churnctl/cli"
 	"github.com/churnwatch/churnwatch/services/churnctl/demo"
 	"github.com/churnwatch/churnwatch/services/churnctl/devstack"
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
@@ -200,7 +201,11 @@ func publishAll(ctx context.Context, ing cwv1.IngestServiceClient, events []*cwv
 				if i >= len(events) {
 					return
 				}
-				resp, err := ing.PublishEvents(ctx, &cwv1.PublishEventsRequest{Events: events[i:min(i+batch, len(events))]})
+				var resp *cwv1.PublishEventsResponse
+				err := cli.Retrying(ctx, time.Minute, func(ctx context.Context) (err error) {
+					resp, err = ing.PublishEvents(ctx, &cwv1.PublishEventsRequest{Events: events[i:min(i+batch, len(events))]})
+					return err
+				})
 				if err != nil {
 					errc <- fmt.Errorf("publish: %w", err)
 					return

@@ -155,7 +155,7 @@ func ingest(ctx context.Context, env *Env, args []string) error {
 			evs[i] = l.rec
 		}
 		var resp *cwv1.PublishEventsResponse
-		err := retrying(ctx, fl.retry, func(ctx context.Context) (err error) {
+		err := Retrying(ctx, fl.retry, func(ctx context.Context) (err error) {
 			resp, err = cl.PublishEvents(ctx, &cwv1.PublishEventsRequest{Events: evs})
 			return err
 		})
@@ -249,10 +249,10 @@ func sortByOccurredAt(evs []line[*cwv1.IncomingEvent]) {
 	})
 }
 
-// retrying calls op until it succeeds, fails with a lasting error, or the
+// Retrying calls op until it succeeds, fails with a lasting error, or the
 // ingester stayed unavailable (or kept rate-limiting) for longer than
 // budget. Retries are safe: the ingester dedupes by eventId.
-func retrying(ctx context.Context, budget time.Duration, op func(context.Context) error) error {
+func Retrying(ctx context.Context, budget time.Duration, op func(context.Context) error) error {
 	deadline := time.Now().Add(budget)
 	backoff := 200 * time.Millisecond
 	for {
@@ -313,7 +313,7 @@ func customersImport(ctx context.Context, env *Env, args []string) error {
 			cs[i] = l.rec
 		}
 		var resp *cwv1.UpsertCustomersResponse
-		err := retrying(ctx, *retry, func(ctx context.Context) (err error) {
+		err := Retrying(ctx, *retry, func(ctx context.Context) (err error) {
 			resp, err = cl.UpsertCustomers(ctx, &cwv1.UpsertCustomersRequest{Customers: cs})
 			return err
 		})

@@ -17,6 +17,7 @@ import (
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/churnctl/backtest"
+	"github.com/churnwatch/churnwatch/services/churnctl/cli"
 	"github.com/churnwatch/churnwatch/services/churnctl/devstack"
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
@@ -110,7 +111,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		o.Months = 12
 	}
 	if o.LiveLines == 0 {
-		o.LiveLines = 30
+		o.LiveLines = 40
 	}
 	out := o.Out
 	st := o.Stack
@@ -174,7 +175,13 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		if len(events) == 0 {
 			return nil
 		}
-		resp, err := ingest.PublishEvents(ctx, &cwv1.PublishEventsRequest{Events: events})
+		// A client of the ingester: back off while it is unavailable or
+		// rate-limits us (eventIds make the retry safe).
+		var resp *cwv1.PublishEventsResponse
+		err := cli.Retrying(ctx, time.Minute, func(ctx context.Context) (err error) {
+			resp, err = ingest.PublishEvents(ctx, &cwv1.PublishEventsRequest{Events: events})
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
@@ -239,16 +246,22 @@ func listAll(ctx context.Context, c cwv1.AlertServiceClient) ([]*cwv1.Alert, err
 }
 
 type watcher struct {
-	mu    sync.Mutex
-	out   io.Writer
-	max   int
-	shown int
-	seen  int
-	last  time.Time
+	mu        sync.Mutex
+	out       io.Writer
+	max       int
+	shown     int
+	seen      int
+	last      time.Time
+	rulesSeen map[string]bool
 }
 
-func newWatcher(out io.Writer, max int) *watcher { return &watcher{out: out, max: max} }
+func newWatcher(out io.Writer, max int) *watcher {
+	return &watcher{out: out, max: max, rulesSeen: map[string]bool{}}
+}
 
+// watch prints, as the stream delivers them, the first alerts, the first
+// alert of every rule and every alert that becomes CRITICAL, up to max
+// lines, then a running count.
 func (w *watcher) watch(ctx context.Context, conn *grpc.ClientConn) {
 	stream, err := cwv1.NewAlertServiceClient(conn).Subscribe(ctx, &cwv1.SubscribeRequest{})
 	if err != nil {
@@ -260,20 +273,30 @@ func (w *watcher) watch(ctx context.Context, conn *grpc.ClientConn) {
 			return
 		}
 		u := resp.GetUpdate()
-		if u.GetChange() != cwv1.AlertChange_ALERT_CHANGE_CREATED {
+		created := u.GetChange() == cwv1.AlertChange_ALERT_CHANGE_CREATED
+		if !created && u.GetChange() != cwv1.AlertChange_ALERT_CHANGE_SEVERITY_RAISED {
 			continue
 		}
 		w.mu.Lock()
-		w.seen++
-		if w.shown < w.max {
+		if created {
+			w.seen++
+		}
+		newRule := false
+		if n := len(u.Alert.Reasons); n > 0 && !w.rulesSeen[u.Alert.Reasons[n-1].RuleId] {
+			w.rulesSeen[u.Alert.Reasons[n-1].RuleId], newRule = true, true
+		}
+		critical := u.Alert.Severity == cwv1.Severity_SEVERITY_CRITICAL
+		switch {
+		case w.shown < w.max && (w.shown < 8 || newRule || critical):
 			w.shown++
-			fmt.Fprintln(w.out, Line(u.Alert))
-			if w.shown == w.max {
-				fmt.Fprintln(w.out, "… more alerts arriving; counting from here on")
+			prefix := "new"
+			if !created {
+				prefix = "up "
 			}
-		} else if time.Since(w.last) > 2*time.Second {
+			fmt.Fprintln(w.out, prefix+Line(u.Alert))
+		case time.Since(w.last) > 2*time.Second:
 			w.last = time.Now()
-			fmt.Fprintf(w.out, "  %d alerts so far\n", w.seen)
+			fmt.Fprintf(w.out, "  … %d alerts so far\n", w.seen)
 		}
 		w.mu.Unlock()
 	}

@@ -340,7 +340,12 @@ type Alert struct {
 	History         []*AlertHistoryEntry `protobuf:"bytes,23,rep,name=history,proto3" json:"history,omitempty"`
 	UnknownCustomer bool                 `protobuf:"varint,24,opt,name=unknown_customer,json=unknownCustomer,proto3" json:"unknown_customer,omitempty"`
 	// SLA deadline for acknowledgement (wall clock).
-	AckDueAt      *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=ack_due_at,json=ackDueAt,proto3" json:"ack_due_at,omitempty"`
+	AckDueAt *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=ack_due_at,json=ackDueAt,proto3" json:"ack_due_at,omitempty"`
+	// Highest severity the alert has reached. A customer's score moves as
+	// signals age out and new ones fire; re-notification happens only when the
+	// severity rises above this peak, so an RM is not paged twice for the same
+	// level.
+	PeakSeverity  Severity `protobuf:"varint,26,opt,name=peak_severity,json=peakSeverity,proto3,enum=churnwatch.v1.Severity" json:"peak_severity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -550,6 +555,13 @@ func (x *Alert) GetAckDueAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Alert) GetPeakSeverity() Severity {
+	if x != nil {
+		return x.PeakSeverity
+	}
+	return Severity_SEVERITY_UNSPECIFIED
+}
+
 // AlertUpdate is one change of an alert, carried on churnwatch.alerts.v1 and
 // streamed by AlertService.Subscribe.
 type AlertUpdate struct {
@@ -651,7 +663,7 @@ const file_churnwatch_v1_alerts_proto_rawDesc = "" +
 	"\x05actor\x18\x04 \x01(\tR\x05actor\x12/\n" +
 	"\x05state\x18\x05 \x01(\x0e2\x19.churnwatch.v1.AlertStateR\x05state\x123\n" +
 	"\bseverity\x18\x06 \x01(\x0e2\x17.churnwatch.v1.SeverityR\bseverity\x12\x12\n" +
-	"\x04note\x18\a \x01(\tR\x04note\"\xb4\t\n" +
+	"\x04note\x18\a \x01(\tR\x04note\"\xf2\t\n" +
 	"\x05Alert\x12\x19\n" +
 	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -684,7 +696,8 @@ const file_churnwatch_v1_alerts_proto_rawDesc = "" +
 	"\ahistory\x18\x17 \x03(\v2 .churnwatch.v1.AlertHistoryEntryR\ahistory\x12)\n" +
 	"\x10unknown_customer\x18\x18 \x01(\bR\x0funknownCustomer\x128\n" +
 	"\n" +
-	"ack_due_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\backDueAt\"\xdf\x01\n" +
+	"ack_due_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\backDueAt\x12<\n" +
+	"\rpeak_severity\x18\x1a \x01(\x0e2\x17.churnwatch.v1.SeverityR\fpeakSeverity\"\xdf\x01\n" +
 	"\vAlertUpdate\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x122\n" +
 	"\x06change\x18\x02 \x01(\x0e2\x1a.churnwatch.v1.AlertChangeR\x06change\x12*\n" +
@@ -768,14 +781,15 @@ var file_churnwatch_v1_alerts_proto_depIdxs = []int32{
 	6,  // 17: churnwatch.v1.Alert.last_signal_at:type_name -> google.protobuf.Timestamp
 	3,  // 18: churnwatch.v1.Alert.history:type_name -> churnwatch.v1.AlertHistoryEntry
 	6,  // 19: churnwatch.v1.Alert.ack_due_at:type_name -> google.protobuf.Timestamp
-	2,  // 20: churnwatch.v1.AlertUpdate.change:type_name -> churnwatch.v1.AlertChange
-	4,  // 21: churnwatch.v1.AlertUpdate.alert:type_name -> churnwatch.v1.Alert
-	6,  // 22: churnwatch.v1.AlertUpdate.at:type_name -> google.protobuf.Timestamp
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	7,  // 20: churnwatch.v1.Alert.peak_severity:type_name -> churnwatch.v1.Severity
+	2,  // 21: churnwatch.v1.AlertUpdate.change:type_name -> churnwatch.v1.AlertChange
+	4,  // 22: churnwatch.v1.AlertUpdate.alert:type_name -> churnwatch.v1.Alert
+	6,  // 23: churnwatch.v1.AlertUpdate.at:type_name -> google.protobuf.Timestamp
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_churnwatch_v1_alerts_proto_init() }
