@@ -382,6 +382,10 @@ func (s *State) lastTxnDay() (int32, bool) {
 // clipped to the customer's history; avg30 = base × 30 / baseDays. It fires
 // when history ≥ min_history_days, avg30 ≥ min_baseline and recent ≤ ratio ×
 // avg30; it recovers when recent > ratio × avg30.
+//
+// It runs after every event, so it reads the sparse buckets directly: one
+// pass for the windows at from+1, then three cursors for the days entering
+// and leaving them as d moves on.
 func (s *State) dropScan(tt *TierThresholds, from, limit int32, fired, onlyFire bool) (dropEval, bool) {
 	last, ok := s.lastTxnDay()
 	if !ok {
@@ -398,24 +402,28 @@ func (s *State) dropScan(tt *TierThresholds, from, limit int32, fired, onlyFire 
 	if limit-lo > dropScanMax {
 		limit = lo + dropScanMax
 	}
-	var c [dropScanMax]int32
-	for i := sort.Search(len(s.buckets), func(i int) bool { return s.buckets[i].day >= lo }); i < len(s.buckets) && s.buckets[i].day < limit; i++ {
-		c[s.buckets[i].day-lo] = s.buckets[i].txns
-	}
+	// Every day read below is in [lo, limit).
+	bs := s.buckets
+	out := sort.Search(len(bs), func(i int) bool { return bs[i].day >= lo })
 	first := dayOf(s.firstSeen)
 	var recent, base int64
 	d := from + 1
-	for x := d - dropWindowDays; x < d; x++ {
-		recent += int64(c[x-lo])
+	mid := out
+	for ; mid < len(bs) && bs[mid].day < d-dropWindowDays; mid++ {
+		base += int64(bs[mid].txns)
 	}
-	for x := d - dropWindowDays - dropBaselineDays; x < d-dropWindowDays; x++ {
-		base += int64(c[x-lo])
+	in := mid
+	for ; in < len(bs) && bs[in].day < d; in++ {
+		recent += int64(bs[in].txns)
 	}
 	ratio, minBase := int64(tt.DropRatio), int64(tt.DropMinBaseline)
 	for ; d <= limit; d++ {
 		if d > from+1 {
-			recent += int64(c[d-1-lo] - c[d-1-dropWindowDays-lo])
-			base += int64(c[d-1-dropWindowDays-lo] - c[d-1-dropWindowDays-dropBaselineDays-lo])
+			cin := txnsOn(bs, &in, d-1)
+			cmid := txnsOn(bs, &mid, d-1-dropWindowDays)
+			cout := txnsOn(bs, &out, d-1-dropWindowDays-dropBaselineDays)
+			recent += int64(cin - cmid)
+			base += int64(cmid - cout)
 		}
 		nb := min(dropBaselineDays, int64(d-dropWindowDays-first))
 		if nb < 1 {
@@ -434,6 +442,20 @@ func (s *State) dropScan(tt *TierThresholds, from, limit int32, fired, onlyFire 
 		}
 	}
 	return dropEval{}, false
+}
+
+// txnsOn returns the transactions of day, moving the cursor *k (the first
+// bucket not before the previous day asked) forward; days asked must grow.
+func txnsOn(bs []bucket, k *int, day int32) int32 {
+	i := *k
+	for i < len(bs) && bs[i].day < day {
+		i++
+	}
+	*k = i
+	if i < len(bs) && bs[i].day == day {
+		return bs[i].txns
+	}
+	return 0
 }
 
 func (r *run) dropSignal(ev dropEval) Signal {

@@ -372,8 +372,10 @@ func (s *State) prune() {
 		}
 	}
 	cntCut, outCut := today-keepCountDays, today-keepOutflowDays
-	kept := s.buckets[:0]
-	for _, b := range s.buckets {
+	// Compacted in place; a bucket is copied only once one before it went.
+	n := 0
+	for i := range s.buckets {
+		b := &s.buckets[i]
 		if b.day < cntCut {
 			b.txns = 0
 		}
@@ -384,11 +386,14 @@ func (s *State) prune() {
 			b.hasBal, b.bal = false, 0
 		}
 		if b.txns != 0 || b.extOut != 0 || b.hasBal {
-			kept = append(kept, b)
+			if n != i {
+				s.buckets[n] = *b
+			}
+			n++
 		}
 	}
-	clear(s.buckets[len(kept):])
-	s.buckets = kept
+	clear(s.buckets[n:])
+	s.buckets = s.buckets[:n]
 	if len(s.buckets) == 0 {
 		s.buckets = nil
 	}
