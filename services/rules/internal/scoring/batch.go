@@ -15,9 +15,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -123,9 +125,7 @@ func (s *Scorer) Score(ctx context.Context, l Loader, msgs []kafka.Message, th *
 		return nil, err
 	}
 	custs := make(map[string]*customer, len(ids))
-	for _, id := range ids {
-		custs[id] = s.customerFrom(id, loaded.Customers[id])
-	}
+	s.addCustomers(custs, ids, loaded.Customers)
 	var extra []string
 	for _, dues := range loaded.Due {
 		for _, d := range dues {
@@ -140,9 +140,7 @@ func (s *Scorer) Score(ctx context.Context, l Loader, msgs []kafka.Message, th *
 		if err != nil {
 			return nil, err
 		}
-		for _, id := range extra {
-			custs[id] = s.customerFrom(id, more[id])
-		}
+		s.addCustomers(custs, extra, more)
 	}
 
 	parts := make([]int32, 0, len(byPart))
@@ -278,7 +276,50 @@ func (s *Scorer) decode(r *record) {
 	r.ev = ev
 }
 
-func (s *Scorer) customerFrom(id string, c store.Customer) *customer {
+// decodePerWorker is about how many customers a decoding goroutine is
+// worth (a state decodes in a few microseconds).
+const decodePerWorker = 32
+
+// addCustomers decodes the customers ids from loaded into custs. Decoding
+// is most of a batch's work before the partitions run, so it is spread
+// over up to GOMAXPROCS goroutines; OnCorrupt still runs on this goroutine,
+// in ids order.
+func (s *Scorer) addCustomers(custs map[string]*customer, ids []string, loaded map[string]store.Customer) {
+	cs := make([]*customer, len(ids))
+	errs := make([]error, len(ids))
+	if workers := min(runtime.GOMAXPROCS(0), len(ids)/decodePerWorker); workers > 1 {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= len(ids) {
+						return
+					}
+					cs[i], errs[i] = customerFrom(ids[i], loaded[ids[i]])
+				}
+			})
+		}
+		wg.Wait()
+	} else {
+		for i, id := range ids {
+			cs[i], errs[i] = customerFrom(id, loaded[id])
+		}
+	}
+	for i, id := range ids {
+		if errs[i] != nil && s.OnCorrupt != nil {
+			// A state this version cannot read must not block the
+			// partition: the customer starts afresh, and we say so.
+			s.OnCorrupt(id, errs[i])
+		}
+		custs[id] = cs[i]
+	}
+}
+
+// customerFrom decodes one loaded customer. A state it cannot read is
+// returned empty, with the error.
+func customerFrom(id string, c store.Customer) (*customer, error) {
 	cu := &customer{id: id, state: &engine.State{}, env: store.Envelope{Partition: -1, Offset: -1}}
 	if c.Known {
 		tier, err := engine.ParseTier(c.Profile.Tier)
@@ -287,23 +328,18 @@ func (s *Scorer) customerFrom(id string, c store.Customer) *customer {
 		cu.profile = engine.Profile{Tier: engine.TierMass}
 	}
 	if c.Envelope == nil {
-		return cu
+		return cu, nil
 	}
 	env, err := store.UnmarshalEnvelope(c.Envelope)
 	if err == nil {
 		err = cu.state.UnmarshalBinary(env.State)
 	}
 	if err != nil {
-		// A state this version cannot read must not block the partition:
-		// start the customer afresh and say so.
-		if s.OnCorrupt != nil {
-			s.OnCorrupt(id, err)
-		}
 		cu.state = &engine.State{}
-		return cu
+		return cu, err
 	}
 	cu.env = env
-	return cu
+	return cu, nil
 }
 
 // partitionRun replays one partition's records in offset order. After each
