@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MODULES := proto/gen/go services/platform services/ingester services/rules services/alerts services/churnctl
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 GOTEST_FLAGS ?= -count=1 -timeout 25m
-FUZZTIME ?= 5s
+FUZZTIME ?= 30000x
 
 .PHONY: help build demo dev test test-go fuzz bench lint proto setup tools clean
 
@@ -36,7 +36,7 @@ test: setup ## install what tests need, then lint, every test, short fuzz runs a
 test-go:
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && go test $(GOTEST_FLAGS) ./...); done
 
-fuzz: ## short fuzz runs of every decoder of outside input (FUZZTIME=5s)
+fuzz: ## short fuzz runs of every decoder of outside input (FUZZTIME=30000x executions each)
 	scripts/fuzz.sh $(FUZZTIME)
 
 bench: setup ## performance report (one JSON object) and the Go benchmarks
