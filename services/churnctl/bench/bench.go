@@ -131,7 +131,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// caught up: all state written, every signal turned into alerts.
 	start = time.Now()
 	st.Release()
-	if err := demo.WaitCaughtUp(ctx, st.Brokers, 20*time.Minute); err != nil {
+	if err := demo.WaitCaughtUp(ctx, st, 20*time.Minute); err != nil {
 		return nil, err
 	}
 	pipeDur := time.Since(start)

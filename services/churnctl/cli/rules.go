@@ -438,7 +438,15 @@ func waitCmd(ctx context.Context, env *Env, args []string) error {
 	} else if len(pos) > 0 {
 		return Usagef("wait takes no arguments")
 	}
-	deadline := time.Now().Add(*timeout)
+	return WaitCaughtUp(ctx, env, *timeout, *interval)
+}
+
+// WaitCaughtUp polls the rules and alerts StatusService until every consumer
+// group has lag 0 and is idle, twice in a row, or returns an ExitError with
+// ExitNotCaughtUp after timeout. `churnctl wait`, the demo, the benchmark
+// and the end-to-end tests all wait this way.
+func WaitCaughtUp(ctx context.Context, env *Env, timeout, interval time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	streak, why := 0, ""
 	for {
 		var ok bool
@@ -454,12 +462,12 @@ func waitCmd(ctx context.Context, env *Env, args []string) error {
 			streak = 0
 		}
 		if time.Now().After(deadline) {
-			return &ExitError{Code: ExitNotCaughtUp, Err: fmt.Errorf("not caught up after %s: %s", *timeout, why)}
+			return &ExitError{Code: ExitNotCaughtUp, Err: fmt.Errorf("not caught up after %s: %s", timeout, why)}
 		}
 		select {
 		case <-ctx.Done():
 			return &ExitError{Code: ExitNotCaughtUp, Err: ctx.Err()}
-		case <-time.After(*interval):
+		case <-time.After(interval):
 		}
 	}
 }

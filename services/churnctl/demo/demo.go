@@ -5,7 +5,6 @@ package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -22,7 +21,6 @@ import (
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/client"
-	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 )
 
 // Options configure a demo run.
@@ -55,51 +53,16 @@ type Summary struct {
 	EventsPerSecond float64
 }
 
-// Groups are the consumer groups whose lag must reach zero.
-var Groups = [][2]string{
-	{"churnwatch-rules-customers", "churnwatch.customers.v1"},
-	{"churnwatch-alerts-customers", "churnwatch.customers.v1"},
-	{"churnwatch-rules", "churnwatch.events.v1"},
-	{"churnwatch-alerts", "churnwatch.signals.v1"},
-}
-
-// WaitCaughtUp returns once every group has committed everything, twice in
-// a row a short interval apart (signals produced by rules in between would
-// show up as new lag on the second look).
-func WaitCaughtUp(ctx context.Context, brokers []string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	zero := 0
-	for {
-		lag, err := totalLag(ctx, brokers)
-		if err == nil && lag == 0 {
-			zero++
-			if zero >= 2 {
-				return nil
-			}
-		} else {
-			zero = 0
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("pipeline not caught up after %s (lag %d): %w", timeout, lag, errors.Join(err, ctx.Err()))
-		case <-time.After(150 * time.Millisecond):
-		}
+// WaitCaughtUp returns once every consumer group of the stack's rules and
+// alerts services has processed and committed everything (churnctl wait).
+func WaitCaughtUp(ctx context.Context, st *devstack.Stack, timeout time.Duration) error {
+	tok, err := st.Token("churnwatch-wait", auth.RoleOps, "", time.Hour)
+	if err != nil {
+		return err
 	}
-}
-
-func totalLag(ctx context.Context, brokers []string) (int64, error) {
-	var total int64
-	for _, g := range Groups {
-		parts, err := kafkax.GroupLag(ctx, brokers, g[0], g[1])
-		if err != nil {
-			return -1, err
-		}
-		for _, p := range parts {
-			total += p.Lag
-		}
-	}
-	return total, nil
+	env := st.Env()
+	env["CHURNWATCH_TOKEN"] = tok
+	return cli.WaitCaughtUp(ctx, &cli.Env{Getenv: func(k string) string { return env[k] }}, timeout, 100*time.Millisecond)
 }
 
 // Run runs the demo.
@@ -154,7 +117,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			return nil, fmt.Errorf("import customers: %d rejected: %v", resp.Rejected, resp.Results[0].Reason)
 		}
 	}
-	if err := WaitCaughtUp(ctx, st.Brokers, time.Minute); err != nil {
+	if err := WaitCaughtUp(ctx, st, time.Minute); err != nil {
 		return nil, err
 	}
 
@@ -211,7 +174,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if _, err := ingest.CloseBusinessDay(ctx, &cwv1.CloseBusinessDayRequest{Date: last}); err != nil {
 		return nil, fmt.Errorf("close day: %w", err)
 	}
-	if err := WaitCaughtUp(ctx, st.Brokers, 5*time.Minute); err != nil {
+	if err := WaitCaughtUp(ctx, st, 5*time.Minute); err != nil {
 		return nil, err
 	}
 	elapsed := time.Since(start)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/churnctl/demo"
 	"github.com/churnwatch/churnwatch/services/churnctl/devstack"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/client"
@@ -151,9 +152,7 @@ func TestLargeOutflowAlertReachesManager(t *testing.T) {
 
 func waitCaughtUp(t *testing.T, st *devstack.Stack) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := waitLag(ctx, st); err != nil {
+	if err := demo.WaitCaughtUp(context.Background(), st, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -58,7 +58,7 @@ func TestLiveEqualsBacktest(t *testing.T) {
 			t.Fatalf("upsert customers: %v %v", resp, err)
 		}
 	}
-	if err := demo.WaitCaughtUp(ctx, st.Brokers, 30*time.Second); err != nil {
+	if err := demo.WaitCaughtUp(ctx, st, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 
@@ -83,7 +83,7 @@ func TestLiveEqualsBacktest(t *testing.T) {
 	if _, err := ing.CloseBusinessDay(ctx, &cwv1.CloseBusinessDayRequest{Date: last}); err != nil {
 		t.Fatalf("close day %s: %v", last, err)
 	}
-	if err := demo.WaitCaughtUp(ctx, st.Brokers, 2*time.Minute); err != nil {
+	if err := demo.WaitCaughtUp(ctx, st, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d customers, %d events through the pipeline in %s", len(bank.Customers), accepted, time.Since(start).Round(time.Millisecond))
