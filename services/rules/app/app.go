@@ -50,6 +50,9 @@ type Config struct {
 	// (CHURNWATCH_RULES_BATCH_SIZE, CHURNWATCH_RULES_BATCH_LINGER).
 	BatchSize   int
 	BatchLinger time.Duration
+	// StateCache is how many customers' decoded states an instance keeps
+	// between batches (CHURNWATCH_RULES_STATE_CACHE; 0 turns it off).
+	StateCache int
 	// ThresholdsPoll is how often each instance checks for a new threshold
 	// version (CHURNWATCH_THRESHOLDS_POLL); SPEC: applied within 5 s.
 	ThresholdsPoll time.Duration
@@ -65,6 +68,7 @@ var Env = [][2]string{
 	{"CHURNWATCH_ALLOWED_LATENESS", "168h"},
 	{"CHURNWATCH_RULES_BATCH_SIZE", "5000"},
 	{"CHURNWATCH_RULES_BATCH_LINGER", "5ms"},
+	{"CHURNWATCH_RULES_STATE_CACHE", "100000"},
 	{"CHURNWATCH_THRESHOLDS_POLL", "1s"},
 	{"CHURNWATCH_LAG_INTERVAL", "5s"},
 }
@@ -78,6 +82,7 @@ func LoadConfig(e *config.Env) (Config, error) {
 		AllowedLateness: e.Duration("CHURNWATCH_ALLOWED_LATENESS", 7*24*time.Hour),
 		BatchSize:       e.Int("CHURNWATCH_RULES_BATCH_SIZE", 5000),
 		BatchLinger:     e.Duration("CHURNWATCH_RULES_BATCH_LINGER", 5*time.Millisecond),
+		StateCache:      e.Int("CHURNWATCH_RULES_STATE_CACHE", 100000),
 		ThresholdsPoll:  e.Duration("CHURNWATCH_THRESHOLDS_POLL", time.Second),
 		LagInterval:     e.Duration("CHURNWATCH_LAG_INTERVAL", 5*time.Second),
 	}
@@ -107,6 +112,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchLinger < 0 || c.BatchLinger > time.Second {
 		errs = append(errs, errors.New("CHURNWATCH_RULES_BATCH_LINGER: want 0 … 1s"))
+	}
+	if c.StateCache < 0 {
+		errs = append(errs, errors.New("CHURNWATCH_RULES_STATE_CACHE: want ≥ 0 customers (0 = off)"))
 	}
 	if c.ThresholdsPoll <= 0 || c.ThresholdsPoll > 5*time.Second {
 		errs = append(errs, errors.New("CHURNWATCH_THRESHOLDS_POLL: want > 0 and ≤ 5s (SPEC: a change applies within 5 s)"))
@@ -203,6 +211,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	base.AddCloser(func(context.Context) error { return errors.Join(signals.Close(), dlq.Close()) })
 	base.AddCloser(func(context.Context) error { return errors.Join(events.Close(), customers.Close()) })
 
+	cache := scoring.NewStateCache(cfg.StateCache)
+	if err := metrics.ObserveCache(base.Tel.Meter, cache); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	var eventsBusy, customersBusy status.Busy
 	consumer := &scoring.Consumer{
 		Reader: events,
@@ -213,6 +225,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 			OnCorrupt: func(_ string, err error) {
 				log.Error("customer state unreadable; scoring the customer afresh", "err", err)
 			},
+			Cache: cache,
 		},
 		Store: a.store, Signals: signals, DLQ: dlq,
 		Thresholds: a.watcher.Current, Metrics: metrics, Log: log,

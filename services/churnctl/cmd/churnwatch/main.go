@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -100,22 +99,20 @@ func run(ctx context.Context, args []string) error {
 		seed := fs.Int64("seed", 1, "simulation seed")
 		rate := fs.Int("rate", 2000, "events/s of the steady latency phase")
 		dur := fs.Duration("for", 20*time.Second, "length of the latency phase")
-		prof := fs.String("cpuprofile", "", "write a CPU profile of the services to this file")
+		prof := fs.String("cpuprofile", "", "write a CPU profile of the services during the pipeline phase to this file")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
+		o := bench.Options{Customers: *n, Months: *months, Seed: *seed, LatencyRate: *rate, LatencyFor: *dur, Log: os.Stderr}
 		if *prof != "" {
 			f, err := os.Create(*prof)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			if err := pprof.StartCPUProfile(f); err != nil {
-				return err
-			}
-			defer pprof.StopCPUProfile()
+			o.PipelineProfile = f
 		}
-		return runBench(ctx, bench.Options{Customers: *n, Months: *months, Seed: *seed, LatencyRate: *rate, LatencyFor: *dur, Log: os.Stderr})
+		return runBench(ctx, o)
 	default:
 		return fmt.Errorf("unknown command %q (churnwatch --help)", args[0])
 	}

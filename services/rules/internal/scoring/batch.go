@@ -4,7 +4,9 @@
 // absence-rule sweep when a partition clock passes a customer's deadline.
 //
 // One batch is: decode → one Redis round trip to load (customers, clocks,
-// due deadlines) → engine in memory → produce signals and DLQ records and
+// due deadlines; only a stamp and the profile of customers whose decoded
+// state this instance holds from an earlier batch, see StateCache) → engine
+// in memory → produce signals and DLQ records and
 // wait for the acks → one MULTI/EXEC to write (states with their offset
 // watermark, deadline index, clocks) → commit offsets. A crash anywhere
 // repeats at most the produce (same signal ids) and never the state change.
@@ -58,12 +60,14 @@ type Output struct {
 	Results map[string]int
 	Rules   map[string]int
 	DLQBy   map[string]int
+
+	custs map[string]*customer // the batch's customers, for the cache
 }
 
 // Loader is the part of the store a batch reads.
 type Loader interface {
-	Load(ctx context.Context, customers []string, dueUntil map[int32]int64) (store.Loaded, error)
-	LoadCustomers(ctx context.Context, ids []string) (map[string]store.Customer, error)
+	Load(ctx context.Context, q store.Query) (store.Loaded, error)
+	LoadCustomers(ctx context.Context, ids []string, held func(string) bool) (map[string]store.Customer, error)
 }
 
 // Scorer computes a batch's effect. It holds configuration only.
@@ -74,6 +78,12 @@ type Scorer struct {
 	// Hook on engine state decode errors: the customer restarts empty
 	// rather than blocking its partition forever.
 	OnCorrupt func(customerID string, err error)
+	// Cache, if not nil, keeps decoded states between batches. Score and
+	// Keep fill it; a caller whose batch fails to land must Reset it.
+	Cache *StateCache
+
+	stampOnce sync.Once
+	stamps    *stamper
 }
 
 type record struct {
@@ -90,13 +100,21 @@ type customer struct {
 	env     store.Envelope
 	state   *engine.State
 	profile engine.Profile
+	stamp   string // of the stored state this one was read from ("" if none or unreadable)
 	dirty   bool
 }
 
 // Score runs the engine over msgs. It reads from Redis through l (one round
 // trip, plus one per 5,000 due customers not in the batch) and returns what
 // to produce and write; it changes nothing itself.
-func (s *Scorer) Score(ctx context.Context, l Loader, msgs []kafka.Message, th *engine.Thresholds) (*Output, error) {
+func (s *Scorer) Score(ctx context.Context, l Loader, msgs []kafka.Message, th *engine.Thresholds) (_ *Output, err error) {
+	defer func() {
+		if err != nil {
+			// Cached states may have been changed by a batch that will
+			// not be written.
+			s.Cache.Reset()
+		}
+	}()
 	recs := make([]record, len(msgs))
 	byPart := map[int32][]int{}
 	var ids []string
@@ -120,12 +138,14 @@ func (s *Scorer) Score(ctx context.Context, l Loader, msgs []kafka.Message, th *
 			ids = append(ids, r.ev.CustomerID)
 		}
 	}
-	loaded, err := l.Load(ctx, ids, dueUntil)
+	loaded, err := l.Load(ctx, store.Query{Customers: ids, Held: s.Cache.held, DueUntil: dueUntil})
 	if err != nil {
 		return nil, err
 	}
 	custs := make(map[string]*customer, len(ids))
-	s.addCustomers(custs, ids, loaded.Customers)
+	if err := s.resolve(ctx, l, custs, ids, loaded.Customers); err != nil {
+		return nil, err
+	}
 	var extra []string
 	for _, dues := range loaded.Due {
 		for _, d := range dues {
@@ -136,11 +156,13 @@ func (s *Scorer) Score(ctx context.Context, l Loader, msgs []kafka.Message, th *
 		}
 	}
 	if len(extra) > 0 {
-		more, err := l.LoadCustomers(ctx, extra)
+		more, err := l.LoadCustomers(ctx, extra, s.Cache.held)
 		if err != nil {
 			return nil, err
 		}
-		s.addCustomers(custs, extra, more)
+		if err := s.resolve(ctx, l, custs, extra, more); err != nil {
+			return nil, err
+		}
 	}
 
 	parts := make([]int32, 0, len(byPart))
@@ -181,7 +203,57 @@ func (s *Scorer) Score(ctx context.Context, l Loader, msgs []kafka.Message, th *
 	for _, pr := range runs {
 		out.merge(pr.out)
 	}
+	out.custs = custs
+	if len(out.Write.States) > 0 {
+		s.stampOnce.Do(func() { s.stamps = newStamper() })
+		out.Write.Stamp = s.stamps.next()
+	}
 	return out, nil
+}
+
+// Keep puts out's states in the cache as they will be stored by out's
+// write. The caller makes sure the write lands or resets the cache.
+func (s *Scorer) Keep(out *Output) {
+	if s.Cache == nil {
+		return
+	}
+	for id, cu := range out.custs {
+		if _, written := out.Write.States[id]; written {
+			s.Cache.put(cu, out.Write.Stamp)
+		} else {
+			s.Cache.put(cu, cu.stamp)
+		}
+	}
+}
+
+// resolve adds the customers ids, as loaded, to custs: from the cache where
+// Redis still holds the state it has, else decoded (read again whole when
+// only the stamp was read and it showed the cached state stale).
+func (s *Scorer) resolve(ctx context.Context, l Loader, custs map[string]*customer, ids []string, loaded map[string]store.Customer) error {
+	if s.Cache == nil {
+		s.addCustomers(custs, ids, loaded)
+		return nil
+	}
+	var decode, stale []string
+	for _, id := range ids {
+		held := s.Cache.held(id)
+		if cu, ok := s.Cache.take(id, loaded[id]); ok {
+			custs[id] = cu
+		} else if held {
+			stale = append(stale, id)
+		} else {
+			decode = append(decode, id)
+		}
+	}
+	s.addCustomers(custs, decode, loaded)
+	if len(stale) > 0 {
+		more, err := l.LoadCustomers(ctx, stale, nil)
+		if err != nil {
+			return err
+		}
+		s.addCustomers(custs, stale, more)
+	}
+	return nil
 }
 
 func newOutput() *Output {
@@ -320,13 +392,7 @@ func (s *Scorer) addCustomers(custs map[string]*customer, ids []string, loaded m
 // customerFrom decodes one loaded customer. A state it cannot read is
 // returned empty, with the error.
 func customerFrom(id string, c store.Customer) (*customer, error) {
-	cu := &customer{id: id, state: &engine.State{}, env: store.Envelope{Partition: -1, Offset: -1}}
-	if c.Known {
-		tier, err := engine.ParseTier(c.Profile.Tier)
-		cu.profile = engine.Profile{Tier: tier, Known: err == nil}
-	} else {
-		cu.profile = engine.Profile{Tier: engine.TierMass}
-	}
+	cu := &customer{id: id, state: &engine.State{}, env: store.Envelope{Partition: -1, Offset: -1}, profile: profileOf(c)}
 	if c.Envelope == nil {
 		return cu, nil
 	}
@@ -338,8 +404,19 @@ func customerFrom(id string, c store.Customer) (*customer, error) {
 		cu.state = &engine.State{}
 		return cu, err
 	}
-	cu.env = env
+	env.State = nil // decoded; the bytes are not needed any more
+	cu.env, cu.stamp = env, c.Stamp
 	return cu, nil
+}
+
+// profileOf is the engine's view of a loaded customer's profile: MASS until
+// the customer record arrives.
+func profileOf(c store.Customer) engine.Profile {
+	if !c.Known {
+		return engine.Profile{Tier: engine.TierMass}
+	}
+	tier, err := engine.ParseTier(c.Profile.Tier)
+	return engine.Profile{Tier: tier, Known: err == nil}
 }
 
 // partitionRun replays one partition's records in offset order. After each

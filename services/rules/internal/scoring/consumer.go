@@ -63,6 +63,31 @@ func NewMetrics(m metric.Meter) (*Metrics, error) {
 	return &mt, nil
 }
 
+// ObserveCache reports the state cache's size and lookups on m.
+func (m *Metrics) ObserveCache(mt metric.Meter, c *StateCache) error {
+	if c == nil {
+		return nil
+	}
+	if _, err := mt.Int64ObservableGauge("churnwatch.rules.state_cache.customers",
+		metric.WithDescription("Customers whose decoded state the events consumer keeps between batches"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(c.Len()))
+			return nil
+		})); err != nil {
+		return err
+	}
+	_, err := mt.Int64ObservableCounter("churnwatch.rules.state_cache.lookups",
+		metric.WithDescription("Batch customers by where their state came from: hit (cache), stale (cached but changed in Redis), miss"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			hits, stale, misses := c.Stats()
+			o.Observe(hits, metric.WithAttributes(attribute.String("result", "hit")))
+			o.Observe(stale, metric.WithAttributes(attribute.String("result", "stale")))
+			o.Observe(misses, metric.WithAttributes(attribute.String("result", "miss")))
+			return nil
+		}))
+	return err
+}
+
 // DLQ counts a DLQ record of class reason (too_late, decode, invalid).
 func (m *Metrics) DLQ(ctx context.Context, reason string, n int) {
 	m.dlq.Add(ctx, int64(n), metric.WithAttributes(attribute.String("reason", reason)))
@@ -95,27 +120,64 @@ type Consumer struct {
 const maxLinks = 64
 
 // Run consumes until ctx ends, finishing and committing the batch in hand.
+//
+// Batches are pipelined two deep. A batch is scored on this goroutine, then
+// lands on another: its signals are produced and acknowledged, its state is
+// written, its offsets are committed. While it lands, the next batch is
+// fetched and scored, reading Redis as it will be once the landing write is
+// in (pendingLoader), so the result is the same as one batch after the
+// other. A scored batch is handed over only after the previous one has
+// landed; if a landing fails, the batch scored on top of it is dropped too
+// (neither committed) and Run returns the error.
 func (c *Consumer) Run(ctx context.Context) error {
+	var fl *flight
+	settle := func() error {
+		if fl == nil {
+			return nil
+		}
+		err := <-fl.done
+		fl = nil
+		if err != nil {
+			// The states the cache holds were ahead of a write that did
+			// not land.
+			c.Scorer.Cache.Reset()
+		}
+		return err
+	}
+	quit := func(err error) error {
+		if lerr := settle(); err == nil {
+			err = lerr
+		}
+		if ctx.Err() != nil {
+			return nil // unprocessed records are redelivered
+		}
+		return err
+	}
 	for {
 		msgs, err := kafkax.FetchBatch(ctx, c.Reader, c.MaxBatch, c.Linger)
 		if ctx.Err() != nil {
-			return nil // unprocessed records are redelivered
+			return quit(nil)
 		}
 		if err != nil && len(msgs) == 0 {
 			c.Log.Warn("fetch events", "err", err)
 			select {
 			case <-ctx.Done():
-				return nil
+				return quit(nil)
 			case <-time.After(200 * time.Millisecond):
 			}
 			continue
 		}
-		if err := c.handle(ctx, msgs); err != nil {
-			if ctx.Err() != nil {
-				return nil
+		b, err := c.score(ctx, msgs, fl)
+		if lerr := settle(); lerr != nil {
+			if b != nil {
+				b.end(c)
 			}
-			return err
+			return quit(lerr)
 		}
+		if err != nil {
+			return quit(err)
+		}
+		fl = c.land(b)
 	}
 }
 
@@ -131,12 +193,38 @@ func detach(ctx context.Context, grace time.Duration) (context.Context, context.
 	return dctx, func() { stop(); cancel() }
 }
 
-func (c *Consumer) handle(ctx context.Context, msgs []kafka.Message) error {
+// scored is a batch between scoring and landing.
+type scored struct {
+	msgs   []kafka.Message
+	out    *Output
+	start  time.Time
+	ctx    context.Context // survives Run's context by Grace
+	cancel context.CancelFunc
+	span   trace.Span
+}
+
+func (b *scored) end(c *Consumer) {
+	b.span.End()
+	b.cancel()
+	c.Busy.End()
+}
+
+// flight is a landing batch.
+type flight struct {
+	out  *Output
+	done chan error
+}
+
+func (c *Consumer) retry(what string) func(error) {
+	return func(err error) { c.Log.Warn("retrying", "step", what, "err", err) }
+}
+
+// score runs the engine over msgs; fl, if not nil, is the batch still
+// landing, whose write the loads see as if it were in.
+func (c *Consumer) score(ctx context.Context, msgs []kafka.Message, fl *flight) (*scored, error) {
 	c.Busy.Begin()
-	defer c.Busy.End()
-	start := time.Now()
-	pctx, cancel := detach(ctx, c.Grace)
-	defer cancel()
+	b := &scored{msgs: msgs, start: time.Now()}
+	b.ctx, b.cancel = detach(ctx, c.Grace)
 
 	var links []trace.Link
 	for i := range msgs {
@@ -147,26 +235,42 @@ func (c *Consumer) handle(ctx context.Context, msgs []kafka.Message) error {
 			links = append(links, trace.Link{SpanContext: sc})
 		}
 	}
-	pctx, span := c.Tracer.Start(pctx, "rules.batch", trace.WithLinks(links...), trace.WithSpanKind(trace.SpanKindConsumer),
+	b.ctx, b.span = c.Tracer.Start(b.ctx, "rules.batch", trace.WithLinks(links...), trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(msgs))))
-	defer span.End()
 
-	th := c.Thresholds()
-	var out *Output
-	retry := func(what string) func(error) {
-		return func(err error) { c.Log.Warn("retrying", "step", what, "err", err) }
+	var l Loader = c.Store
+	if fl != nil {
+		l = pendingLoader{l: c.Store, w: &fl.out.Write}
 	}
-	if err := redisx.Retry(pctx, retry("load state"), func(ctx context.Context) error {
+	th := c.Thresholds()
+	if err := redisx.Retry(b.ctx, c.retry("load state"), func(ctx context.Context) error {
 		var err error
-		out, err = c.Scorer.Score(ctx, c.Store, msgs, th)
+		b.out, err = c.Scorer.Score(ctx, l, msgs, th)
 		return err
 	}); err != nil {
-		return fmt.Errorf("score batch: %w", err)
+		b.end(c)
+		return nil, fmt.Errorf("score batch: %w", err)
 	}
-	if err := c.produce(pctx, out); err != nil {
+	// The cache now holds the batch's states as they will be stored; if the
+	// batch does not land, Run resets it.
+	c.Scorer.Keep(b.out)
+	return b, nil
+}
+
+// land starts landing b: produce, write, commit.
+func (c *Consumer) land(b *scored) *flight {
+	fl := &flight{out: b.out, done: make(chan error, 1)}
+	go func() { fl.done <- c.finish(b) }()
+	return fl
+}
+
+func (c *Consumer) finish(b *scored) error {
+	defer b.end(c)
+	out := b.out
+	if err := c.produce(b.ctx, out); err != nil {
 		return err
 	}
-	if err := redisx.Retry(pctx, retry("write state"), func(ctx context.Context) error {
+	if err := redisx.Retry(b.ctx, c.retry("write state"), func(ctx context.Context) error {
 		return c.Store.Apply(ctx, out.Write)
 	}); err != nil {
 		return fmt.Errorf("write batch: %w", err)
@@ -176,12 +280,13 @@ func (c *Consumer) handle(ctx context.Context, msgs []kafka.Message) error {
 			return err
 		}
 	}
-	if err := c.Reader.CommitMessages(pctx, msgs...); err != nil {
+	if err := c.Reader.CommitMessages(b.ctx, b.msgs...); err != nil {
 		// A rebalance may have moved the partitions away; the new owner
 		// re-reads from the last commit and the watermarks skip what this
 		// batch already applied.
 		c.Log.Warn("commit events offsets", "err", err)
 	}
+	ctx := context.WithoutCancel(b.ctx)
 	for r, n := range out.Results {
 		c.Metrics.events.Add(ctx, int64(n), metric.WithAttributes(attribute.String("result", r)))
 	}
@@ -191,8 +296,8 @@ func (c *Consumer) handle(ctx context.Context, msgs []kafka.Message) error {
 	for r, n := range out.DLQBy {
 		c.Metrics.DLQ(ctx, r, n)
 	}
-	span.SetAttributes(attribute.Int("churnwatch.signals", len(out.Signals)), attribute.Int("churnwatch.dlq", len(out.DLQ)))
-	c.Metrics.batch.Record(ctx, time.Since(start).Seconds())
+	b.span.SetAttributes(attribute.Int("churnwatch.signals", len(out.Signals)), attribute.Int("churnwatch.dlq", len(out.DLQ)))
+	c.Metrics.batch.Record(ctx, time.Since(b.start).Seconds())
 	return nil
 }
 

@@ -13,11 +13,11 @@ import (
 
 type emptyLoader struct{}
 
-func (emptyLoader) Load(context.Context, []string, map[int32]int64) (store.Loaded, error) {
+func (emptyLoader) Load(context.Context, store.Query) (store.Loaded, error) {
 	return store.Loaded{Customers: map[string]store.Customer{}, Clocks: map[int32]int64{}, Due: map[int32][]store.Due{}}, nil
 }
 
-func (emptyLoader) LoadCustomers(_ context.Context, ids []string) (map[string]store.Customer, error) {
+func (emptyLoader) LoadCustomers(context.Context, []string, func(string) bool) (map[string]store.Customer, error) {
 	return map[string]store.Customer{}, nil
 }
 

@@ -6,7 +6,7 @@
 //
 // Keys:
 //
-//	cw:{c:ID}                 hash  s = state envelope, p = profile (tier, manager, branch)
+//	cw:{c:ID}                 hash  s = state envelope, w = stamp of the write that stored s, p = profile (tier, manager, branch)
 //	cw:rules:clocks           zset  member = partition, score = clock (unix ms); only moves forward (ZADD GT)
 //	cw:rules:due:{p:N}        zset  member = customer id, score = next absence deadline (unix ms, floored)
 //	cw:{th}:current           string JSON of the current threshold set
@@ -35,6 +35,7 @@ var ErrCorrupt = errors.New("corrupt stored value")
 
 const (
 	fieldState   = "s"
+	fieldStamp   = "w"
 	fieldProfile = "p"
 	clocksKey    = "cw:rules:clocks"
 )
@@ -114,10 +115,13 @@ func decodeProfile(s string) Profile {
 	return Profile{Tier: parts[0], Manager: parts[1], Branch: parts[2]}
 }
 
-// Customer is one customer as loaded: raw envelope bytes (nil if none) and
-// the profile (Known false if no customer record arrived yet).
+// Customer is one customer as loaded: raw envelope bytes (nil if none, or
+// if only the profile was asked for), the stamp of the write that stored the
+// state ("" if none), and the profile (Known false if no customer record
+// arrived yet).
 type Customer struct {
 	Envelope []byte
+	Stamp    string
 	Profile  Profile
 	Known    bool
 }
@@ -135,26 +139,35 @@ type Loaded struct {
 	Due       map[int32][]Due
 }
 
-// Load reads in one round trip every listed customer, the partition clocks
-// and, per partition, the deadline entries at or before dueUntil[p] (unix
-// ms).
-func (s *Store) Load(ctx context.Context, customers []string, dueUntil map[int32]int64) (Loaded, error) {
+// Query is what Load reads.
+type Query struct {
+	// Customers are read whole (state, stamp and profile) unless Held
+	// reports that the caller holds their state already: then only the
+	// stamp and the profile are read, so that the caller can tell whether
+	// the state it holds is still the stored one.
+	Customers []string
+	Held      func(id string) bool
+	// DueUntil asks, per partition, for the deadline entries at or before
+	// this time (unix ms).
+	DueUntil map[int32]int64
+}
+
+// Load reads in one round trip the customers of q, every partition clock and
+// the due deadline entries.
+func (s *Store) Load(ctx context.Context, q Query) (Loaded, error) {
 	pipe := s.rdb.Pipeline()
-	hm := make([]*redis.SliceCmd, len(customers))
-	for i, id := range customers {
-		hm[i] = pipe.HMGet(ctx, CustomerKey(id), fieldState, fieldProfile)
-	}
+	hm := queueCustomers(ctx, pipe, q.Customers, q.Held)
 	clocks := pipe.ZRangeWithScores(ctx, clocksKey, 0, -1)
-	due := make(map[int32]*redis.ZSliceCmd, len(dueUntil))
-	for p, until := range dueUntil {
+	due := make(map[int32]*redis.ZSliceCmd, len(q.DueUntil))
+	for p, until := range q.DueUntil {
 		due[p] = pipe.ZRangeByScoreWithScores(ctx, DueKey(p), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(until, 10)})
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Loaded{}, fmt.Errorf("load batch state: %w", err)
 	}
-	out := Loaded{Customers: make(map[string]Customer, len(customers)), Clocks: map[int32]int64{}, Due: map[int32][]Due{}}
-	for i, id := range customers {
-		out.Customers[id] = customerFrom(hm[i].Val())
+	out := Loaded{Customers: make(map[string]Customer, len(q.Customers)), Clocks: map[int32]int64{}, Due: map[int32][]Due{}}
+	for i, id := range q.Customers {
+		out.Customers[id] = hm[i].customer()
 	}
 	cl, err := parseClocks(clocks.Val())
 	if err != nil {
@@ -170,26 +183,59 @@ func (s *Store) Load(ctx context.Context, customers []string, dueUntil map[int32
 	return out, nil
 }
 
+// customerCmd is one queued customer read.
+type customerCmd struct {
+	cmd   *redis.SliceCmd
+	whole bool // fields s, w, p; else w, p
+}
+
+func queueCustomers(ctx context.Context, pipe redis.Pipeliner, ids []string, held func(string) bool) []customerCmd {
+	out := make([]customerCmd, len(ids))
+	for i, id := range ids {
+		if held != nil && held(id) {
+			out[i] = customerCmd{cmd: pipe.HMGet(ctx, CustomerKey(id), fieldStamp, fieldProfile)}
+		} else {
+			out[i] = customerCmd{cmd: pipe.HMGet(ctx, CustomerKey(id), fieldState, fieldStamp, fieldProfile), whole: true}
+		}
+	}
+	return out
+}
+
+func (c customerCmd) customer() Customer {
+	v := c.cmd.Val()
+	if c.whole {
+		var env []byte
+		if len(v) > 0 {
+			if s, ok := v[0].(string); ok {
+				env = []byte(s)
+			}
+			v = v[1:]
+		}
+		cu := customerFrom(v)
+		cu.Envelope = env
+		return cu
+	}
+	return customerFrom(v)
+}
+
 // chunk bounds one pipeline of LoadCustomers, so that a day on which many
 // customers become due does not build one enormous reply.
 const chunk = 5000
 
 // LoadCustomers reads customers (the due ones that had no record in the
-// batch), a pipeline per chunk.
-func (s *Store) LoadCustomers(ctx context.Context, ids []string) (map[string]Customer, error) {
+// batch, or held states found stale), a pipeline per chunk; held is as in
+// Query.
+func (s *Store) LoadCustomers(ctx context.Context, ids []string, held func(string) bool) (map[string]Customer, error) {
 	out := make(map[string]Customer, len(ids))
 	for start := 0; start < len(ids); start += chunk {
 		part := ids[start:min(start+chunk, len(ids))]
 		pipe := s.rdb.Pipeline()
-		hm := make([]*redis.SliceCmd, len(part))
-		for i, id := range part {
-			hm[i] = pipe.HMGet(ctx, CustomerKey(id), fieldState, fieldProfile)
-		}
+		hm := queueCustomers(ctx, pipe, part, held)
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, fmt.Errorf("load due customers: %w", err)
 		}
 		for i, id := range part {
-			out[id] = customerFrom(hm[i].Val())
+			out[id] = hm[i].customer()
 		}
 	}
 	return out, nil
@@ -197,19 +243,19 @@ func (s *Store) LoadCustomers(ctx context.Context, ids []string) (map[string]Cus
 
 // Customer reads one customer.
 func (s *Store) Customer(ctx context.Context, id string) (Customer, error) {
-	v, err := s.rdb.HMGet(ctx, CustomerKey(id), fieldState, fieldProfile).Result()
-	if err != nil {
+	pipe := s.rdb.Pipeline()
+	hm := queueCustomers(ctx, pipe, []string{id}, nil)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Customer{}, fmt.Errorf("load customer: %w", err)
 	}
-	return customerFrom(v), nil
+	return hm[0].customer(), nil
 }
 
+// customerFrom reads the stamp and profile fields of an HMGET reply.
 func customerFrom(v []any) Customer {
 	var c Customer
 	if len(v) > 0 {
-		if s, ok := v[0].(string); ok {
-			c.Envelope = []byte(s)
-		}
+		c.Stamp, _ = v[0].(string)
 	}
 	if len(v) > 1 {
 		if s, ok := v[1].(string); ok {
@@ -244,6 +290,7 @@ func (s *Store) Clocks(ctx context.Context) (map[int32]int64, error) {
 // Write is everything one batch changes.
 type Write struct {
 	States    map[string][]byte          // customer → new envelope
+	Stamp     string                     // identifies this write; stored beside each state (field w)
 	Deadlines map[int32]map[string]int64 // partition → customer → deadline ms; -1 removes the entry
 	Clocks    map[int32]int64            // partition → clock ms (only moves forward)
 }
@@ -257,7 +304,7 @@ func (s *Store) Apply(ctx context.Context, w Write) error {
 	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for id, b := range w.States {
-			p.HSet(ctx, CustomerKey(id), fieldState, b)
+			p.HSet(ctx, CustomerKey(id), fieldState, b, fieldStamp, w.Stamp)
 		}
 		for part, m := range w.Deadlines {
 			var add []redis.Z
