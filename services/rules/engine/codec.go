@@ -49,7 +49,16 @@ const (
 // MarshalBinary encodes the state compactly: varints, days and times
 // relative to the customer's clock, balances as deltas.
 func (s *State) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, 256+len(s.buckets)*6+len(s.seen)*10+len(s.live)*160)
+	return s.AppendBinary(make([]byte, 0, s.EncodedSizeHint()))
+}
+
+// EncodedSizeHint is about how many bytes the encoded state takes.
+func (s *State) EncodedSizeHint() int {
+	return 256 + len(s.buckets)*6 + len(s.seen)*10 + len(s.live)*160
+}
+
+// AppendBinary appends MarshalBinary's encoding to b.
+func (s *State) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, stateVersion)
 	var flags uint64
 	for bit, on := range [...]bool{s.init, s.hasActivity, s.declFired, s.churnFired, s.dropFired,

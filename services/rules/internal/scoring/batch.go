@@ -104,10 +104,85 @@ type customer struct {
 	dirty   bool
 }
 
-// Score runs the engine over msgs. It reads from Redis through l (one round
-// trip, plus one per 5,000 due customers not in the batch) and returns what
-// to produce and write; it changes nothing itself.
-func (s *Scorer) Score(ctx context.Context, l Loader, msgs []kafka.Message, th *engine.Thresholds) (_ *Output, err error) {
+// Batch is a fetched batch, decoded: what can be known of it without
+// reading any state.
+type Batch struct {
+	Msgs     []kafka.Message
+	Decoded  time.Time
+	recs     []record
+	parts    []int32         // partitions of the batch, ascending
+	byPart   map[int32][]int // records of each partition, in offset order
+	ids      []string        // customers with records, in first-record order
+	dueUntil map[int32]int64 // latest event time (unix ms) of each partition
+}
+
+// decodeChunk is about how many records a decoding goroutine is worth.
+const decodeChunk = 512
+
+// Decode decodes msgs, spreading the work over up to GOMAXPROCS goroutines.
+func (s *Scorer) Decode(msgs []kafka.Message) *Batch {
+	b := &Batch{Msgs: msgs, recs: make([]record, len(msgs)), byPart: map[int32][]int{}, dueUntil: map[int32]int64{}}
+	for i := range msgs {
+		b.recs[i].msg = &msgs[i]
+	}
+	if workers := min(runtime.GOMAXPROCS(0), len(msgs)/decodeChunk); workers > 1 {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for {
+					from := int(next.Add(decodeChunk)) - decodeChunk
+					if from >= len(msgs) {
+						return
+					}
+					for i := from; i < min(from+decodeChunk, len(msgs)); i++ {
+						s.decode(&b.recs[i])
+					}
+				}
+			})
+		}
+		wg.Wait()
+	} else {
+		for i := range b.recs {
+			s.decode(&b.recs[i])
+		}
+	}
+	seen := map[string]bool{}
+	for i := range b.recs {
+		r := &b.recs[i]
+		p := int32(msgs[i].Partition)
+		b.byPart[p] = append(b.byPart[p], i)
+		if r.bad != "" {
+			continue
+		}
+		ms := r.time().UnixMilli()
+		if cur, ok := b.dueUntil[p]; !ok || ms > cur {
+			b.dueUntil[p] = ms
+		}
+		if !r.marker && !seen[r.ev.CustomerID] {
+			seen[r.ev.CustomerID] = true
+			b.ids = append(b.ids, r.ev.CustomerID)
+		}
+	}
+	b.Decoded = time.Now()
+	for p, idx := range b.byPart {
+		b.parts = append(b.parts, p)
+		sort.SliceStable(idx, func(x, y int) bool { return msgs[idx[x]].Offset < msgs[idx[y]].Offset })
+	}
+	sort.Slice(b.parts, func(i, j int) bool { return b.parts[i] < b.parts[j] })
+	return b
+}
+
+// Score decodes msgs and scores them (Decode, then ScoreBatch).
+func (s *Scorer) Score(ctx context.Context, l Loader, msgs []kafka.Message, th *engine.Thresholds) (*Output, error) {
+	return s.ScoreBatch(ctx, l, s.Decode(msgs), th)
+}
+
+// ScoreBatch runs the engine over b. It reads from Redis through l (one
+// round trip, plus one per 5,000 due customers not in the batch) and returns
+// what to produce and write; it changes nothing in Redis itself. It may be
+// called again with the same batch after an error.
+func (s *Scorer) ScoreBatch(ctx context.Context, l Loader, b *Batch, th *engine.Thresholds) (_ *Output, err error) {
 	defer func() {
 		if err != nil {
 			// Cached states may have been changed by a batch that will
@@ -115,32 +190,14 @@ func (s *Scorer) Score(ctx context.Context, l Loader, msgs []kafka.Message, th *
 			s.Cache.Reset()
 		}
 	}()
-	recs := make([]record, len(msgs))
-	byPart := map[int32][]int{}
-	var ids []string
-	seen := map[string]bool{}
-	dueUntil := map[int32]int64{}
-	for i := range msgs {
-		r := &recs[i]
-		r.msg = &msgs[i]
-		p := int32(msgs[i].Partition)
-		byPart[p] = append(byPart[p], i)
-		s.decode(r)
-		if r.bad != "" {
-			continue
-		}
-		ms := r.time().UnixMilli()
-		if cur, ok := dueUntil[p]; !ok || ms > cur {
-			dueUntil[p] = ms
-		}
-		if !r.marker && !seen[r.ev.CustomerID] {
-			seen[r.ev.CustomerID] = true
-			ids = append(ids, r.ev.CustomerID)
-		}
-	}
-	loaded, err := l.Load(ctx, store.Query{Customers: ids, Held: s.Cache.held, DueUntil: dueUntil})
+	recs, ids := b.recs, b.ids
+	loaded, err := l.Load(ctx, store.Query{Customers: ids, Held: s.Cache.held, DueUntil: b.dueUntil})
 	if err != nil {
 		return nil, err
+	}
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		seen[id] = true
 	}
 	custs := make(map[string]*customer, len(ids))
 	if err := s.resolve(ctx, l, custs, ids, loaded.Customers); err != nil {
@@ -165,16 +222,9 @@ func (s *Scorer) Score(ctx context.Context, l Loader, msgs []kafka.Message, th *
 		}
 	}
 
-	parts := make([]int32, 0, len(byPart))
-	for p := range byPart {
-		parts = append(parts, p)
-	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
-	runs := make([]*partitionRun, len(parts))
-	for i, p := range parts {
-		idx := byPart[p]
-		sort.SliceStable(idx, func(a, b int) bool { return msgs[idx[a]].Offset < msgs[idx[b]].Offset })
-		runs[i] = &partitionRun{s: s, out: newOutput(), th: th, p: p, custs: custs, clock: loaded.Clocks[p], idx: idx, dues: loaded.Due[p]}
+	runs := make([]*partitionRun, len(b.parts))
+	for i, p := range b.parts {
+		runs[i] = &partitionRun{s: s, out: newOutput(), th: th, p: p, custs: custs, clock: loaded.Clocks[p], idx: b.byPart[p], dues: loaded.Due[p]}
 	}
 	// Partitions are independent when every customer of the batch belongs
 	// to one partition (always, unless the topic was repartitioned): then
@@ -569,6 +619,9 @@ func (pr *partitionRun) finish() error {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	// The envelopes are cut from shared chunks: one allocation for many
+	// customers.
+	var buf []byte
 	dl := w.Deadlines[pr.p]
 	if dl == nil {
 		dl = map[string]int64{}
@@ -586,12 +639,16 @@ func (pr *partitionRun) finish() error {
 			dl[id] = -1
 		}
 		if c.dirty {
-			st, err := c.state.MarshalBinary()
-			if err != nil {
+			if cap(buf)-len(buf) < c.state.EncodedSizeHint()+32 {
+				buf = make([]byte, 0, max(arenaChunk, c.state.EncodedSizeHint()+32))
+			}
+			from := len(buf)
+			buf = store.AppendEnvelopeHeader(buf, c.env.Partition, c.env.Offset)
+			var err error
+			if buf, err = c.state.AppendBinary(buf); err != nil {
 				return fmt.Errorf("encode customer state: %w", err)
 			}
-			c.env.State = st
-			w.States[id] = store.MarshalEnvelope(c.env)
+			w.States[id] = buf[from:len(buf):len(buf)]
 			c.dirty = false
 		}
 	}
@@ -600,6 +657,9 @@ func (pr *partitionRun) finish() error {
 	}
 	return nil
 }
+
+// arenaChunk is the size of the buffers encoded states are cut from.
+const arenaChunk = 256 << 10
 
 type dueEntry struct {
 	at time.Time

@@ -44,35 +44,44 @@ func batchOf(n, customers int, off int64, t time.Time) []kafka.Message {
 // BenchmarkRedisStateStage measures the rules service's state stage: one
 // Redis round trip to load, the engine over the batch, one MULTI/EXEC to
 // write, for batches of 1,000 events over 200 customers against a real
-// redis-server.
+// redis-server; with the state cache (as the service runs) and without
+// (every state read from Redis and decoded each batch).
 func BenchmarkRedisStateStage(b *testing.B) {
-	r := testkit.Redis(b)
-	rdb := redisx.New(r.Addr, "", 0)
-	defer rdb.Close()
-	st := store.New(rdb)
-	sc := &Scorer{Engine: engine.New(engine.Config{}), Lateness: 7 * 24 * time.Hour, Topic: "events"}
-	th := engine.DefaultThresholds()
-	ctx := context.Background()
-	const perBatch, customers = 1000, 200
-	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		// Offsets and event times keep growing so every batch is new work.
-		b.StopTimer()
-		off := int64(i * perBatch)
-		msgs := batchOf(perBatch, customers, off, t0.Add(time.Duration(off)*time.Minute))
-		b.StartTimer()
-		out, err := sc.Score(ctx, st, msgs, &th)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := st.Apply(ctx, out.Write); err != nil {
-			b.Fatal(err)
-		}
-		if out.Results[ResultApplied] != perBatch {
-			b.Fatalf("applied %d of %d: %v", out.Results[ResultApplied], perBatch, out.Results)
-		}
+	for _, bc := range []struct {
+		name  string
+		cache int
+	}{{"cache", 100000}, {"no-cache", 0}} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := testkit.Redis(b)
+			rdb := redisx.New(r.Addr, "", 0)
+			defer rdb.Close()
+			st := store.New(rdb)
+			sc := &Scorer{Engine: engine.New(engine.Config{}), Lateness: 7 * 24 * time.Hour, Topic: "events", Cache: NewStateCache(bc.cache)}
+			th := engine.DefaultThresholds()
+			ctx := context.Background()
+			const perBatch, customers = 1000, 200
+			t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				// Offsets and event times keep growing so every batch is new work.
+				b.StopTimer()
+				off := int64(i * perBatch)
+				msgs := batchOf(perBatch, customers, off, t0.Add(time.Duration(off)*time.Minute))
+				b.StartTimer()
+				out, err := sc.Score(ctx, st, msgs, &th)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := st.Apply(ctx, out.Write); err != nil {
+					b.Fatal(err)
+				}
+				sc.Keep(out)
+				if out.Results[ResultApplied] != perBatch {
+					b.Fatalf("applied %d of %d: %v", out.Results[ResultApplied], perBatch, out.Results)
+				}
+			}
+			b.ReportMetric(float64(b.N*perBatch)/b.Elapsed().Seconds(), "events/s")
+		})
 	}
-	b.ReportMetric(float64(b.N*perBatch)/b.Elapsed().Seconds(), "events/s")
 }

@@ -56,7 +56,7 @@ func NewMetrics(m metric.Meter) (*Metrics, error) {
 		return nil, err
 	}
 	if mt.batch, err = m.Float64Histogram("churnwatch.rules.batch.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time from fetch to commit of one events batch"),
+		metric.WithDescription("Time from decode to commit of one events batch"),
 		metric.WithExplicitBucketBoundaries(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)); err != nil {
 		return nil, err
 	}
@@ -121,15 +121,25 @@ const maxLinks = 64
 
 // Run consumes until ctx ends, finishing and committing the batch in hand.
 //
-// Batches are pipelined two deep. A batch is scored on this goroutine, then
-// lands on another: its signals are produced and acknowledged, its state is
-// written, its offsets are committed. While it lands, the next batch is
-// fetched and scored, reading Redis as it will be once the landing write is
-// in (pendingLoader), so the result is the same as one batch after the
-// other. A scored batch is handed over only after the previous one has
+// Batches go through three stages, each on its own goroutine: fetch and
+// decode (prefetch), score, land (produce the signals and wait for the
+// acknowledgements, write the state, commit the offsets). While a batch
+// lands, the next is scored, reading Redis as it will be once the landing
+// write is in (pendingLoader), so the result is the same as one batch after
+// the other. A scored batch is handed over only after the previous one has
 // landed; if a landing fails, the batch scored on top of it is dropped too
 // (neither committed) and Run returns the error.
 func (c *Consumer) Run(ctx context.Context) error {
+	batches := make(chan *Batch, 1)
+	defer func() {
+		for range batches {
+			c.Busy.End() // fetched, never scored: redelivered
+		}
+	}()
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go c.prefetch(fctx, batches)
+
 	var fl *flight
 	settle := func() error {
 		if fl == nil {
@@ -154,20 +164,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return err
 	}
 	for {
-		msgs, err := kafkax.FetchBatch(ctx, c.Reader, c.MaxBatch, c.Linger)
-		if ctx.Err() != nil {
+		batch, ok := <-batches
+		if !ok || ctx.Err() != nil {
+			if ok {
+				c.Busy.End()
+			}
 			return quit(nil)
 		}
-		if err != nil && len(msgs) == 0 {
-			c.Log.Warn("fetch events", "err", err)
-			select {
-			case <-ctx.Done():
-				return quit(nil)
-			case <-time.After(200 * time.Millisecond):
-			}
-			continue
-		}
-		b, err := c.score(ctx, msgs, fl)
+		b, err := c.score(ctx, batch, fl)
 		if lerr := settle(); lerr != nil {
 			if b != nil {
 				b.end(c)
@@ -178,6 +182,35 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return quit(err)
 		}
 		fl = c.land(b)
+	}
+}
+
+// prefetch fetches and decodes batches into out until ctx ends, then
+// closes it.
+func (c *Consumer) prefetch(ctx context.Context, out chan<- *Batch) {
+	defer close(out)
+	for {
+		msgs, err := kafkax.FetchBatch(ctx, c.Reader, c.MaxBatch, c.Linger)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && len(msgs) == 0 {
+			c.Log.Warn("fetch events", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
+		c.Busy.Begin()
+		b := c.Scorer.Decode(msgs)
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			c.Busy.End()
+			return
+		}
 	}
 }
 
@@ -219,11 +252,11 @@ func (c *Consumer) retry(what string) func(error) {
 	return func(err error) { c.Log.Warn("retrying", "step", what, "err", err) }
 }
 
-// score runs the engine over msgs; fl, if not nil, is the batch still
+// score runs the engine over batch; fl, if not nil, is the batch still
 // landing, whose write the loads see as if it were in.
-func (c *Consumer) score(ctx context.Context, msgs []kafka.Message, fl *flight) (*scored, error) {
-	c.Busy.Begin()
-	b := &scored{msgs: msgs, start: time.Now()}
+func (c *Consumer) score(ctx context.Context, batch *Batch, fl *flight) (*scored, error) {
+	msgs := batch.Msgs
+	b := &scored{msgs: msgs, start: batch.Decoded}
 	b.ctx, b.cancel = detach(ctx, c.Grace)
 
 	var links []trace.Link
@@ -245,7 +278,7 @@ func (c *Consumer) score(ctx context.Context, msgs []kafka.Message, fl *flight) 
 	th := c.Thresholds()
 	if err := redisx.Retry(b.ctx, c.retry("load state"), func(ctx context.Context) error {
 		var err error
-		b.out, err = c.Scorer.Score(ctx, l, msgs, th)
+		b.out, err = c.Scorer.ScoreBatch(ctx, l, batch, th)
 		return err
 	}); err != nil {
 		b.end(c)

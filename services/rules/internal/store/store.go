@@ -71,11 +71,15 @@ const envelopeVersion = 1
 // MarshalEnvelope encodes e: a version byte, the partition and offset as
 // varints, then the engine state.
 func MarshalEnvelope(e Envelope) []byte {
-	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(e.State))
-	b = append(b, envelopeVersion)
-	b = binary.AppendVarint(b, int64(e.Partition))
-	b = binary.AppendVarint(b, e.Offset)
+	b := AppendEnvelopeHeader(make([]byte, 0, 1+2*binary.MaxVarintLen64+len(e.State)), e.Partition, e.Offset)
 	return append(b, e.State...)
+}
+
+// AppendEnvelopeHeader appends what MarshalEnvelope puts before the state.
+func AppendEnvelopeHeader(b []byte, partition int32, offset int64) []byte {
+	b = append(b, envelopeVersion)
+	b = binary.AppendVarint(b, int64(partition))
+	return binary.AppendVarint(b, offset)
 }
 
 // UnmarshalEnvelope decodes MarshalEnvelope's output.
