@@ -86,7 +86,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	a.hub.onCut = func() { a.met.cutoffs.Add(context.Background(), 1) }
 	a.signals = kafka.NewReader(kafkax.ReaderConfig(cfg.Common.KafkaBrokers, cfg.SignalsGroup, cfg.Common.Topics.Signals))
 	a.customers = kafka.NewReader(kafkax.ReaderConfig(cfg.Common.KafkaBrokers, cfg.CustomersGroup, cfg.Common.Topics.Customers))
-	a.writer = kafkax.NewWriter(cfg.Common.KafkaBrokers, cfg.Common.Topics.Alerts)
+	a.writer = kafkax.SmallWriter(cfg.Common.KafkaBrokers, cfg.Common.Topics.Alerts)
 
 	cwv1.RegisterAlertServiceServer(base.GRPC, &server{app: a})
 	cwv1.RegisterStatusServiceServer(base.GRPC, &status.Server{

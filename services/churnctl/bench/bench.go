@@ -51,8 +51,11 @@ type Options struct {
 	LatencyFor  time.Duration
 	Log         io.Writer
 	// PipelineProfile, when set, receives a CPU profile of the pipeline
-	// phase alone (rules and alerts on the backlog).
-	PipelineProfile io.Writer
+	// phase alone (rules and alerts on the backlog); AllocsBefore and
+	// AllocsAfter receive the allocation profile at its start and end (read
+	// the phase's allocations with `go tool pprof -base before after`).
+	PipelineProfile           io.Writer
+	AllocsBefore, AllocsAfter io.Writer
 }
 
 // Result is the report.
@@ -139,6 +142,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// Phase 2: release rules and alerts on the backlog; the pipeline has
 	// taken every event when both groups (and the customer groups) are
 	// caught up: all state written, every signal turned into alerts.
+	if o.AllocsBefore != nil {
+		_ = pprof.Lookup("allocs").WriteTo(o.AllocsBefore, 0)
+	}
 	if o.PipelineProfile != nil {
 		if err := pprof.StartCPUProfile(o.PipelineProfile); err != nil {
 			return nil, err
@@ -150,6 +156,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	pipeDur := time.Since(start)
 	if o.PipelineProfile != nil {
 		pprof.StopCPUProfile()
+	}
+	if o.AllocsAfter != nil {
+		_ = pprof.Lookup("allocs").WriteTo(o.AllocsAfter, 0)
 	}
 	if err != nil {
 		return nil, err

@@ -56,6 +56,10 @@ func Header(m kafka.Message, key string) string {
 
 // NewWriter returns a writer for topic that hashes keys like the Java client
 // (murmur2), waits for all in-sync replicas, and flushes after a few ms.
+// Its BatchSize (5,000 records per partition and request) suits bulk
+// producers; kafka-go allocates room for a whole batch per partition and
+// request, so a writer that mostly sends a few records should lower it
+// (SmallWriter).
 func NewWriter(brokers []string, topic string) *kafka.Writer {
 	return &kafka.Writer{
 		Addr:                   kafka.TCP(brokers...),
@@ -70,6 +74,14 @@ func NewWriter(brokers []string, topic string) *kafka.Writer {
 		WriteBackoffMax:        time.Second,
 		AllowAutoTopicCreation: false,
 	}
+}
+
+// SmallWriter is NewWriter for a topic that gets a few records at a time
+// (signals, alert changes, dead letters).
+func SmallWriter(brokers []string, topic string) *kafka.Writer {
+	w := NewWriter(brokers, topic)
+	w.BatchSize = 500
+	return w
 }
 
 // ReaderConfig returns a consumer-group reader configuration that commits
@@ -112,11 +124,17 @@ type Fetcher interface {
 // within linger, up to max messages. It returns the messages read so far with
 // the error that stopped it, if any.
 func FetchBatch(ctx context.Context, r Fetcher, max int, linger time.Duration) ([]kafka.Message, error) {
+	return FetchBatchInto(ctx, r, nil, max, linger)
+}
+
+// FetchBatchInto is FetchBatch appending to buf[:0], so that a consumer can
+// reuse the memory of a batch it is done with.
+func FetchBatchInto(ctx context.Context, r Fetcher, buf []kafka.Message, max int, linger time.Duration) ([]kafka.Message, error) {
 	first, err := r.FetchMessage(ctx)
 	if err != nil {
 		return nil, err
 	}
-	batch := []kafka.Message{first}
+	batch := append(buf[:0], first)
 	lctx, cancel := context.WithTimeout(ctx, linger)
 	defer cancel()
 	for len(batch) < max {

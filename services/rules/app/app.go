@@ -206,8 +206,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	brokers, topics := cfg.Common.KafkaBrokers, cfg.Common.Topics
 	events := kafka.NewReader(kafkax.ReaderConfig(brokers, cfg.Group, topics.Events))
 	customers := kafka.NewReader(kafkax.ReaderConfig(brokers, cfg.CustomersGroup, topics.Customers))
-	signals := kafkax.NewWriter(brokers, topics.Signals)
-	dlq := kafkax.NewWriter(brokers, topics.DLQ)
+	signals := kafkax.SmallWriter(brokers, topics.Signals)
+	dlq := kafkax.SmallWriter(brokers, topics.DLQ)
 	base.AddCloser(func(context.Context) error { return errors.Join(signals.Close(), dlq.Close()) })
 	base.AddCloser(func(context.Context) error { return errors.Join(events.Close(), customers.Close()) })
 

@@ -446,6 +446,7 @@ func (d *decoder) decodeBody(n *State, hasNext bool) {
 					d.fail("bucket txns")
 				}
 				k.txns = int32(t)
+				n.txnTotal += int64(k.txns)
 			}
 			if f&bucketOut != 0 {
 				k.extOut = d.varint("bucket outflow")

@@ -236,6 +236,7 @@ func (r *run) applyEvent(ev Event, t int64, out []Signal) []Signal {
 	s := r.s
 	if ev.Type.CustomerInitiated() {
 		s.buckets[s.bucketIndex(dayOf(t), true)].txns++
+		s.txnTotal++
 		out = r.activity(ev, t, out)
 	}
 	// Balances: only balanceAfter moves them; a closed account holds nothing.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"math/bits"
 	"sort"
 	"strconv"
@@ -383,9 +384,13 @@ func (s *State) lastTxnDay() (int32, bool) {
 // when history ≥ min_history_days, avg30 ≥ min_baseline and recent ≤ ratio ×
 // avg30; it recovers when recent > ratio × avg30.
 //
-// It runs after every event, so it reads the sparse buckets directly: one
-// pass for the windows at from+1, then three cursors for the days entering
-// and leaving them as d moves on.
+// It runs after every event, so it never walks the whole history: the
+// windows at from+1 come from the last 30 days, the few buckets before the
+// baseline and txnTotal; then it jumps from one day where a bucket with
+// transactions enters or leaves a window to the next. Between two such days
+// the sums are fixed and only baseDays (growing to 180) and the history test
+// move, each making the tests flip at most once, so a stretch of days costs
+// one test or a binary search.
 func (s *State) dropScan(tt *TierThresholds, from, limit int32, fired, onlyFire bool) (dropEval, bool) {
 	last, ok := s.lastTxnDay()
 	if !ok {
@@ -402,60 +407,163 @@ func (s *State) dropScan(tt *TierThresholds, from, limit int32, fired, onlyFire 
 	if limit-lo > dropScanMax {
 		limit = lo + dropScanMax
 	}
-	// Every day read below is in [lo, limit).
+	// Every day read below is in [lo, limit). At d = from+1 the baseline is
+	// bs[out:mid] and the last 30 days bs[mid:in].
 	bs := s.buckets
-	out := sort.Search(len(bs), func(i int) bool { return bs[i].day >= lo })
-	first := dayOf(s.firstSeen)
-	var recent, base int64
 	d := from + 1
-	mid := out
-	for ; mid < len(bs) && bs[mid].day < d-dropWindowDays; mid++ {
-		base += int64(bs[mid].txns)
+	out := searchDay(bs, lo)
+	in, post := len(bs), int64(0)
+	for in > out && bs[in-1].day >= d {
+		in--
+		post += int64(bs[in].txns)
 	}
-	in := mid
-	for ; in < len(bs) && bs[in].day < d; in++ {
-		recent += int64(bs[in].txns)
+	mid, recent := in, int64(0)
+	for mid > out && bs[mid-1].day >= d-dropWindowDays {
+		mid--
+		recent += int64(bs[mid].txns)
 	}
-	ratio, minBase := int64(tt.DropRatio), int64(tt.DropMinBaseline)
-	for ; d <= limit; d++ {
-		if d > from+1 {
-			cin := txnsOn(bs, &in, d-1)
-			cmid := txnsOn(bs, &mid, d-1-dropWindowDays)
-			cout := txnsOn(bs, &out, d-1-dropWindowDays-dropBaselineDays)
-			recent += int64(cin - cmid)
-			base += int64(cmid - cout)
+	var base int64
+	if out < mid-out {
+		base = s.txnTotal - recent - post
+		for _, b := range bs[:out] {
+			base -= int64(b.txns)
 		}
-		nb := min(dropBaselineDays, int64(d-dropWindowDays-first))
-		if nb < 1 {
+	} else {
+		for _, b := range bs[out:mid] {
+			base += int64(b.txns)
+		}
+	}
+
+	sc := dropScanner{
+		first:   int64(dayOf(s.firstSeen)),
+		ratio:   int64(tt.DropRatio),
+		minBase: int64(tt.DropMinBaseline),
+	}
+	sc.histFrom = sc.first + max(min(tt.DropMinHistoryDays, 1<<40), -1<<40)
+	// base ≥ min_baseline only gets harder as baseDays grows unless
+	// min_baseline is negative or so large that minBase × 180 overflows.
+	sc.monotone = sc.minBase >= 0 && sc.minBase <= math.MaxInt64/dropBaselineDays
+	n := len(bs)
+	day, end := int64(d), int64(limit)
+	for {
+		// Buckets without transactions change no sum: not worth stopping at.
+		for in < n && bs[in].txns == 0 {
+			in++
+		}
+		for mid < n && bs[mid].txns == 0 {
+			mid++
+		}
+		for out < n && bs[out].txns == 0 {
+			out++
+		}
+		next := end + 1
+		if in < n {
+			next = min(next, int64(bs[in].day)+1)
+		}
+		if mid < n {
+			next = min(next, int64(bs[mid].day)+dropWindowDays+1)
+		}
+		if out < n {
+			next = min(next, int64(bs[out].day)+dropWindowDays+dropBaselineDays+1)
+		}
+		if ev, ok := sc.stretch(day, next-1, recent, base, &fired, onlyFire); ok {
+			return ev, true
+		}
+		if next > end {
+			return dropEval{}, false
+		}
+		day = next
+		if in < n && int64(bs[in].day)+1 == day {
+			recent += int64(bs[in].txns)
+			in++
+		}
+		if mid < n && int64(bs[mid].day)+dropWindowDays+1 == day {
+			recent -= int64(bs[mid].txns)
+			base += int64(bs[mid].txns)
+			mid++
+		}
+		if out < n && int64(bs[out].day)+dropWindowDays+dropBaselineDays+1 == day {
+			base -= int64(bs[out].txns)
+			out++
+		}
+	}
+}
+
+// dropScanner holds what dropScan's tests need besides the window sums.
+type dropScanner struct {
+	first          int64 // day of the first event
+	histFrom       int64 // first day with min_history_days of history
+	ratio, minBase int64
+	monotone       bool // see dropScan
+}
+
+// baseDays is the baseline length at the boundary opening day.
+func (sc *dropScanner) baseDays(day int64) int64 {
+	return min(dropBaselineDays, day-dropWindowDays-sc.first)
+}
+
+// low: recent ≤ ratio × avg30. recent ≥ 0 and recent × 180 × 10⁴ cannot
+// overflow (at most 30 int32 days), so once false it stays false as
+// baseDays grows.
+func (sc *dropScanner) low(recent, base, nb int64) bool {
+	return recent*nb*decimalOne <= sc.ratio*base*30
+}
+
+// stretch evaluates the boundaries [from, to], over which recent and base do
+// not change, and returns the first transition, updating *fired for the
+// recoveries that onlyFire passes through.
+func (sc *dropScanner) stretch(from, to, recent, base int64, fired *bool, onlyFire bool) (dropEval, bool) {
+	a := max(from, sc.first+dropWindowDays+1) // baseDays ≥ 1
+	for a <= to {
+		if !*fired {
+			x := max(a, sc.histFrom)
+			if x > to {
+				break
+			}
+			nb := sc.baseDays(x)
+			if sc.low(recent, base, nb) && base*30*decimalOne >= sc.minBase*nb {
+				return dropEval{day: int32(x), fire: true, recent: recent, base: base, baseDays: nb}, true
+			}
+			if sc.monotone {
+				break // both tests only get harder later in the stretch
+			}
+			a = x + 1
 			continue
 		}
-		low := recent*nb*decimalOne <= ratio*base*30
-		switch {
-		case !fired && low && int64(d-first) >= tt.DropMinHistoryDays && base*30*decimalOne >= minBase*nb:
-			return dropEval{day: d, fire: true, recent: recent, base: base, baseDays: nb}, true
-		case fired && !low:
-			if onlyFire {
-				fired = false
-				continue
-			}
-			return dropEval{day: d, recent: recent, base: base, baseDays: nb}, true
+		if sc.low(recent, base, sc.baseDays(to)) {
+			break // low at the end, so low all along
 		}
+		// the first day of the stretch that is not low
+		lo, hi := a, to
+		for lo < hi {
+			m := lo + (hi-lo)/2
+			if sc.low(recent, base, sc.baseDays(m)) {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		if !onlyFire {
+			return dropEval{day: int32(lo), recent: recent, base: base, baseDays: sc.baseDays(lo)}, true
+		}
+		*fired = false
+		a = lo + 1
 	}
 	return dropEval{}, false
 }
 
-// txnsOn returns the transactions of day, moving the cursor *k (the first
-// bucket not before the previous day asked) forward; days asked must grow.
-func txnsOn(bs []bucket, k *int, day int32) int32 {
-	i := *k
-	for i < len(bs) && bs[i].day < day {
-		i++
+// searchDay returns the index of the first bucket not before day.
+func searchDay(bs []bucket, day int32) int {
+	i, j := 0, len(bs)
+	for i < j {
+		h := int(uint(i+j) >> 1)
+		if bs[h].day < day {
+			i = h + 1
+		} else {
+			j = h
+		}
 	}
-	*k = i
-	if i < len(bs) && bs[i].day == day {
-		return bs[i].txns
-	}
-	return 0
+	return i
 }
 
 func (r *run) dropSignal(ev dropEval) Signal {

@@ -126,6 +126,7 @@ type State struct {
 	salaryDays    []int32 // distinct days with a SALARY credit, newest maxSalaryCredits
 	complaints    []complaint
 	buckets       []bucket // sorted by day
+	txnTotal      int64    // sum of buckets' txns; derived, UnmarshalBinary recomputes it
 	hasBalHistory bool
 	balSince      int32 // first day with a known total balance
 	accounts      []account
@@ -371,29 +372,44 @@ func (s *State) prune() {
 			s.ensureBalance(balCut)
 		}
 	}
+	// Buckets before cntCut lose everything (cntCut < balCut < outCut).
 	cntCut, outCut := today-keepCountDays, today-keepOutflowDays
-	// Compacted in place; a bucket is copied only once one before it went.
-	n := 0
-	for i := range s.buckets {
-		b := &s.buckets[i]
-		if b.day < cntCut {
-			b.txns = 0
-		}
-		if b.day < outCut {
-			b.extOut = 0
-		}
-		if b.day < balCut {
+	bs := s.buckets
+	k := 0
+	for k < len(bs) && bs[k].day < cntCut {
+		s.txnTotal -= int64(bs[k].txns)
+		k++
+	}
+	// The rest lose outflows and balances in place; usually none goes empty,
+	// and then one copy moves them to the front.
+	emptied := false
+	i := k
+	for ; i < len(bs) && bs[i].day < outCut; i++ {
+		b := &bs[i]
+		b.extOut = 0
+		if b.day < balCut && (b.hasBal || b.bal != 0) {
 			b.hasBal, b.bal = false, 0
 		}
-		if b.txns != 0 || b.extOut != 0 || b.hasBal {
-			if n != i {
-				s.buckets[n] = *b
-			}
-			n++
-		}
+		emptied = emptied || b.txns == 0 && !b.hasBal
 	}
-	clear(s.buckets[n:])
-	s.buckets = s.buckets[:n]
+	for ; i < len(bs); i++ {
+		emptied = emptied || bs[i].txns == 0 && bs[i].extOut == 0 && !bs[i].hasBal
+	}
+	n := len(bs) - k
+	switch {
+	case emptied:
+		n = 0
+		for i := k; i < len(bs); i++ {
+			if b := bs[i]; b.txns != 0 || b.extOut != 0 || b.hasBal {
+				bs[n] = b
+				n++
+			}
+		}
+	case k > 0:
+		copy(bs, bs[k:])
+	}
+	clear(bs[n:])
+	s.buckets = bs[:n]
 	if len(s.buckets) == 0 {
 		s.buckets = nil
 	}

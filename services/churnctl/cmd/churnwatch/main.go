@@ -100,6 +100,7 @@ func run(ctx context.Context, args []string) error {
 		rate := fs.Int("rate", 2000, "events/s of the steady latency phase")
 		dur := fs.Duration("for", 20*time.Second, "length of the latency phase")
 		prof := fs.String("cpuprofile", "", "write a CPU profile of the services during the pipeline phase to this file")
+		allocs := fs.String("allocprofile", "", "write allocation profiles at the start and end of the pipeline phase to FILE.before and FILE.after")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -111,6 +112,19 @@ func run(ctx context.Context, args []string) error {
 			}
 			defer f.Close()
 			o.PipelineProfile = f
+		}
+		if *allocs != "" {
+			for _, w := range []struct {
+				suffix string
+				to     *io.Writer
+			}{{".before", &o.AllocsBefore}, {".after", &o.AllocsAfter}} {
+				f, err := os.Create(*allocs + w.suffix)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				*w.to = f
+			}
 		}
 		return runBench(ctx, o)
 	default:

@@ -13,7 +13,6 @@
 package scoring
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -116,12 +115,37 @@ type Batch struct {
 	dueUntil map[int32]int64 // latest event time (unix ms) of each partition
 }
 
+// recycle clears b (so that it holds no record) for decodeInto.
+func (b *Batch) recycle() {
+	clear(b.Msgs)
+	clear(b.recs)
+	b.Msgs, b.recs = b.Msgs[:0], b.recs[:0]
+}
+
 // decodeChunk is about how many records a decoding goroutine is worth.
 const decodeChunk = 512
 
 // Decode decodes msgs, spreading the work over up to GOMAXPROCS goroutines.
 func (s *Scorer) Decode(msgs []kafka.Message) *Batch {
-	b := &Batch{Msgs: msgs, recs: make([]record, len(msgs)), byPart: map[int32][]int{}, dueUntil: map[int32]int64{}}
+	return s.decodeInto(nil, msgs)
+}
+
+// decodeInto is Decode reusing the memory of spare, a batch done with (or
+// nil).
+func (s *Scorer) decodeInto(spare *Batch, msgs []kafka.Message) *Batch {
+	b := spare
+	if b == nil {
+		b = &Batch{byPart: map[int32][]int{}, dueUntil: map[int32]int64{}}
+	}
+	b.Msgs, b.ids, b.parts = msgs, b.ids[:0], b.parts[:0]
+	if cap(b.recs) < len(msgs) {
+		b.recs = make([]record, len(msgs))
+	}
+	b.recs = b.recs[:len(msgs)]
+	for p, idx := range b.byPart {
+		b.byPart[p] = idx[:0]
+	}
+	clear(b.dueUntil)
 	for i := range msgs {
 		b.recs[i].msg = &msgs[i]
 	}
@@ -166,6 +190,10 @@ func (s *Scorer) Decode(msgs []kafka.Message) *Batch {
 	}
 	b.Decoded = time.Now()
 	for p, idx := range b.byPart {
+		if len(idx) == 0 {
+			delete(b.byPart, p)
+			continue
+		}
 		b.parts = append(b.parts, p)
 		sort.SliceStable(idx, func(x, y int) bool { return msgs[idx[x]].Offset < msgs[idx[y]].Offset })
 	}
@@ -490,6 +518,7 @@ type partitionRun struct {
 
 func (pr *partitionRun) start(dues []store.Due) {
 	pr.index = map[string]bool{}
+	pr.due = make(dueHeap, 0, len(pr.idx)+len(dues)) // a push per record at most
 	for _, d := range dues {
 		c := pr.custs[d.CustomerID]
 		if c == nil || c.env.Partition != pr.p {
@@ -504,7 +533,7 @@ func (pr *partitionRun) start(dues []store.Due) {
 
 func (pr *partitionRun) push(c *customer) {
 	if at, ok := c.state.NextDeadline(); ok {
-		heap.Push(&pr.due, dueEntry{at: at, id: c.id})
+		pr.due.push(dueEntry{at: at.UnixNano(), c: c})
 	}
 }
 
@@ -551,10 +580,10 @@ func (pr *partitionRun) record(r *record) {
 // sweep advances every customer whose deadline the clock passed.
 func (pr *partitionRun) sweep(m *kafka.Message, src *cwv1.AccountEvent) {
 	now := time.UnixMilli(pr.clock)
-	for pr.due.Len() > 0 && !pr.due[0].at.After(now) {
-		e := heap.Pop(&pr.due).(dueEntry)
-		c := pr.custs[e.id]
-		if at, ok := c.state.NextDeadline(); !ok || !at.Equal(e.at) {
+	for len(pr.due) > 0 && pr.due[0].at <= now.UnixNano() {
+		e := pr.due.pop()
+		c := e.c
+		if at, ok := c.state.NextDeadline(); !ok || at.UnixNano() != e.at {
 			continue // superseded entry
 		}
 		sigs := pr.s.Engine.Advance(c.state, now, c.profile, pr.th)
@@ -661,25 +690,58 @@ func (pr *partitionRun) finish() error {
 // arenaChunk is the size of the buffers encoded states are cut from.
 const arenaChunk = 256 << 10
 
+// dueEntry is a customer's absence deadline (unix ns) in a partition run's
+// queue; entries are ordered by deadline, then customer id.
 type dueEntry struct {
-	at time.Time
-	id string
+	at int64
+	c  *customer
 }
 
+func (e dueEntry) before(f dueEntry) bool {
+	if e.at != f.at {
+		return e.at < f.at
+	}
+	return e.c.id < f.c.id
+}
+
+// dueHeap is a binary min-heap of deadlines (typed, so that a push does
+// not box its entry as container/heap would).
 type dueHeap []dueEntry
 
-func (h dueHeap) Len() int { return len(h) }
-func (h dueHeap) Less(i, j int) bool {
-	if !h[i].at.Equal(h[j].at) {
-		return h[i].at.Before(h[j].at)
+func (h *dueHeap) push(e dueEntry) {
+	*h = append(*h, e)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !q[i].before(q[parent]) {
+			break
+		}
+		q[i], q[parent] = q[parent], q[i]
+		i = parent
 	}
-	return h[i].id < h[j].id
 }
-func (h dueHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *dueHeap) Push(x any)   { *h = append(*h, x.(dueEntry)) }
-func (h *dueHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+
+func (h *dueHeap) pop() dueEntry {
+	q := *h
+	top := q[0]
+	last := len(q) - 1
+	q[0] = q[last]
+	q[last] = dueEntry{}
+	q = q[:last]
+	for i := 0; ; {
+		least, l, r := i, 2*i+1, 2*i+2
+		if l < len(q) && q[l].before(q[least]) {
+			least = l
+		}
+		if r < len(q) && q[r].before(q[least]) {
+			least = r
+		}
+		if least == i {
+			break
+		}
+		q[i], q[least] = q[least], q[i]
+		i = least
+	}
+	*h = q
+	return top
 }

@@ -138,7 +138,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}()
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go c.prefetch(fctx, batches)
+	spare := make(chan *Batch, 2) // landed batches, for their memory
+	go c.prefetch(fctx, batches, spare)
 
 	var fl *flight
 	settle := func() error {
@@ -146,12 +147,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return nil
 		}
 		err := <-fl.done
-		fl = nil
 		if err != nil {
 			// The states the cache holds were ahead of a write that did
 			// not land.
 			c.Scorer.Cache.Reset()
+		} else {
+			fl.batch.recycle()
+			select {
+			case spare <- fl.batch:
+			default:
+			}
 		}
+		fl = nil
 		return err
 	}
 	quit := func(err error) error {
@@ -182,15 +189,23 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return quit(err)
 		}
 		fl = c.land(b)
+		fl.batch = batch
 	}
 }
 
 // prefetch fetches and decodes batches into out until ctx ends, then
 // closes it.
-func (c *Consumer) prefetch(ctx context.Context, out chan<- *Batch) {
+func (c *Consumer) prefetch(ctx context.Context, out chan<- *Batch, spare <-chan *Batch) {
 	defer close(out)
 	for {
-		msgs, err := kafkax.FetchBatch(ctx, c.Reader, c.MaxBatch, c.Linger)
+		var reuse *Batch
+		var buf []kafka.Message
+		select {
+		case reuse = <-spare:
+			buf = reuse.Msgs
+		default:
+		}
+		msgs, err := kafkax.FetchBatchInto(ctx, c.Reader, buf, c.MaxBatch, c.Linger)
 		if ctx.Err() != nil {
 			return
 		}
@@ -204,7 +219,7 @@ func (c *Consumer) prefetch(ctx context.Context, out chan<- *Batch) {
 			continue
 		}
 		c.Busy.Begin()
-		b := c.Scorer.Decode(msgs)
+		b := c.Scorer.decodeInto(reuse, msgs)
 		select {
 		case out <- b:
 		case <-ctx.Done():
@@ -244,8 +259,9 @@ func (b *scored) end(c *Consumer) {
 
 // flight is a landing batch.
 type flight struct {
-	out  *Output
-	done chan error
+	out   *Output
+	batch *Batch
+	done  chan error
 }
 
 func (c *Consumer) retry(what string) func(error) {
