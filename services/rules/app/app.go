@@ -68,7 +68,7 @@ var Env = [][2]string{
 	{"CHURNWATCH_ALLOWED_LATENESS", "168h"},
 	{"CHURNWATCH_RULES_BATCH_SIZE", "20000"},
 	{"CHURNWATCH_RULES_BATCH_LINGER", "5ms"},
-	{"CHURNWATCH_RULES_STATE_CACHE", "100000"},
+	{"CHURNWATCH_RULES_STATE_CACHE", "50000"},
 	{"CHURNWATCH_THRESHOLDS_POLL", "1s"},
 	{"CHURNWATCH_LAG_INTERVAL", "5s"},
 }
@@ -82,7 +82,7 @@ func LoadConfig(e *config.Env) (Config, error) {
 		AllowedLateness: e.Duration("CHURNWATCH_ALLOWED_LATENESS", 7*24*time.Hour),
 		BatchSize:       e.Int("CHURNWATCH_RULES_BATCH_SIZE", 20000),
 		BatchLinger:     e.Duration("CHURNWATCH_RULES_BATCH_LINGER", 5*time.Millisecond),
-		StateCache:      e.Int("CHURNWATCH_RULES_STATE_CACHE", 100000),
+		StateCache:      e.Int("CHURNWATCH_RULES_STATE_CACHE", 50000),
 		ThresholdsPoll:  e.Duration("CHURNWATCH_THRESHOLDS_POLL", time.Second),
 		LagInterval:     e.Duration("CHURNWATCH_LAG_INTERVAL", 5*time.Second),
 	}

@@ -25,9 +25,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/rules/convert"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
@@ -86,12 +84,10 @@ type Scorer struct {
 }
 
 type record struct {
-	msg    *kafka.Message
-	pb     *cwv1.AccountEvent
-	ev     engine.Event
-	marker bool
-	bad    string // DLQ reason when the record cannot be processed
-	class  string // DLQ metric class
+	msg   *kafka.Message
+	rec   convert.Record // rec.Event, unless rec.Marker
+	bad   string         // DLQ reason when the record cannot be processed
+	class string         // DLQ metric class
 }
 
 type customer struct {
@@ -183,9 +179,9 @@ func (s *Scorer) decodeInto(spare *Batch, msgs []kafka.Message) *Batch {
 		if cur, ok := b.dueUntil[p]; !ok || ms > cur {
 			b.dueUntil[p] = ms
 		}
-		if !r.marker && !seen[r.ev.CustomerID] {
-			seen[r.ev.CustomerID] = true
-			b.ids = append(b.ids, r.ev.CustomerID)
+		if !r.rec.Marker && !seen[r.rec.Event.CustomerID] {
+			seen[r.rec.Event.CustomerID] = true
+			b.ids = append(b.ids, r.rec.Event.CustomerID)
 		}
 	}
 	b.Decoded = time.Now()
@@ -368,14 +364,14 @@ func disjoint(recs []record, dues map[int32][]store.Due) bool {
 	owner := map[string]int32{}
 	for i := range recs {
 		r := &recs[i]
-		if r.bad != "" || r.marker {
+		if r.bad != "" || r.rec.Marker {
 			continue
 		}
 		p := int32(r.msg.Partition)
-		if q, ok := owner[r.ev.CustomerID]; ok && q != p {
+		if q, ok := owner[r.rec.Event.CustomerID]; ok && q != p {
 			return false
 		}
-		owner[r.ev.CustomerID] = p
+		owner[r.rec.Event.CustomerID] = p
 	}
 	for p, ds := range dues {
 		for _, d := range ds {
@@ -396,34 +392,18 @@ func (pr *partitionRun) run(recs []record) error {
 	return pr.finish()
 }
 
-func (r *record) time() time.Time {
-	if r.marker {
-		return r.pb.GetOccurredAt().AsTime()
-	}
-	return r.ev.Time
-}
+func (r *record) time() time.Time { return r.rec.At }
 
 func (s *Scorer) decode(r *record) {
-	var pb cwv1.AccountEvent
-	if err := proto.Unmarshal(r.msg.Value, &pb); err != nil {
+	rec, err := convert.DecodeRecord(r.msg.Value)
+	switch {
+	case errors.Is(err, convert.ErrMalformed):
 		r.bad, r.class = "decode: "+err.Error(), reasonDecode
-		return
-	}
-	r.pb = &pb
-	if convert.IsClockMarker(&pb) {
-		if pb.GetOccurredAt() == nil || pb.GetOccurredAt().CheckValid() != nil {
-			r.bad, r.class = "decode: clock marker without a valid occurred_at", reasonInvalid
-			return
-		}
-		r.marker = true
-		return
-	}
-	ev, err := convert.Event(&pb)
-	if err != nil {
+	case err != nil:
 		r.bad, r.class = "decode: "+err.Error(), reasonInvalid
-		return
+	default:
+		r.rec = rec
 	}
-	r.ev = ev
 }
 
 // decodePerWorker is about how many customers a decoding goroutine is
@@ -546,10 +526,10 @@ func (pr *partitionRun) record(r *record) {
 	}
 	t := r.time()
 	ms := t.UnixMilli()
-	if r.marker {
+	if r.rec.Marker {
 		pr.out.Results[ResultMarker]++
 	} else {
-		c := pr.custs[r.ev.CustomerID]
+		c := pr.custs[r.rec.Event.CustomerID]
 		switch {
 		case c.env.Partition == pr.p && m.Offset <= c.env.Offset:
 			pr.out.Results[ResultRedelivered]++
@@ -559,11 +539,11 @@ func (pr *partitionRun) record(r *record) {
 			pr.out.Results[ResultTooLate]++
 			return
 		}
-		if err := pr.s.Engine.Check(c.state, r.ev); errors.Is(err, engine.ErrDuplicate) {
+		if err := pr.s.Engine.Check(c.state, r.rec.Event); errors.Is(err, engine.ErrDuplicate) {
 			pr.out.Results[ResultDuplicate]++
 		} else {
-			sigs := pr.s.Engine.Apply(c.state, r.ev, c.profile, pr.th)
-			pr.emit(sigs, m, r.pb)
+			sigs := pr.s.Engine.Apply(c.state, r.rec.Event, c.profile, pr.th)
+			pr.emit(sigs, m, &r.rec)
 			pr.out.Results[ResultApplied]++
 		}
 		c.env.Partition, c.env.Offset = pr.p, m.Offset
@@ -574,11 +554,11 @@ func (pr *partitionRun) record(r *record) {
 	if ms > pr.clock {
 		pr.clock, pr.dirty = ms, true
 	}
-	pr.sweep(m, r.pb)
+	pr.sweep(m, &r.rec)
 }
 
 // sweep advances every customer whose deadline the clock passed.
-func (pr *partitionRun) sweep(m *kafka.Message, src *cwv1.AccountEvent) {
+func (pr *partitionRun) sweep(m *kafka.Message, src *convert.Record) {
 	now := time.UnixMilli(pr.clock)
 	for len(pr.due) > 0 && pr.due[0].at <= now.UnixNano() {
 		e := pr.due.pop()
@@ -599,9 +579,9 @@ func (pr *partitionRun) sweep(m *kafka.Message, src *cwv1.AccountEvent) {
 	}
 }
 
-func (pr *partitionRun) emit(sigs []engine.Signal, m *kafka.Message, src *cwv1.AccountEvent) {
+func (pr *partitionRun) emit(sigs []engine.Signal, m *kafka.Message, src *convert.Record) {
 	for _, sg := range sigs {
-		rs := convert.Signal(sg, convert.Source{Partition: pr.p, Offset: m.Offset, IngestedAt: ingestedAt(src)})
+		rs := convert.Signal(sg, convert.Source{Partition: pr.p, Offset: m.Offset, IngestedAt: src.IngestedAt()})
 		b, err := proto.Marshal(rs)
 		if err != nil {
 			continue // a generated message with valid fields always marshals
@@ -615,13 +595,6 @@ func (pr *partitionRun) emit(sigs []engine.Signal, m *kafka.Message, src *cwv1.A
 		pr.out.Signals = append(pr.out.Signals, msg)
 		pr.out.Rules[sg.Rule]++
 	}
-}
-
-func ingestedAt(src *cwv1.AccountEvent) *timestamppb.Timestamp {
-	if src == nil {
-		return nil
-	}
-	return src.GetIngestedAt()
 }
 
 func (pr *partitionRun) dlq(m *kafka.Message, reason, class string) {
