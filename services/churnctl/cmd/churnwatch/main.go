@@ -41,9 +41,12 @@ Usage:
       Only the embedded Kafka-protocol broker, with the churnwatch topics;
       prints "broker ADDR" and serves until stopped.
   churnwatch bench [--customers N] [--months M] [--rate R] [--for D]
+                   [--cpuprofile F] [--allocprofile F]
       The performance report (make bench): starts the broker in its own
       process and a real redis-server, streams a simulated bank through the
-      pipeline, and prints one JSON object.
+      pipeline, and prints one JSON object. --cpuprofile profiles the
+      pipeline phase; --allocprofile writes F.before and F.after (go tool
+      pprof -base F.before F.after shows the phase's allocations).
 
 The embedded broker runs every request on one goroutine: its throughput is
 not Kafka's.`
