@@ -446,7 +446,6 @@ func (d *decoder) decodeBody(n *State, hasNext bool) {
 					d.fail("bucket txns")
 				}
 				k.txns = int32(t)
-				n.txnTotal += int64(k.txns)
 			}
 			if f&bucketOut != 0 {
 				k.extOut = d.varint("bucket outflow")
@@ -457,6 +456,7 @@ func (d *decoder) decodeBody(n *State, hasNext bool) {
 			}
 		}
 	}
+	n.derive()
 	if c := d.count(maxAccounts, "accounts"); c > 0 {
 		n.accounts = make([]account, c)
 		for i := range n.accounts {

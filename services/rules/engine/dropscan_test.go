@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -79,14 +80,16 @@ func txnsOnReference(bs []bucket, k *int, day int32) int32 {
 	return 0
 }
 
-// pruneReference is the bucket part of prune before it copied in bulk; it
-// leaves txnTotal alone.
+// pruneReference is prune before it used the derived fields and moved
+// buckets a run at a time; it leaves the derived fields stale.
 func (s *State) pruneReference() {
 	today := dayOf(s.clock)
 	if s.pruned && s.prunedDay == today {
 		return
 	}
 	s.pruned, s.prunedDay = true, today
+
+	// Balances: carry the last total older than the cutoff onto the cutoff day.
 	balCut := today - keepBalanceDays
 	if len(s.buckets) > 0 && s.buckets[0].day < balCut {
 		if _, ok := s.balanceAt(balCut); ok {
@@ -94,6 +97,7 @@ func (s *State) pruneReference() {
 		}
 	}
 	cntCut, outCut := today-keepCountDays, today-keepOutflowDays
+	// Compacted in place; a bucket is copied only once one before it went.
 	n := 0
 	for i := range s.buckets {
 		b := &s.buckets[i]
@@ -118,14 +122,64 @@ func (s *State) pruneReference() {
 	if len(s.buckets) == 0 {
 		s.buckets = nil
 	}
+
+	// Accounts: the latest observation before the cutoff plus each later one.
+	obsCut := dayStart(today - keepObsDays)
+	for i := range s.accounts {
+		a := &s.accounts[i]
+		k := sort.Search(len(a.obs), func(j int) bool { return a.obs[j].at >= obsCut })
+		if k > 1 {
+			a.obs = append(a.obs[:0], a.obs[k-1:]...)
+		}
+	}
+
+	seenCut := today - keepSeenDays
+	ks := s.seen[:0]
+	for _, e := range s.seen {
+		if e.day >= seenCut {
+			ks = append(ks, e)
+		}
+	}
+	s.seen = ks
+	if len(s.seen) == 0 {
+		s.seen = nil
+	}
+
+	compCut := dayStart(today - keepComplaints)
+	kc := s.complaints[:0]
+	for _, c := range s.complaints {
+		if c.at >= compCut {
+			kc = append(kc, c)
+		}
+	}
+	s.complaints = kc
+	if len(s.complaints) == 0 {
+		s.complaints = nil
+	}
+
+	kl := s.live[:0]
+	for _, l := range s.live {
+		if l.holding || max(l.at+signalTTL, l.heldTo) > dayStart(today) {
+			kl = append(kl, l)
+		}
+	}
+	clear(s.live[len(kl):])
+	s.live = kl
+	if len(s.live) == 0 {
+		s.live = nil
+	}
 }
 
-func txnTotalOf(s *State) int64 {
-	var n int64
-	for _, b := range s.buckets {
-		n += int64(b.txns)
+// checkDerived fails unless the fields derived from the buckets equal a
+// recomputation.
+func checkDerived(t *testing.T, where string, s *State) {
+	t.Helper()
+	d := *s
+	d.derive()
+	if d.txnTotal != s.txnTotal || d.outFrom != s.outFrom || d.balFrom != s.balFrom || d.empties != s.empties {
+		t.Fatalf("%s: derived txnTotal %d, outFrom %d, balFrom %d, empties %d; recomputed %d, %d, %d, %d", where,
+			s.txnTotal, s.outFrom, s.balFrom, s.empties, d.txnTotal, d.outFrom, d.balFrom, d.empties)
 	}
-	return n
 }
 
 // dropScanCalls compares dropScan with the reference for the calls Apply
@@ -151,9 +205,9 @@ func dropScanCalls(t *testing.T, where string, s *State, tts ...*TierThresholds)
 }
 
 // Along every corpus, and with a long lateness that writes below the prune
-// cutoffs, txnTotal is the sum of the buckets and dropScan agrees with the
-// reference.
-func TestTxnTotalAndDropScanMatchReference(t *testing.T) {
+// cutoffs, the derived fields match the buckets and dropScan agrees with
+// the reference.
+func TestDerivedAndDropScanMatchReference(t *testing.T) {
 	strict := DefaultThresholds().Tiers[TierMass]
 	strict.DropRatio, strict.DropMinBaseline, strict.DropMinHistoryDays = 9000, 1*decimalOne, 40
 	odd := strict
@@ -164,9 +218,7 @@ func TestTxnTotalAndDropScanMatchReference(t *testing.T) {
 			tt, _ := c.th.forTier(c.profile)
 			every := max(1, len(c.steps)/300)
 			c.run(e, &State{}, func(i int, _ step, s *State) {
-				if got, want := s.txnTotal, txnTotalOf(s); got != want {
-					t.Fatalf("step %d: txnTotal %d, buckets hold %d", i, got, want)
-				}
+				checkDerived(t, fmt.Sprintf("step %d", i), s)
 				if i%every == 0 {
 					dropScanCalls(t, c.name, s, tt, &strict, &odd)
 				}
@@ -174,20 +226,18 @@ func TestTxnTotalAndDropScanMatchReference(t *testing.T) {
 		})
 	}
 	t.Run("late", func(t *testing.T) {
-		e := New(Config{Lateness: 60 * 24 * time.Hour})
+		e := New(Config{Lateness: 250 * 24 * time.Hour})
 		evs := synthCustomer(8, 500, 3)
 		rng := rand.New(rand.NewPCG(8, 8))
 		for i := range evs {
 			if rng.IntN(6) == 0 {
-				evs[i].Time = evs[i].Time.Add(-time.Duration(rng.IntN(55*24)) * time.Hour)
+				evs[i].Time = evs[i].Time.Add(-time.Duration(rng.IntN(240*24)) * time.Hour)
 			}
 		}
 		s := &State{}
 		for i, ev := range evs {
 			e.Apply(s, ev, synthProfile, nil)
-			if got, want := s.txnTotal, txnTotalOf(s); got != want {
-				t.Fatalf("event %d: txnTotal %d, buckets hold %d", i, got, want)
-			}
+			checkDerived(t, fmt.Sprintf("event %d", i), s)
 			if back := clone(t, s); !reflect.DeepEqual(*s, *back) {
 				t.Fatalf("event %d: round trip differs", i)
 			}
@@ -200,7 +250,7 @@ func TestTxnTotalAndDropScanMatchReference(t *testing.T) {
 func randomBuckets(rng *rand.Rand, first int32) []bucket {
 	var bs []bucket
 	density := []float64{0.02, 0.1, 0.5, 0.9, 1}[rng.IntN(5)]
-	span := 1 + rng.IntN(450)
+	span := 1 + rng.IntN([]int{450, 60}[rng.IntN(2)])
 	day := first + int32(rng.IntN(5))
 	for k := 0; k < span; k++ {
 		if rng.Float64() < density {
@@ -239,19 +289,22 @@ func randomDropThresholds(rng *rand.Rand) TierThresholds {
 
 func TestDropScanMatchesReferenceOnRandomStates(t *testing.T) {
 	rng := rand.New(rand.NewPCG(42, 1))
-	for iter := 0; iter < 20000; iter++ {
+	for iter := 0; iter < 50000; iter++ {
 		first := int32(19000 + rng.IntN(100))
 		s := &State{firstSeen: dayStart(first) + rng.Int64N(nsPerDay)}
 		s.buckets = randomBuckets(rng, first-int32(rng.IntN(3)))
-		s.txnTotal = txnTotalOf(s)
+		s.derive()
 		lastDay := first
 		if len(s.buckets) > 0 {
 			lastDay = s.buckets[len(s.buckets)-1].day
 		}
 		tt := randomDropThresholds(rng)
 		from := lastDay + int32(rng.IntN(240)) - 20
-		if rng.IntN(4) == 0 {
+		switch rng.IntN(4) {
+		case 0:
 			from = first + int32(rng.IntN(max(0, int(lastDay-first))+1))
+		case 1:
+			from = lastDay + int32(rng.IntN(40)) - 5 // the last 30 days emptying
 		}
 		limit := from + int32(rng.IntN(300)) - 3
 		if rng.IntN(3) == 0 {
@@ -270,14 +323,12 @@ func TestDropScanMatchesReferenceOnRandomStates(t *testing.T) {
 func TestPruneMatchesReference(t *testing.T) {
 	check := func(where string, s *State) {
 		t.Helper()
-		got, want := clone(t, s), clone(t, s)
+		got, ref := clone(t, s), clone(t, s)
 		got.prune()
-		want.prune()            // the rest of prune
-		*want = *clone(t, want) // …with txnTotal recomputed
-		ref := clone(t, s)
 		ref.pruneReference()
-		if !reflect.DeepEqual(got.buckets, ref.buckets) || got.txnTotal != txnTotalOf(ref) || !reflect.DeepEqual(*got, *want) {
-			t.Fatalf("%s: prune differs from the reference:\n%+v\n%+v", where, got.buckets, ref.buckets)
+		ref.derive()
+		if !reflect.DeepEqual(*got, *ref) {
+			t.Fatalf("%s: prune differs from the reference:\n%+v\n%+v", where, got, ref)
 		}
 	}
 	for _, c := range corpora(t) {
@@ -300,22 +351,62 @@ func TestPruneMatchesReference(t *testing.T) {
 		first := int32(19000 + rng.IntN(100))
 		bs := randomBuckets(rng, first)
 		for i := range bs {
-			if rng.IntN(25) == 0 {
+			switch rng.IntN(25) {
+			case 0:
 				bs[i] = bucket{day: bs[i].day}
+			case 1:
+				bs[i] = bucket{day: bs[i].day, extOut: 1 + int64(rng.IntN(100))}
 			}
 		}
 		clock := dayStart(first+int32(rng.IntN(800))) + rng.Int64N(nsPerDay)
 		mk := func() *State {
 			s := &State{init: true, clock: clock, buckets: append([]bucket(nil), bs...)}
-			s.txnTotal = txnTotalOf(s)
+			s.derive()
 			return s
 		}
 		got, ref := mk(), mk()
 		got.prune()
 		ref.pruneReference()
-		ref.txnTotal = txnTotalOf(ref)
+		ref.derive()
 		if !reflect.DeepEqual(got, ref) {
 			t.Fatalf("iteration %d: prune differs from the reference:\n%+v\n%+v", iter, got.buckets, ref.buckets)
+		}
+	}
+}
+
+// Every write to the buckets, in any order and with amounts that cancel or
+// leave a bucket empty, keeps the derived fields exact, and prune keeps
+// matching the reference.
+func TestDerivedFieldsFollowEveryWrite(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	for iter := 0; iter < 300; iter++ {
+		s := &State{init: true, clock: dayStart(20000) + rng.Int64N(nsPerDay)}
+		s.derive()
+		for step := 0; step < 200; step++ {
+			day := dayOf(s.clock) - int32(rng.IntN(250))
+			switch rng.IntN(6) {
+			case 0:
+				s.addTxn(day)
+			case 1:
+				s.addOutflow(day, int64(rng.IntN(3)-1)*int64(1+rng.IntN(3)))
+			case 2:
+				s.ensureBalance(day)
+			case 3:
+				s.addBalance(day, day+1+int32(rng.IntN(10)), int64(rng.IntN(200)-100), rng.IntN(2) == 0)
+			case 4:
+				s.clock += int64(rng.IntN(3)) * nsPerDay
+				ref := *s
+				ref.buckets = append([]bucket(nil), s.buckets...)
+				s.prune()
+				ref.pruneReference()
+				ref.derive()
+				if !reflect.DeepEqual(*s, ref) {
+					t.Fatalf("iteration %d step %d: prune differs from the reference:\n%+v\n%+v", iter, step, s.buckets, ref.buckets)
+				}
+			case 5:
+				s.clock += nsPerDay
+			}
+			checkDerived(t, fmt.Sprintf("iteration %d step %d", iter, step), s)
 		}
 	}
 }

@@ -43,10 +43,15 @@ var defaultThresholds = DefaultThresholds()
 // apply exactly once, so it ignores it). The service routes both to its
 // counters or the DLQ.
 func (e *Engine) Check(s *State, ev Event) error {
+	return e.check(s, ev, hashID(ev.ID))
+}
+
+// check is Check with the event id's hash, which Apply keeps.
+func (e *Engine) check(s *State, ev Event, h uint64) error {
 	if !s.init {
 		return nil
 	}
-	if ev.ID != "" && s.seenBefore(hashID(ev.ID)) {
+	if ev.ID != "" && s.seenBefore(h) {
 		return ErrDuplicate
 	}
 	if ev.Time.UnixNano() < s.clock-e.lateness {
@@ -60,7 +65,8 @@ func (e *Engine) Check(s *State, ev Event) error {
 // returns the signals fired, in event-time order of their triggers. A
 // duplicate or too-late event (see Check) returns nil and leaves s unchanged.
 func (e *Engine) Apply(s *State, ev Event, p Profile, th *Thresholds) []Signal {
-	if e.Check(s, ev) != nil {
+	h := hashID(ev.ID)
+	if e.check(s, ev, h) != nil {
 		return nil
 	}
 	t := ev.Time.UnixNano()
@@ -69,6 +75,7 @@ func (e *Engine) Apply(s *State, ev Event, p Profile, th *Thresholds) []Signal {
 		s.customerID = ev.CustomerID
 		s.clock, s.firstSeen = t, t
 		s.dropDay = dayOf(t)
+		s.derive()
 	}
 	r := e.run(s, p, th)
 	out := r.advanceTo(t, nil)
@@ -76,7 +83,7 @@ func (e *Engine) Apply(s *State, ev Event, p Profile, th *Thresholds) []Signal {
 		if len(s.seen) >= maxSeen {
 			s.seen = append(s.seen[:0], s.seen[1:]...) // exactly-once is lost for the oldest
 		}
-		s.seen = append(s.seen, seenID{day: dayOf(t), hash: hashID(ev.ID)})
+		s.seen = append(s.seen, seenID{day: dayOf(t), hash: h})
 	}
 	if t < s.firstSeen {
 		s.firstSeen = t
@@ -235,8 +242,7 @@ func (r *run) computeNext() {
 func (r *run) applyEvent(ev Event, t int64, out []Signal) []Signal {
 	s := r.s
 	if ev.Type.CustomerInitiated() {
-		s.buckets[s.bucketIndex(dayOf(t), true)].txns++
-		s.txnTotal++
+		s.addTxn(dayOf(t))
 		out = r.activity(ev, t, out)
 	}
 	// Balances: only balanceAfter moves them; a closed account holds nothing.
@@ -329,7 +335,7 @@ func (r *run) drain(ev Event, t int64, out []Signal) []Signal {
 	if s.drainFired && !s.drainCheck(r.tt, d).hit {
 		s.drainFired = false // recovered: the next breach is a new episode
 	}
-	s.buckets[s.bucketIndex(d, true)].extOut += ev.Amount
+	s.addOutflow(d, ev.Amount)
 	if c := s.drainCheck(r.tt, d); c.hit && !s.drainFired {
 		s.drainFired = true
 		out = append(out, r.drainSignal(ev, t, c))

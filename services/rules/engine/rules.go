@@ -390,7 +390,8 @@ func (s *State) lastTxnDay() (int32, bool) {
 // transactions enters or leaves a window to the next. Between two such days
 // the sums are fixed and only baseDays (growing to 180) and the history test
 // move, each making the tests flip at most once, so a stretch of days costs
-// one test or a binary search.
+// one test or a binary search. Where bounds show that no transition can
+// come before some later day (skipTo), it goes straight there.
 func (s *State) dropScan(tt *TierThresholds, from, limit int32, fired, onlyFire bool) (dropEval, bool) {
 	last, ok := s.lastTxnDay()
 	if !ok {
@@ -436,6 +437,7 @@ func (s *State) dropScan(tt *TierThresholds, from, limit int32, fired, onlyFire 
 
 	sc := dropScanner{
 		first:   int64(dayOf(s.firstSeen)),
+		quiet:   int64(last) + crossMid,
 		ratio:   int64(tt.DropRatio),
 		minBase: int64(tt.DropMinBaseline),
 	}
@@ -443,58 +445,169 @@ func (s *State) dropScan(tt *TierThresholds, from, limit int32, fired, onlyFire 
 	// base ≥ min_baseline only gets harder as baseDays grows unless
 	// min_baseline is negative or so large that minBase × 180 overflows.
 	sc.monotone = sc.minBase >= 0 && sc.minBase <= math.MaxInt64/dropBaselineDays
-	n := len(bs)
+	// skipTo's bounds need a ratio whose products cannot overflow.
+	sc.skip = sc.ratio >= 0 && sc.ratio <= 1<<16
+	w := dropWindows{bs: bs, in: in, mid: mid, out: out, recent: recent, base: base}
+	w.skipEmpty()
 	day, end := int64(d), int64(limit)
 	for {
-		// Buckets without transactions change no sum: not worth stopping at.
-		for in < n && bs[in].txns == 0 {
-			in++
-		}
-		for mid < n && bs[mid].txns == 0 {
-			mid++
-		}
-		for out < n && bs[out].txns == 0 {
-			out++
-		}
-		next := end + 1
-		if in < n {
-			next = min(next, int64(bs[in].day)+1)
-		}
-		if mid < n {
-			next = min(next, int64(bs[mid].day)+dropWindowDays+1)
-		}
-		if out < n {
-			next = min(next, int64(bs[out].day)+dropWindowDays+dropBaselineDays+1)
-		}
-		if ev, ok := sc.stretch(day, next-1, recent, base, &fired, onlyFire); ok {
+		next := min(w.next(), end+1)
+		if ev, ok := sc.stretch(day, next-1, w.recent, w.base, &fired, onlyFire); ok {
 			return ev, true
 		}
 		if next > end {
 			return dropEval{}, false
 		}
+		if sc.skip {
+			next = max(next, sc.skipTo(&w, day, end, fired))
+			if next > end {
+				return dropEval{}, false
+			}
+		}
+		w.advance(next)
 		day = next
-		if in < n && int64(bs[in].day)+1 == day {
-			recent += int64(bs[in].txns)
-			in++
-		}
-		if mid < n && int64(bs[mid].day)+dropWindowDays+1 == day {
-			recent -= int64(bs[mid].txns)
-			base += int64(bs[mid].txns)
-			mid++
-		}
-		if out < n && int64(bs[out].day)+dropWindowDays+dropBaselineDays+1 == day {
-			base -= int64(bs[out].txns)
-			out++
-		}
+	}
+}
+
+// dropWindows are the sums of dropScan's windows and three cursors: the
+// next bucket to enter the last 30 days (at its day+1), to move on into the
+// baseline (day+31) and to leave it (day+211). Cursors pass buckets without
+// transactions, which change no sum.
+type dropWindows struct {
+	bs           []bucket
+	in, mid, out int
+	recent, base int64
+}
+
+const (
+	crossIn  = 1
+	crossMid = dropWindowDays + 1
+	crossOut = dropWindowDays + dropBaselineDays + 1
+)
+
+// crossing is the day bucket i crosses a window edge off days after it.
+func (w *dropWindows) crossing(i int, off int64) int64 {
+	if i < len(w.bs) {
+		return int64(w.bs[i].day) + off
+	}
+	return math.MaxInt64
+}
+
+// next is the first day a cursor crosses.
+func (w *dropWindows) next() int64 {
+	return min(w.crossing(w.in, crossIn), w.crossing(w.mid, crossMid), w.crossing(w.out, crossOut))
+}
+
+// advance applies every crossing up to day.
+func (w *dropWindows) advance(day int64) {
+	bs, in, mid, out, recent, base := w.bs, w.in, w.mid, w.out, w.recent, w.base
+	for ; in < len(bs) && int64(bs[in].day)+crossIn <= day; in++ {
+		recent += int64(bs[in].txns)
+	}
+	for ; mid < len(bs) && int64(bs[mid].day)+crossMid <= day; mid++ {
+		recent -= int64(bs[mid].txns)
+		base += int64(bs[mid].txns)
+	}
+	for ; out < len(bs) && int64(bs[out].day)+crossOut <= day; out++ {
+		base -= int64(bs[out].txns)
+	}
+	w.in, w.mid, w.out, w.recent, w.base = in, mid, out, recent, base
+	w.skipEmpty()
+}
+
+func (w *dropWindows) skipEmpty() {
+	bs := w.bs
+	for w.in < len(bs) && bs[w.in].txns == 0 {
+		w.in++
+	}
+	for w.mid < len(bs) && bs[w.mid].txns == 0 {
+		w.mid++
+	}
+	for w.out < len(bs) && bs[w.out].txns == 0 {
+		w.out++
 	}
 }
 
 // dropScanner holds what dropScan's tests need besides the window sums.
 type dropScanner struct {
 	first          int64 // day of the first event
+	quiet          int64 // first day with no transaction in the last 30 days
 	histFrom       int64 // first day with min_history_days of history
 	ratio, minBase int64
 	monotone       bool // see dropScan
+	skip           bool // skipTo may be used
+}
+
+// skipTo returns a day before which no transition can happen after day
+// (MaxInt64 if none can), w holding the sums of day; none can before
+// baseDays ≥ 1, nor a firing before the history is long enough. From day
+// to a day y, recent gains the txns entering (I ≥ 0) and loses those moving
+// on (M ≥ 0), base gains M and loses those leaving (O ≥ 0), and baseDays
+// only grows, nb ≤ nb_y ≤ nbHi. With ratio ≥ 0:
+//   - firing needs low at y: (recent-M)·nb·10⁴ ≤ (recent+I-M)·nb_y·10⁴ ≤
+//     ratio·30·(base+M-O) ≤ ratio·30·(base+M), so M reaches need (the first
+//     step holds while M < need ≤ recent), and with 0 ≤ minBase (monotone)
+//     avg30 ≥ min_baseline: (base+M)·30·10⁴ ≥ base_y·30·10⁴ ≥ minBase·nb_y
+//     ≥ minBase·nb;
+//   - recovering needs not low at y: ratio·30·(base-O) ≤ ratio·30·base_y <
+//     recent_y·nb_y·10⁴ ≤ (recent+I)·nbHi·10⁴, so I·nbHi·10⁴ + O·ratio·30 >
+//     slack.
+//
+// M, I and O only grow with y, so nothing happens before the first crossing
+// that reaches the bound.
+func (sc *dropScanner) skipTo(w *dropWindows, day, end int64, fired bool) int64 {
+	bs := w.bs
+	if !fired {
+		// nor before the history and the baseline are long enough
+		from := max(day, sc.first+dropWindowDays+1, sc.histFrom)
+		nb := sc.baseDays(from)
+		var need int64
+		if gap := w.recent*nb*decimalOne - sc.ratio*30*w.base; gap > 0 {
+			den := nb*decimalOne + sc.ratio*30
+			need = (gap + den - 1) / den
+		}
+		if gap := sc.minBase*nb - w.base*30*decimalOne; sc.monotone && gap > 0 {
+			need = max(need, (gap+30*decimalOne-1)/(30*decimalOne))
+		}
+		if need == 0 {
+			return from
+		}
+		var m int64
+		for j := w.mid; j < len(bs); j++ {
+			if m += int64(bs[j].txns); m >= need {
+				return max(from, int64(bs[j].day)+crossMid)
+			}
+		}
+		return math.MaxInt64
+	}
+	from := max(day, sc.first+dropWindowDays+1)
+	nb := max(1, sc.baseDays(end))
+	slack := sc.ratio*30*w.base - w.recent*nb*decimalOne
+	if slack < 0 {
+		return from
+	}
+	// From quiet on recent is 0, and 0 ≤ ratio·30·base is low.
+	last := min(end, sc.quiet-1)
+	var sum int64
+	wIn, wOut := nb*decimalOne, sc.ratio*30
+	for i, o := w.in, w.out; ; {
+		ci, co := w.crossing(i, crossIn), w.crossing(o, crossOut)
+		c := min(ci, co)
+		if c > last {
+			return math.MaxInt64
+		}
+		if ci == c {
+			sum += int64(bs[i].txns) * wIn
+			i++
+		}
+		if co == c {
+			sum += int64(bs[o].txns) * wOut
+			o++
+		}
+		if sum > slack {
+			return max(from, c)
+		}
+	}
 }
 
 // baseDays is the baseline length at the boundary opening day.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math"
 	"sort"
 	"time"
 )
@@ -49,6 +50,8 @@ type bucket struct {
 	bal    int64 // end-of-day total balance of all primary-currency accounts
 	hasBal bool
 }
+
+func (b *bucket) empty() bool { return b.txns == 0 && b.extOut == 0 && !b.hasBal }
 
 type balanceObs struct {
 	at  int64
@@ -126,7 +129,6 @@ type State struct {
 	salaryDays    []int32 // distinct days with a SALARY credit, newest maxSalaryCredits
 	complaints    []complaint
 	buckets       []bucket // sorted by day
-	txnTotal      int64    // sum of buckets' txns; derived, UnmarshalBinary recomputes it
 	hasBalHistory bool
 	balSince      int32 // first day with a known total balance
 	accounts      []account
@@ -135,6 +137,32 @@ type State struct {
 	next          int64        // next absence deadline, 0 = none
 	pruned        bool
 	prunedDay     int32 // day of the last prune
+
+	// Derived from buckets (derive) and kept in step with every write to
+	// them, so that dropScan and prune need not walk them all; not encoded.
+	txnTotal int64 // sum of txns
+	outFrom  int32 // first day with extOut != 0, MaxInt32 if none
+	balFrom  int32 // first day with hasBal, MaxInt32 if none
+	empties  int32 // buckets holding nothing (a write fills them right away)
+}
+
+// derive recomputes the fields derived from the buckets.
+func (s *State) derive() {
+	total, outFrom, balFrom, empties := int64(0), int32(math.MaxInt32), int32(math.MaxInt32), int32(0)
+	for i := range s.buckets {
+		b := &s.buckets[i]
+		total += int64(b.txns)
+		if b.extOut != 0 {
+			outFrom = min(outFrom, b.day)
+		}
+		if b.hasBal {
+			balFrom = min(balFrom, b.day)
+		}
+		if b.empty() {
+			empties++
+		}
+	}
+	s.txnTotal, s.outFrom, s.balFrom, s.empties = total, outFrom, balFrom, empties
 }
 
 // LastActivity returns the time of the latest customer-initiated activity,
@@ -209,9 +237,13 @@ func (s *State) seenBefore(h uint64) bool {
 	return false
 }
 
-// bucketIndex returns the index of day's bucket, creating it when asked.
+// bucketIndex returns the index of day's bucket, creating it (empty) when
+// asked.
 func (s *State) bucketIndex(day int32, create bool) int {
-	i := sort.Search(len(s.buckets), func(i int) bool { return s.buckets[i].day >= day })
+	if n := len(s.buckets); n > 0 && s.buckets[n-1].day == day {
+		return n - 1 // today's, usually
+	}
+	i := searchDay(s.buckets, day)
 	if i < len(s.buckets) && s.buckets[i].day == day {
 		return i
 	}
@@ -221,7 +253,57 @@ func (s *State) bucketIndex(day int32, create bool) int {
 	s.buckets = append(s.buckets, bucket{})
 	copy(s.buckets[i+1:], s.buckets[i:])
 	s.buckets[i] = bucket{day: day}
+	s.empties++
 	return i
+}
+
+// addTxn counts a customer-initiated transaction on day.
+func (s *State) addTxn(day int32) {
+	b := &s.buckets[s.bucketIndex(day, true)]
+	if b.empty() {
+		s.empties--
+	}
+	b.txns++
+	s.txnTotal++
+}
+
+// addOutflow adds an external outflow on day.
+func (s *State) addOutflow(day int32, amount int64) {
+	b := &s.buckets[s.bucketIndex(day, true)]
+	wasEmpty := b.empty()
+	b.extOut += amount
+	switch {
+	case wasEmpty && !b.empty():
+		s.empties--
+	case !wasEmpty && b.empty():
+		s.empties++
+	}
+	switch {
+	case b.extOut != 0:
+		s.outFrom = min(s.outFrom, day)
+	case day == s.outFrom: // a negative amount cancelled it
+		s.outFrom = firstOut(s.buckets, 0)
+	}
+}
+
+// firstOut is the day of the first bucket from i on with an outflow.
+func firstOut(bs []bucket, i int) int32 {
+	for ; i < len(bs); i++ {
+		if bs[i].extOut != 0 {
+			return bs[i].day
+		}
+	}
+	return math.MaxInt32
+}
+
+// firstBal is the day of the first bucket from i on with a balance.
+func firstBal(bs []bucket, i int) int32 {
+	for ; i < len(bs); i++ {
+		if bs[i].hasBal {
+			return bs[i].day
+		}
+	}
+	return math.MaxInt32
 }
 
 // balanceAt returns the end-of-day total of day (carried forward).
@@ -239,10 +321,20 @@ func (s *State) balanceAt(day int32) (int64, bool) {
 // carried value, so a later change can start or stop exactly there.
 func (s *State) ensureBalance(day int32) {
 	carried, _ := s.balanceAt(day)
-	i := s.bucketIndex(day, true)
-	if !s.buckets[i].hasBal {
-		s.buckets[i].hasBal, s.buckets[i].bal = true, carried
+	s.setBalance(s.bucketIndex(day, true), carried)
+}
+
+// setBalance gives bucket i an explicit total unless it has one.
+func (s *State) setBalance(i int, bal int64) {
+	b := &s.buckets[i]
+	if b.hasBal {
+		return
 	}
+	if b.empty() {
+		s.empties--
+	}
+	b.hasBal, b.bal = true, bal
+	s.balFrom = min(s.balFrom, b.day)
 }
 
 // addBalance adds delta to the end-of-day totals of days [from, to), or of
@@ -365,14 +457,33 @@ func (s *State) prune() {
 	}
 	s.pruned, s.prunedDay = true, today
 
-	// Balances: carry the last total older than the cutoff onto the cutoff day.
+	// Balances: carry the last total older than the cutoff onto the cutoff
+	// day (ensureBalance(balCut) when balanceAt(balCut) finds one, with one
+	// search).
 	balCut := today - keepBalanceDays
-	if len(s.buckets) > 0 && s.buckets[0].day < balCut {
-		if _, ok := s.balanceAt(balCut); ok {
-			s.ensureBalance(balCut)
+	if bs := s.buckets; len(bs) > 0 && bs[0].day < balCut {
+		i := searchDay(bs, balCut+1)
+		j := i - 1
+		for j >= 0 && !bs[j].hasBal {
+			j--
+		}
+		if j >= 0 && bs[j].day != balCut {
+			at := i - 1
+			if bs[at].day != balCut {
+				s.buckets = append(bs, bucket{})
+				copy(s.buckets[i+1:], s.buckets[i:])
+				s.buckets[i] = bucket{day: balCut}
+				s.empties++
+				at = i
+			}
+			s.setBalance(at, bs[j].bal)
 		}
 	}
-	// Buckets before cntCut lose everything (cntCut < balCut < outCut).
+	// Buckets before cntCut go, the rest lose outflows before outCut and
+	// balances before balCut, and those left holding nothing go. outFrom and
+	// balFrom say where the outflows and balances to clear start, so only
+	// bucket runs move and only buckets in [lo, hi) can go empty (any, when
+	// some already were).
 	cntCut, outCut := today-keepCountDays, today-keepOutflowDays
 	bs := s.buckets
 	k := 0
@@ -380,38 +491,51 @@ func (s *State) prune() {
 		s.txnTotal -= int64(bs[k].txns)
 		k++
 	}
-	// The rest lose outflows and balances in place; usually none goes empty,
-	// and then one copy moves them to the front.
-	emptied := false
-	i := k
-	for ; i < len(bs) && bs[i].day < outCut; i++ {
-		b := &bs[i]
-		b.extOut = 0
-		if b.day < balCut && (b.hasBal || b.bal != 0) {
-			b.hasBal, b.bal = false, 0
+	lo, hi := len(bs), k
+	clearOut, clearBal := s.outFrom < outCut, s.balFrom < balCut
+	if clearOut {
+		i, j := max(k, searchDay(bs, s.outFrom)), searchDay(bs, outCut)
+		for x := i; x < j; x++ {
+			bs[x].extOut = 0
 		}
-		emptied = emptied || b.txns == 0 && !b.hasBal
+		lo, hi = min(lo, i), max(hi, j)
 	}
-	for ; i < len(bs); i++ {
-		emptied = emptied || bs[i].txns == 0 && bs[i].extOut == 0 && !bs[i].hasBal
-	}
-	n := len(bs) - k
-	switch {
-	case emptied:
-		n = 0
-		for i := k; i < len(bs); i++ {
-			if b := bs[i]; b.txns != 0 || b.extOut != 0 || b.hasBal {
-				bs[n] = b
-				n++
-			}
+	if clearBal {
+		i, j := max(k, searchDay(bs, s.balFrom)), searchDay(bs, balCut)
+		for x := i; x < j; x++ {
+			bs[x].hasBal, bs[x].bal = false, 0
 		}
-	case k > 0:
-		copy(bs, bs[k:])
+		lo, hi = min(lo, i), max(hi, j)
 	}
+	if s.empties > 0 {
+		lo, hi = k, len(bs)
+	}
+	// bs[run:i] is kept but not yet moved down to bs[n:].
+	n, run := 0, k
+	drop := func(i int) {
+		if n != run {
+			copy(bs[n:], bs[run:i])
+		}
+		n += i - run
+		run = i + 1
+	}
+	for i := lo; i < hi; i++ {
+		if bs[i].empty() {
+			drop(i)
+		}
+	}
+	drop(len(bs)) // moves the last run
 	clear(bs[n:])
 	s.buckets = bs[:n]
 	if len(s.buckets) == 0 {
 		s.buckets = nil
+	}
+	s.empties = 0
+	if clearOut {
+		s.outFrom = firstOut(s.buckets, searchDay(s.buckets, outCut))
+	}
+	if clearBal {
+		s.balFrom = firstBal(s.buckets, searchDay(s.buckets, balCut))
 	}
 
 	// Accounts: the latest observation before the cutoff plus each later one.
@@ -425,13 +549,16 @@ func (s *State) prune() {
 	}
 
 	seenCut := today - keepSeenDays
-	ks := s.seen[:0]
-	for _, e := range s.seen {
+	ks := 0
+	for i, e := range s.seen {
 		if e.day >= seenCut {
-			ks = append(ks, e)
+			if ks != i {
+				s.seen[ks] = e
+			}
+			ks++
 		}
 	}
-	s.seen = ks
+	s.seen = s.seen[:ks]
 	if len(s.seen) == 0 {
 		s.seen = nil
 	}
@@ -448,14 +575,17 @@ func (s *State) prune() {
 		s.complaints = nil
 	}
 
-	kl := s.live[:0]
-	for _, l := range s.live {
-		if l.holding || max(l.at+signalTTL, l.heldTo) > dayStart(today) {
-			kl = append(kl, l)
+	kl := 0
+	for i := range s.live {
+		if l := &s.live[i]; l.holding || max(l.at+signalTTL, l.heldTo) > dayStart(today) {
+			if kl != i {
+				s.live[kl] = *l
+			}
+			kl++
 		}
 	}
-	clear(s.live[len(kl):])
-	s.live = kl
+	clear(s.live[kl:])
+	s.live = s.live[:kl]
 	if len(s.live) == 0 {
 		s.live = nil
 	}
