@@ -66,7 +66,7 @@ var Env = [][2]string{
 	{"CHURNWATCH_RULES_GROUP", "churnwatch-rules"},
 	{"CHURNWATCH_RULES_CUSTOMERS_GROUP", "churnwatch-rules-customers"},
 	{"CHURNWATCH_ALLOWED_LATENESS", "168h"},
-	{"CHURNWATCH_RULES_BATCH_SIZE", "20000"},
+	{"CHURNWATCH_RULES_BATCH_SIZE", "50000"},
 	{"CHURNWATCH_RULES_BATCH_LINGER", "5ms"},
 	{"CHURNWATCH_RULES_STATE_CACHE", "50000"},
 	{"CHURNWATCH_THRESHOLDS_POLL", "1s"},
@@ -80,7 +80,7 @@ func LoadConfig(e *config.Env) (Config, error) {
 		Group:           e.String("CHURNWATCH_RULES_GROUP", "churnwatch-rules"),
 		CustomersGroup:  e.String("CHURNWATCH_RULES_CUSTOMERS_GROUP", "churnwatch-rules-customers"),
 		AllowedLateness: e.Duration("CHURNWATCH_ALLOWED_LATENESS", 7*24*time.Hour),
-		BatchSize:       e.Int("CHURNWATCH_RULES_BATCH_SIZE", 20000),
+		BatchSize:       e.Int("CHURNWATCH_RULES_BATCH_SIZE", 50000),
 		BatchLinger:     e.Duration("CHURNWATCH_RULES_BATCH_LINGER", 5*time.Millisecond),
 		StateCache:      e.Int("CHURNWATCH_RULES_STATE_CACHE", 50000),
 		ThresholdsPoll:  e.Duration("CHURNWATCH_THRESHOLDS_POLL", time.Second),
@@ -107,8 +107,8 @@ func (c Config) Validate() error {
 	if c.AllowedLateness <= 0 {
 		errs = append(errs, errors.New("CHURNWATCH_ALLOWED_LATENESS must be positive"))
 	}
-	if c.BatchSize < 1 || c.BatchSize > 50000 {
-		errs = append(errs, fmt.Errorf("CHURNWATCH_RULES_BATCH_SIZE %d: want 1 … 50000", c.BatchSize))
+	if c.BatchSize < 1 || c.BatchSize > 200000 {
+		errs = append(errs, fmt.Errorf("CHURNWATCH_RULES_BATCH_SIZE %d: want 1 … 200000", c.BatchSize))
 	}
 	if c.BatchLinger < 0 || c.BatchLinger > time.Second {
 		errs = append(errs, errors.New("CHURNWATCH_RULES_BATCH_LINGER: want 0 … 1s"))
