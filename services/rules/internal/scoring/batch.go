@@ -145,28 +145,7 @@ func (s *Scorer) decodeInto(spare *Batch, msgs []kafka.Message) *Batch {
 	for i := range msgs {
 		b.recs[i].msg = &msgs[i]
 	}
-	if workers := min(runtime.GOMAXPROCS(0), len(msgs)/decodeChunk); workers > 1 {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(func() {
-				for {
-					from := int(next.Add(decodeChunk)) - decodeChunk
-					if from >= len(msgs) {
-						return
-					}
-					for i := from; i < min(from+decodeChunk, len(msgs)); i++ {
-						s.decode(&b.recs[i])
-					}
-				}
-			})
-		}
-		wg.Wait()
-	} else {
-		for i := range b.recs {
-			s.decode(&b.recs[i])
-		}
-	}
+	spread(len(msgs), decodeChunk, func(i int) { s.decode(&b.recs[i]) })
 	seen := map[string]bool{}
 	for i := range b.recs {
 		r := &b.recs[i]
@@ -410,6 +389,35 @@ func (s *Scorer) decode(r *record) {
 // worth (a state decodes in a few microseconds).
 const decodePerWorker = 32
 
+// spread runs do(0) … do(n-1) over up to GOMAXPROCS goroutines, each taking
+// chunk indexes at a time, or on this goroutine when n is less than two
+// chunks' worth.
+func spread(n, chunk int, do func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n/chunk)
+	if workers <= 1 {
+		for i := range n {
+			do(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				from := int(next.Add(int64(chunk))) - chunk
+				if from >= n {
+					return
+				}
+				for i := from; i < min(from+chunk, n); i++ {
+					do(i)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // addCustomers decodes the customers ids from loaded into custs. Decoding
 // is most of a batch's work before the partitions run, so it is spread
 // over up to GOMAXPROCS goroutines; OnCorrupt still runs on this goroutine,
@@ -417,26 +425,7 @@ const decodePerWorker = 32
 func (s *Scorer) addCustomers(custs map[string]*customer, ids []string, loaded map[string]store.Customer) {
 	cs := make([]*customer, len(ids))
 	errs := make([]error, len(ids))
-	if workers := min(runtime.GOMAXPROCS(0), len(ids)/decodePerWorker); workers > 1 {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(func() {
-				for {
-					i := int(next.Add(1) - 1)
-					if i >= len(ids) {
-						return
-					}
-					cs[i], errs[i] = customerFrom(ids[i], loaded[ids[i]])
-				}
-			})
-		}
-		wg.Wait()
-	} else {
-		for i, id := range ids {
-			cs[i], errs[i] = customerFrom(id, loaded[id])
-		}
-	}
+	spread(len(ids), decodePerWorker, func(i int) { cs[i], errs[i] = customerFrom(ids[i], loaded[ids[i]]) })
 	for i, id := range ids {
 		if errs[i] != nil && s.OnCorrupt != nil {
 			// A state this version cannot read must not block the

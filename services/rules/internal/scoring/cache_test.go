@@ -111,6 +111,16 @@ func outcomeOf(t *testing.T, out *Output) outcome {
 	return o
 }
 
+// twoDatabases returns clients of two databases of a fresh redis-server:
+// one for the reference run, one for the run under test.
+func twoDatabases(t *testing.T) (ref, db *redis.Client) {
+	t.Helper()
+	r := testkit.Redis(t)
+	ref, db = redisx.New(r.Addr, "", 0), redisx.New(r.Addr, "", 1)
+	t.Cleanup(func() { ref.Close(); db.Close() })
+	return ref, db
+}
+
 func newScorer(cache int) *Scorer {
 	return &Scorer{Engine: engine.New(engine.Config{}), Lateness: 7 * 24 * time.Hour, Topic: "events", Cache: NewStateCache(cache)}
 }
@@ -154,10 +164,7 @@ func sameOutcome(t *testing.T, batch int, got, want outcome) {
 // other wrote (stale stamps) and produce exactly what one instance without a
 // cache produces.
 func TestCachedScoringMatchesRedis(t *testing.T) {
-	r := testkit.Redis(t)
-	ref, db := redisx.New(r.Addr, "", 0), redisx.New(r.Addr, "", 1)
-	defer ref.Close()
-	defer db.Close()
+	ref, db := twoDatabases(t)
 	batches := history(30, 120)
 	want := reference(t, ref, batches)
 	signals := 0
@@ -198,10 +205,7 @@ func TestCachedScoringMatchesRedis(t *testing.T) {
 func TestPendingLoaderMatchesLanded(t *testing.T) {
 	for _, cache := range []int{0, 1000, 5} {
 		t.Run(fmt.Sprintf("cache=%d", cache), func(t *testing.T) {
-			r := testkit.Redis(t)
-			ref, db := redisx.New(r.Addr, "", 0), redisx.New(r.Addr, "", 1)
-			defer ref.Close()
-			defer db.Close()
+			ref, db := twoDatabases(t)
 			batches := history(30, 120)
 			want := reference(t, ref, batches)
 
@@ -242,10 +246,7 @@ func TestPendingLoaderMatchesLanded(t *testing.T) {
 // TestFailedLandingResetsCache: after Reset, states come from Redis again,
 // so a batch whose write never landed leaves no trace.
 func TestFailedLandingResetsCache(t *testing.T) {
-	r := testkit.Redis(t)
-	ref, db := redisx.New(r.Addr, "", 0), redisx.New(r.Addr, "", 1)
-	defer ref.Close()
-	defer db.Close()
+	ref, db := twoDatabases(t)
 	batches := history(10, 120)
 	want := reference(t, ref, batches)
 
