@@ -354,11 +354,12 @@ func (h *History) Replay(o Options) (*Result, error) {
 		sigs = sigs[:0]
 		for _, k := range keys[lo:hi] {
 			ev := evs.at(k.pos)
-			if eng.Check(&st, *ev) != nil {
+			out, err := eng.ApplyChecked(&st, *ev, ep, &th)
+			if err != nil {
 				res.Counts.NotScored++
 				continue
 			}
-			sigs = append(sigs, eng.Apply(&st, *ev, ep, &th)...)
+			sigs = append(sigs, out...)
 		}
 		sigs = append(sigs, eng.Advance(&st, res.End, ep, &th)...)
 		c := &alerting.Customer{ID: id, Profile: prof}

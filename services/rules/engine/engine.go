@@ -65,9 +65,16 @@ func (e *Engine) check(s *State, ev Event, h uint64) error {
 // returns the signals fired, in event-time order of their triggers. A
 // duplicate or too-late event (see Check) returns nil and leaves s unchanged.
 func (e *Engine) Apply(s *State, ev Event, p Profile, th *Thresholds) []Signal {
+	out, _ := e.ApplyChecked(s, ev, p, th)
+	return out
+}
+
+// ApplyChecked is Apply that also says why an event was not applied
+// (Check's error), so that a caller counting duplicates checks only once.
+func (e *Engine) ApplyChecked(s *State, ev Event, p Profile, th *Thresholds) ([]Signal, error) {
 	h := hashID(ev.ID)
-	if e.check(s, ev, h) != nil {
-		return nil
+	if err := e.check(s, ev, h); err != nil {
+		return nil, err
 	}
 	t := ev.Time.UnixNano()
 	if !s.init {
@@ -94,7 +101,7 @@ func (e *Engine) Apply(s *State, ev Event, p Profile, th *Thresholds) []Signal {
 	out = r.applyEvent(ev, t, out)
 	s.prune()
 	r.computeNext()
-	return out
+	return out, nil
 }
 
 // Advance tells the customer that its partition clock reached now: every

@@ -184,6 +184,9 @@ func TestDuplicateEventsChangeNothing(t *testing.T) {
 				if sigs := e.Apply(twice, st.ev, c.profile, &c.th); sigs != nil {
 					t.Fatalf("duplicate %s fired %v", st.ev.ID, sigs)
 				}
+				if sigs, err := e.ApplyChecked(twice, st.ev, c.profile, &c.th); sigs != nil || first == nil && !errors.Is(err, ErrDuplicate) || first != nil && err != first {
+					t.Fatalf("ApplyChecked(%s) again = %v, %v after %v, want nothing and ErrDuplicate", st.ev.ID, sigs, err, first)
+				}
 				if !bytes.Equal(before, marshal(t, twice)) {
 					t.Fatalf("duplicate %s changed the state", st.ev.ID)
 				}

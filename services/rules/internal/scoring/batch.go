@@ -528,10 +528,9 @@ func (pr *partitionRun) record(r *record) {
 			pr.out.Results[ResultTooLate]++
 			return
 		}
-		if err := pr.s.Engine.Check(c.state, r.rec.Event); errors.Is(err, engine.ErrDuplicate) {
+		if sigs, err := pr.s.Engine.ApplyChecked(c.state, r.rec.Event, c.profile, pr.th); errors.Is(err, engine.ErrDuplicate) {
 			pr.out.Results[ResultDuplicate]++
 		} else {
-			sigs := pr.s.Engine.Apply(c.state, r.rec.Event, c.profile, pr.th)
 			pr.emit(sigs, m, &r.rec)
 			pr.out.Results[ResultApplied]++
 		}
