@@ -147,8 +147,11 @@ func (e *Engine) Signal(c *Customer, sig *cwv1.RiskSignal, now time.Time) (Chang
 	if t := sig.GetIngestedAt(); t != nil {
 		ch.IngestedAt = t.AsTime()
 	}
+	// The alert shows the tier the signal was judged as (its thresholds are
+	// that tier's), not the tier this service's profile says now: the rules
+	// service scores with the profile in event order.
 	tier := sig.GetTier()
-	if c.Profile != nil && c.Profile.GetTier() != cwv1.Tier_TIER_UNSPECIFIED {
+	if tier == cwv1.Tier_TIER_UNSPECIFIED && c.Profile != nil {
 		tier = c.Profile.GetTier()
 	}
 	expl := sig.GetExplanation()
@@ -179,7 +182,7 @@ func (e *Engine) Signal(c *Customer, sig *cwv1.RiskSignal, now time.Time) (Chang
 			Version:         1,
 			FirstSignalAt:   at,
 			LastSignalAt:    at,
-			UnknownCustomer: c.Profile == nil && sig.GetUnknownCustomer(),
+			UnknownCustomer: sig.GetUnknownCustomer(),
 			AckDueAt:        e.ackDue(tier, now),
 		}
 		a.RecommendedAction = e.action(a)
@@ -207,6 +210,7 @@ func (e *Engine) Signal(c *Customer, sig *cwv1.RiskSignal, now time.Time) (Chang
 		a.Stage = sig.GetStage()
 	}
 	a.Tier = tier
+	a.UnknownCustomer = sig.GetUnknownCustomer()
 	if at != nil {
 		if a.FirstSignalAt == nil || at.AsTime().Before(a.FirstSignalAt.AsTime()) {
 			a.FirstSignalAt = at
@@ -336,7 +340,8 @@ func (e *Engine) Escalate(a *cwv1.Alert, now time.Time) (Change, bool) {
 
 // Reassign moves an open alert to the customer's current manager and branch
 // after a profile change (false when routing is unchanged). Tier and the
-// unknown-customer mark follow the profile too.
+// unknown-customer mark stay as the last signal judged them: they change
+// with the next signal, scored with the new profile.
 func (e *Engine) Reassign(a *cwv1.Alert, p *cwv1.CustomerProfile, now time.Time) (Change, bool) {
 	if a.GetState() == cwv1.AlertState_ALERT_STATE_RESOLVED || p == nil {
 		return Change{}, false
@@ -346,10 +351,6 @@ func (e *Engine) Reassign(a *cwv1.Alert, p *cwv1.CustomerProfile, now time.Time)
 	}
 	ch := e.step(a, cwv1.AlertChange_ALERT_CHANGE_REASSIGNED, ActorSystem, "", now, func(a *cwv1.Alert) {
 		a.ManagerId, a.BranchId = p.GetManagerId(), p.GetBranchId()
-		a.UnknownCustomer = false
-		if p.GetTier() != cwv1.Tier_TIER_UNSPECIFIED {
-			a.Tier = p.GetTier()
-		}
 		a.RecommendedAction = e.action(a)
 	})
 	ch.Notify = true

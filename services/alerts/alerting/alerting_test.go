@@ -22,7 +22,7 @@ func engine() *alerting.Engine {
 
 func signal(id, rule string, score int32, observed string) *cwv1.RiskSignal {
 	return &cwv1.RiskSignal{SignalId: id, CustomerId: "C1", RuleId: rule, Score: score,
-		Stage: cwv1.Stage_STAGE_DECLINING, Tier: cwv1.Tier_TIER_MASS, EventTime: timestamppb.New(t0),
+		Stage: cwv1.Stage_STAGE_DECLINING, Tier: cwv1.Tier_TIER_HIGH_NET_WORTH, EventTime: timestamppb.New(t0),
 		Explanation: &cwv1.Explanation{RuleId: rule, Observed: observed, Threshold: "1"}}
 }
 
@@ -173,8 +173,17 @@ func TestReassign(t *testing.T) {
 	}
 	p := &cwv1.CustomerProfile{CustomerId: "C9", ManagerId: "rm-2", BranchId: "br-2", Tier: cwv1.Tier_TIER_POTENTIAL}
 	r, ok := e.Reassign(ch.Alert, p, t0.Add(time.Minute))
-	if !ok || r.Alert.ManagerId != "rm-2" || r.Alert.Tier != cwv1.Tier_TIER_POTENTIAL || r.Alert.UnknownCustomer || r.Before.ManagerId != "" {
+	// Routing follows the profile; tier and the unknown mark stay as the
+	// signal judged them until the next signal.
+	if !ok || r.Alert.ManagerId != "rm-2" || r.Alert.Tier != cwv1.Tier_TIER_HIGH_NET_WORTH || !r.Alert.UnknownCustomer || r.Before.ManagerId != "" {
 		t.Fatalf("reassign: %v", r.Alert)
+	}
+	s2 := signal("s2", "dormancy.declining", 45, "95")
+	s2.Tier = cwv1.Tier_TIER_POTENTIAL
+	c.Open = r.Alert
+	m, ok := e.Signal(c, s2, t0.Add(2*time.Minute))
+	if !ok || m.Alert.Tier != cwv1.Tier_TIER_POTENTIAL || m.Alert.UnknownCustomer {
+		t.Fatalf("next signal, judged as POTENTIAL with a profile: %v", m.Alert)
 	}
 	if _, ok := e.Reassign(r.Alert, p, t0); ok {
 		t.Fatal("reassign to the same manager changed the alert")
@@ -254,5 +263,22 @@ func TestReNotifyOnlyAbovePeakSeverity(t *testing.T) {
 			t.Fatalf("step %d (score %d): kind=%v notify=%v severity=%v peak=%v, want %v %v %v %v",
 				i, s.score, ch.Kind, ch.Notify, ch.Alert.Severity, ch.Alert.PeakSeverity, s.kind, s.notify, s.sev, s.peak)
 		}
+	}
+}
+
+// The alert shows the tier the rules service judged the signal as, even
+// when this service's profile already says another (issue 10: an HNW
+// customer's transfer judged against the MASS amount showed HNW).
+func TestAlertShowsTierJudgedAs(t *testing.T) {
+	e, c := engine(), customer() // profile: HIGH_NET_WORTH
+	s := signal("s1", "outflow.large", 45, "44171.17")
+	s.Tier = cwv1.Tier_TIER_MASS
+	s.Explanation.Threshold = "10000.00"
+	ch, ok := e.Signal(c, s, t0)
+	if !ok || ch.Alert.Tier != cwv1.Tier_TIER_MASS || ch.Alert.Reasons[0].Threshold != "10000.00" {
+		t.Fatalf("alert %v: want tier MASS with the MASS threshold", ch.Alert)
+	}
+	if got := ch.Alert.AckDueAt.AsTime(); !got.Equal(t0.Add(24 * time.Hour)) {
+		t.Fatalf("ack due %v: want the MASS SLA (24 h)", got)
 	}
 }

@@ -40,6 +40,27 @@ func IsClockMarker(ev *cwv1.AccountEvent) bool {
 	return ev.GetType() == cwv1.EventType_EVENT_TYPE_BUSINESS_DAY_CLOSED
 }
 
+// IsProfileRecord reports whether ev carries a customer profile in event
+// order (EVENT_TYPE_PROFILE_UPDATED): it sets the profile later events of
+// the customer are scored with, and is neither scored nor moves a clock.
+func IsProfileRecord(ev *cwv1.AccountEvent) bool {
+	return ev.GetType() == cwv1.EventType_EVENT_TYPE_PROFILE_UPDATED
+}
+
+// RecordProfile returns the profile of a profile record, or ErrInvalidEvent
+// when it has no customer id or no profile, or names another customer.
+func RecordProfile(ev *cwv1.AccountEvent) (*cwv1.CustomerProfile, error) {
+	switch {
+	case ev.GetCustomerId() == "":
+		return nil, fmt.Errorf("%w: no customer id", ErrInvalidEvent)
+	case ev.GetProfile() == nil:
+		return nil, fmt.Errorf("%w: profile record without a profile", ErrInvalidEvent)
+	case ev.GetProfile().GetCustomerId() != ev.GetCustomerId():
+		return nil, fmt.Errorf("%w: profile record for another customer", ErrInvalidEvent)
+	}
+	return ev.GetProfile(), nil
+}
+
 // Event converts a validated AccountEvent (not a clock marker) for the
 // engine. The ingester has validated it; this only refuses what would make
 // the engine's result meaningless.

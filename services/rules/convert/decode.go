@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
@@ -24,6 +25,14 @@ type Record struct {
 	Event  engine.Event // set when the record is a scoreable event (not a marker)
 	Marker bool         // EVENT_TYPE_BUSINESS_DAY_CLOSED: only At matters
 	At     time.Time    // occurred_at (== Event.Time for events), UTC as AsTime gives it
+	// Profile is set on EVENT_TYPE_PROFILE_UPDATED records (Event.CustomerID
+	// names the customer; no event time).
+	Profile *cwv1.CustomerProfile
+
+	// AcceptedClock is the ingester's partition clock when it accepted the
+	// event (unix ms; 0 when absent or invalid): lateness is judged
+	// against it.
+	AcceptedClock int64
 
 	// ingested_at exactly as it was on the wire, not validated: signals
 	// carry it on unchanged, and present-but-zero is not absent.
@@ -54,6 +63,8 @@ const (
 	fieldBalanceAfter     = 9
 	fieldSentiment        = 11
 	fieldIngestedAt       = 12
+	fieldAcceptedClock    = 13
+	fieldProfile          = 14
 
 	fieldSeconds = 1
 	fieldNanos   = 2
@@ -101,7 +112,8 @@ func (s *stamp) time() time.Time {
 // last occurrence of each is known.
 type wireEvent struct {
 	eventID, customerID, accountID, currency, counterpartyBank []byte
-	occurredAt, ingestedAt                                     stamp
+	occurredAt, ingestedAt, acceptedClock                      stamp
+	hasProfile                                                 bool
 	typ                                                        int32
 	amount, balance                                            int64
 	sentiment                                                  float64
@@ -124,7 +136,15 @@ func DecodeRecord(b []byte) (Record, error) {
 		IngestedNanos:   w.ingestedAt.nanos,
 		HasIngestedAt:   w.ingestedAt.present,
 	}
+	if w.acceptedClock.valid() {
+		rec.AcceptedClock = w.acceptedClock.time().UnixMilli()
+	}
 	typ := cwv1.EventType(w.typ)
+	if w.hasProfile || typ == cwv1.EventType_EVENT_TYPE_PROFILE_UPDATED {
+		// Rare: decode the whole record the ordinary way, which also
+		// validates the nested profile exactly as proto.Unmarshal does.
+		return decodeSlow(b, rec)
+	}
 	if typ == cwv1.EventType_EVENT_TYPE_BUSINESS_DAY_CLOSED {
 		if !w.occurredAt.valid() {
 			return Record{}, fmt.Errorf("%w: clock marker without a valid occurred_at", ErrInvalidEvent)
@@ -167,6 +187,38 @@ func DecodeRecord(b []byte) (Record, error) {
 	return rec, nil
 }
 
+// decodeSlow decodes a record that carries a profile with proto.Unmarshal.
+// A profile record needs a customer id and a profile; an event that carries
+// a profile is decoded as the event (the profile is ignored).
+func decodeSlow(b []byte, rec Record) (Record, error) {
+	var pb cwv1.AccountEvent
+	if err := proto.Unmarshal(b, &pb); err != nil {
+		return Record{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if IsProfileRecord(&pb) {
+		p, err := RecordProfile(&pb)
+		if err != nil {
+			return Record{}, err
+		}
+		rec.Profile = p
+		rec.Event.CustomerID = pb.GetCustomerId()
+		return rec, nil
+	}
+	if IsClockMarker(&pb) {
+		if pb.GetOccurredAt() == nil || pb.GetOccurredAt().CheckValid() != nil {
+			return Record{}, fmt.Errorf("%w: clock marker without a valid occurred_at", ErrInvalidEvent)
+		}
+		rec.Marker, rec.At = true, pb.GetOccurredAt().AsTime()
+		return rec, nil
+	}
+	ev, err := Event(&pb)
+	if err != nil {
+		return Record{}, err
+	}
+	rec.Event, rec.At = ev, ev.Time
+	return rec, nil
+}
+
 // parse follows protobuf-go's unmarshalPointerEager
 // (internal/impl/decode.go): a known field number with another wire type
 // than its own is skipped like an unknown field, a repeated scalar keeps its
@@ -194,6 +246,11 @@ func (w *wireEvent) parse(b []byte) error {
 			n, err = w.occurredAt.merge(num, b)
 		case num == fieldIngestedAt && typ == protowire.BytesType:
 			n, err = w.ingestedAt.merge(num, b)
+		case num == fieldAcceptedClock && typ == protowire.BytesType:
+			n, err = w.acceptedClock.merge(num, b)
+		case num == fieldProfile && typ == protowire.BytesType:
+			w.hasProfile = true
+			n = protowire.ConsumeFieldValue(num, typ, b)
 		case num == fieldType && typ == protowire.VarintType:
 			var v uint64
 			v, n = protowire.ConsumeVarint(b)

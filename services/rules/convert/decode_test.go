@@ -186,6 +186,19 @@ func decodeCases(t testing.TB) []decodeCase {
 	add("length past the end", minimal().raw(0x0a, 0x05, 'a'), "malformed")
 	add("truncated seconds in occurred_at", wire{}.str(2, "C-1").bytes(4, []byte{0x08, 0x80}).varint(5, 1), "malformed")
 	add("reserved wire type in occurred_at", wire{}.str(2, "C-1").bytes(4, wire{}.tag(5, 7)).varint(5, 1), "malformed")
+	prof := func(p *cwv1.CustomerProfile) []byte {
+		b, err := proto.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	add("profile record", wire{}.str(1, "profile:C-1:1").str(2, "C-1").varint(5, 101).bytes(14, prof(&cwv1.CustomerProfile{CustomerId: "C-1", Tier: cwv1.Tier_TIER_HIGH_NET_WORTH, ManagerId: "rm-1"})), "profile")
+	add("profile record without a profile", wire{}.str(2, "C-1").varint(5, 101), "invalid")
+	add("profile record for another customer", wire{}.str(2, "C-1").varint(5, 101).bytes(14, prof(&cwv1.CustomerProfile{CustomerId: "C-2"})), "invalid")
+	add("profile record with a malformed profile", wire{}.str(2, "C-1").varint(5, 101).bytes(14, []byte{0x0a, 0x05}), "malformed")
+	add("event carrying a profile", minimal().bytes(14, prof(&cwv1.CustomerProfile{CustomerId: "C-1"})), "")
+	add("event with an accepted clock", minimal().stamp(13, 1740819600, 0), "")
 	add("reserved wire type after a marker", wire{}.varint(5, 100).stamp(4, 0, 0).raw(0x07), "malformed")
 
 	full := marshal(t, transferOut())
@@ -203,12 +216,30 @@ type reference struct {
 	at       time.Time
 	ev       engine.Event
 	ingested *timestamppb.Timestamp
+	profile  *cwv1.CustomerProfile
+	accepted int64 // accepted_clock, unix ms (0 absent or invalid)
 }
 
 func decodeReference(b []byte) reference {
+	r := decodeReferenceClass(b)
+	var pb cwv1.AccountEvent
+	if proto.Unmarshal(b, &pb) == nil && pb.GetAcceptedClock() != nil && pb.GetAcceptedClock().CheckValid() == nil {
+		r.accepted = pb.GetAcceptedClock().AsTime().UnixMilli()
+	}
+	return r
+}
+
+func decodeReferenceClass(b []byte) reference {
 	var pb cwv1.AccountEvent
 	if err := proto.Unmarshal(b, &pb); err != nil {
 		return reference{class: "malformed", err: err}
+	}
+	if convert.IsProfileRecord(&pb) {
+		prof, err := convert.RecordProfile(&pb)
+		if err != nil {
+			return reference{class: "invalid", err: err}
+		}
+		return reference{class: "profile", profile: prof, ev: engine.Event{CustomerID: pb.GetCustomerId()}, ingested: pb.GetIngestedAt()}
 	}
 	if convert.IsClockMarker(&pb) {
 		if pb.GetOccurredAt() == nil || pb.GetOccurredAt().CheckValid() != nil {
@@ -244,6 +275,8 @@ func checkDecode(t *testing.T, b []byte) string {
 		t.Fatalf("error of no class: %v", err)
 	case rec.Marker:
 		class = "marker"
+	case rec.Profile != nil:
+		class = "profile"
 	}
 	if class != want.class {
 		t.Fatalf("class %s (%v), reference %s (%v)", class, err, want.class, want.err)
@@ -265,6 +298,12 @@ func checkDecode(t *testing.T, b []byte) string {
 	}
 	if !sameEvent(rec.Event, want.ev) {
 		t.Errorf("event\n%+v, reference\n%+v", rec.Event, want.ev)
+	}
+	if (rec.Profile == nil) != (want.profile == nil) || (rec.Profile != nil && !proto.Equal(rec.Profile, want.profile)) {
+		t.Errorf("profile %v, reference %v", rec.Profile, want.profile)
+	}
+	if rec.AcceptedClock != want.accepted {
+		t.Errorf("accepted clock %d, reference %d", rec.AcceptedClock, want.accepted)
 	}
 	got := rec.IngestedAt()
 	switch {

@@ -46,6 +46,7 @@ const (
 	ResultTooLate     = "too_late"
 	ResultInvalid     = "invalid"
 	ResultMarker      = "clock_marker"
+	ResultProfile     = "profile" // a customer record in event order
 )
 
 // Output is what a batch produced, before it is made durable.
@@ -97,6 +98,8 @@ type customer struct {
 	profile engine.Profile
 	stamp   string // of the stored state this one was read from ("" if none or unreadable)
 	dirty   bool
+	// newProfile is a profile record of this batch, to store with the state.
+	newProfile *store.Profile
 }
 
 // Batch is a fetched batch, decoded: what can be known of it without
@@ -152,6 +155,14 @@ func (s *Scorer) decodeInto(spare *Batch, msgs []kafka.Message) *Batch {
 		p := int32(msgs[i].Partition)
 		b.byPart[p] = append(b.byPart[p], i)
 		if r.bad != "" {
+			continue
+		}
+		if r.rec.Profile != nil {
+			// No event time: it neither moves the clock nor makes deadlines due.
+			if !seen[r.rec.Event.CustomerID] {
+				seen[r.rec.Event.CustomerID] = true
+				b.ids = append(b.ids, r.rec.Event.CustomerID)
+			}
 			continue
 		}
 		ms := r.time().UnixMilli()
@@ -311,7 +322,7 @@ func (s *Scorer) resolve(ctx context.Context, l Loader, custs map[string]*custom
 
 func newOutput() *Output {
 	return &Output{Results: map[string]int{}, Rules: map[string]int{}, DLQBy: map[string]int{},
-		Write: store.Write{States: map[string][]byte{}, Deadlines: map[int32]map[string]int64{}, Clocks: map[int32]int64{}}}
+		Write: store.Write{States: map[string][]byte{}, Deadlines: map[int32]map[string]int64{}, Clocks: map[int32]int64{}, Profiles: map[string]store.Profile{}}}
 }
 
 func (o *Output) merge(from *Output) {
@@ -334,6 +345,9 @@ func (o *Output) merge(from *Output) {
 	}
 	for p, c := range from.Write.Clocks {
 		o.Write.Clocks[p] = c
+	}
+	for id, prof := range from.Write.Profiles {
+		o.Write.Profiles[id] = prof
 	}
 }
 
@@ -513,24 +527,43 @@ func (pr *partitionRun) record(r *record) {
 		pr.out.Results[ResultInvalid]++
 		return
 	}
+	if r.rec.Profile != nil {
+		pr.profile(r)
+		return
+	}
 	t := r.time()
 	ms := t.UnixMilli()
 	if r.rec.Marker {
 		pr.out.Results[ResultMarker]++
 	} else {
 		c := pr.custs[r.rec.Event.CustomerID]
+		// Lateness is judged against the clock the ingester accepted the
+		// event by, when it says: then an event it reported accepted is
+		// never dropped here, in whatever order concurrent writes landed.
+		clock := pr.clock
+		if r.rec.AcceptedClock != 0 {
+			clock = r.rec.AcceptedClock
+		}
 		switch {
 		case c.env.Partition == pr.p && m.Offset <= c.env.Offset:
 			pr.out.Results[ResultRedelivered]++
 			return // already applied and written: the clock already holds it
-		case pr.clock != 0 && t.Before(time.UnixMilli(pr.clock).Add(-pr.s.Lateness)):
+		case clock != 0 && t.Before(time.UnixMilli(clock).Add(-pr.s.Lateness)):
 			pr.dlq(m, ReasonTooLate, "too_late")
 			pr.out.Results[ResultTooLate]++
 			return
 		}
-		if sigs, err := pr.s.Engine.ApplyChecked(c.state, r.rec.Event, c.profile, pr.th); errors.Is(err, engine.ErrDuplicate) {
+		sigs, err := pr.s.Engine.ApplyChecked(c.state, r.rec.Event, c.profile, pr.th)
+		switch {
+		case errors.Is(err, engine.ErrDuplicate):
 			pr.out.Results[ResultDuplicate]++
-		} else {
+		case errors.Is(err, engine.ErrTooLate):
+			// Older than the customer's own clock minus the lateness (its
+			// later events landed first): the engine cannot apply it
+			// exactly once. Said, not silently counted.
+			pr.dlq(m, ReasonTooLate+" for the customer", "too_late")
+			pr.out.Results[ResultTooLate]++
+		default:
 			pr.emit(sigs, m, &r.rec)
 			pr.out.Results[ResultApplied]++
 		}
@@ -543,6 +576,26 @@ func (pr *partitionRun) record(r *record) {
 		pr.clock, pr.dirty = ms, true
 	}
 	pr.sweep(m, &r.rec)
+}
+
+// profile sets the profile the customer's later events are scored with. A
+// profile record has no event time: the clock stays and nothing becomes due.
+func (pr *partitionRun) profile(r *record) {
+	m := r.msg
+	c := pr.custs[r.rec.Event.CustomerID]
+	if c.env.Partition == pr.p && m.Offset <= c.env.Offset {
+		pr.out.Results[ResultRedelivered]++
+		return
+	}
+	p := r.rec.Profile
+	tier, _ := convert.Tier(p.GetTier())
+	sp := store.Profile{Tier: tier.String(), Manager: p.GetManagerId(), Branch: p.GetBranchId()}
+	c.profile = profileOf(store.Customer{Profile: sp, Known: true})
+	c.newProfile = &sp
+	c.env.Partition, c.env.Offset = pr.p, m.Offset
+	c.dirty = true
+	pr.index[c.id] = true
+	pr.out.Results[ResultProfile]++
 }
 
 // sweep advances every customer whose deadline the clock passed.
@@ -640,6 +693,10 @@ func (pr *partitionRun) finish() error {
 			}
 			w.States[id] = buf[from:len(buf):len(buf)]
 			c.dirty = false
+			if c.newProfile != nil {
+				w.Profiles[id] = *c.newProfile
+				c.newProfile = nil
+			}
 		}
 	}
 	if len(dl) == 0 {

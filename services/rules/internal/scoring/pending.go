@@ -8,8 +8,8 @@ import (
 )
 
 // pendingLoader reads through l as if the write w were already in Redis:
-// the batch scored while w lands sees its states, stamps, clocks and
-// deadline entries. Whether w has landed when a read runs makes no
+// the batch scored while w lands sees its states, stamps, profiles, clocks
+// and deadline entries. Whether w has landed when a read runs makes no
 // difference, since laying w over the stored values twice changes nothing.
 type pendingLoader struct {
 	l Loader
@@ -92,6 +92,9 @@ func (p pendingLoader) customer(m map[string]store.Customer, id string, held fun
 	}
 	c := m[id]
 	c.Stamp = p.w.Stamp
+	if prof, ok := p.w.Profiles[id]; ok {
+		c.Profile, c.Known = prof, true
+	}
 	if held == nil || !held(id) {
 		c.Envelope = b
 	}

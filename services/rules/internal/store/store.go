@@ -297,6 +297,9 @@ type Write struct {
 	Stamp     string                     // identifies this write; stored beside each state (field w)
 	Deadlines map[int32]map[string]int64 // partition → customer → deadline ms; -1 removes the entry
 	Clocks    map[int32]int64            // partition → clock ms (only moves forward)
+	// Profiles are customer records that arrived in event order (profile
+	// records on the events topic); each goes with its customer's state.
+	Profiles map[string]Profile
 }
 
 // Apply writes w atomically (MULTI/EXEC) in one round trip. Every part is
@@ -308,7 +311,11 @@ func (s *Store) Apply(ctx context.Context, w Write) error {
 	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for id, b := range w.States {
-			p.HSet(ctx, CustomerKey(id), fieldState, b, fieldStamp, w.Stamp)
+			if prof, ok := w.Profiles[id]; ok {
+				p.HSet(ctx, CustomerKey(id), fieldState, b, fieldStamp, w.Stamp, fieldProfile, prof.encode())
+			} else {
+				p.HSet(ctx, CustomerKey(id), fieldState, b, fieldStamp, w.Stamp)
+			}
 		}
 		for part, m := range w.Deadlines {
 			var add []redis.Z

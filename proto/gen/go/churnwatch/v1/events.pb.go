@@ -43,6 +43,12 @@ const (
 	// Internal: a business-day-close clock marker written by the ingester to
 	// every partition of the events topic. Never accepted from callers.
 	EventType_EVENT_TYPE_BUSINESS_DAY_CLOSED EventType = 100
+	// Internal: a customer profile accepted by UpsertCustomers, written by the
+	// ingester to the customer's events partition (besides the compacted
+	// customers topic) so that the rules service scores every later event of
+	// the customer with it, in order. Carries no event time: it never moves a
+	// partition clock. Never accepted from callers.
+	EventType_EVENT_TYPE_PROFILE_UPDATED EventType = 101
 )
 
 // Enum value maps for EventType.
@@ -63,6 +69,7 @@ var (
 		12:  "EVENT_TYPE_PRODUCT_CANCELLED",
 		13:  "EVENT_TYPE_COMPLAINT",
 		100: "EVENT_TYPE_BUSINESS_DAY_CLOSED",
+		101: "EVENT_TYPE_PROFILE_UPDATED",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":         0,
@@ -80,6 +87,7 @@ var (
 		"EVENT_TYPE_PRODUCT_CANCELLED":   12,
 		"EVENT_TYPE_COMPLAINT":           13,
 		"EVENT_TYPE_BUSINESS_DAY_CLOSED": 100,
+		"EVENT_TYPE_PROFILE_UPDATED":     101,
 	}
 )
 
@@ -186,7 +194,16 @@ type AccountEvent struct {
 	Channel           Channel                `protobuf:"varint,10,opt,name=channel,proto3,enum=churnwatch.v1.Channel" json:"channel,omitempty"`
 	Sentiment         *float64               `protobuf:"fixed64,11,opt,name=sentiment,proto3,oneof" json:"sentiment,omitempty"`
 	// When the ingester accepted the event (wall clock), for end-to-end latency.
-	IngestedAt    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=ingested_at,json=ingestedAt,proto3" json:"ingested_at,omitempty"`
+	IngestedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=ingested_at,json=ingestedAt,proto3" json:"ingested_at,omitempty"`
+	// The ingester's clock of the event's partition when it accepted the
+	// event (the latest event time it had accepted there, markers included).
+	// The ingester reports an event older than this clock minus the allowed
+	// lateness as late instead of accepted; the rules service judges
+	// lateness against the same clock, so an event reported accepted is
+	// never dropped as too late, whatever the order concurrent writes land in.
+	AcceptedClock *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=accepted_clock,json=acceptedClock,proto3" json:"accepted_clock,omitempty"`
+	// The profile, on EVENT_TYPE_PROFILE_UPDATED records only.
+	Profile       *CustomerProfile `protobuf:"bytes,14,opt,name=profile,proto3" json:"profile,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -301,6 +318,20 @@ func (x *AccountEvent) GetSentiment() float64 {
 func (x *AccountEvent) GetIngestedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.IngestedAt
+	}
+	return nil
+}
+
+func (x *AccountEvent) GetAcceptedClock() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcceptedClock
+	}
+	return nil
+}
+
+func (x *AccountEvent) GetProfile() *CustomerProfile {
+	if x != nil {
+		return x.Profile
 	}
 	return nil
 }
@@ -439,7 +470,7 @@ var File_churnwatch_v1_events_proto protoreflect.FileDescriptor
 
 const file_churnwatch_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1achurnwatch/v1/events.proto\x12\rchurnwatch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x04\n" +
+	"\x1achurnwatch/v1/events.proto\x12\rchurnwatch.v1\x1a\x1dchurnwatch/v1/customers.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x05\n" +
 	"\fAccountEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -457,7 +488,9 @@ const file_churnwatch_v1_events_proto_rawDesc = "" +
 	" \x01(\x0e2\x16.churnwatch.v1.ChannelR\achannel\x12!\n" +
 	"\tsentiment\x18\v \x01(\x01H\x01R\tsentiment\x88\x01\x01\x12;\n" +
 	"\vingested_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"ingestedAtB\x16\n" +
+	"ingestedAt\x12A\n" +
+	"\x0eaccepted_clock\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\racceptedClock\x128\n" +
+	"\aprofile\x18\x0e \x01(\v2\x1e.churnwatch.v1.CustomerProfileR\aprofileB\x16\n" +
 	"\x14_balance_after_minorB\f\n" +
 	"\n" +
 	"_sentiment\"\xdd\x02\n" +
@@ -476,7 +509,7 @@ const file_churnwatch_v1_events_proto_rawDesc = "" +
 	"\rbalance_after\x18\t \x01(\tR\fbalanceAfter\x12\x18\n" +
 	"\achannel\x18\n" +
 	" \x01(\tR\achannel\x12\x1c\n" +
-	"\tsentiment\x18\v \x01(\tR\tsentiment*\xa8\x03\n" +
+	"\tsentiment\x18\v \x01(\tR\tsentiment*\xc8\x03\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12EVENT_TYPE_DEPOSIT\x10\x01\x12\x1a\n" +
@@ -493,7 +526,8 @@ const file_churnwatch_v1_events_proto_rawDesc = "" +
 	"\x19EVENT_TYPE_ACCOUNT_CLOSED\x10\v\x12 \n" +
 	"\x1cEVENT_TYPE_PRODUCT_CANCELLED\x10\f\x12\x18\n" +
 	"\x14EVENT_TYPE_COMPLAINT\x10\r\x12\"\n" +
-	"\x1eEVENT_TYPE_BUSINESS_DAY_CLOSED\x10d*\x82\x01\n" +
+	"\x1eEVENT_TYPE_BUSINESS_DAY_CLOSED\x10d\x12\x1e\n" +
+	"\x1aEVENT_TYPE_PROFILE_UPDATED\x10e*\x82\x01\n" +
 	"\aChannel\x12\x17\n" +
 	"\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eCHANNEL_BRANCH\x10\x01\x12\x12\n" +
@@ -522,17 +556,20 @@ var file_churnwatch_v1_events_proto_goTypes = []any{
 	(*AccountEvent)(nil),          // 2: churnwatch.v1.AccountEvent
 	(*IncomingEvent)(nil),         // 3: churnwatch.v1.IncomingEvent
 	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*CustomerProfile)(nil),       // 5: churnwatch.v1.CustomerProfile
 }
 var file_churnwatch_v1_events_proto_depIdxs = []int32{
 	4, // 0: churnwatch.v1.AccountEvent.occurred_at:type_name -> google.protobuf.Timestamp
 	0, // 1: churnwatch.v1.AccountEvent.type:type_name -> churnwatch.v1.EventType
 	1, // 2: churnwatch.v1.AccountEvent.channel:type_name -> churnwatch.v1.Channel
 	4, // 3: churnwatch.v1.AccountEvent.ingested_at:type_name -> google.protobuf.Timestamp
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	4, // 4: churnwatch.v1.AccountEvent.accepted_clock:type_name -> google.protobuf.Timestamp
+	5, // 5: churnwatch.v1.AccountEvent.profile:type_name -> churnwatch.v1.CustomerProfile
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_churnwatch_v1_events_proto_init() }
@@ -540,6 +577,7 @@ func file_churnwatch_v1_events_proto_init() {
 	if File_churnwatch_v1_events_proto != nil {
 		return
 	}
+	file_churnwatch_v1_customers_proto_init()
 	file_churnwatch_v1_events_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -30,6 +30,11 @@ const (
 	RecordStatus_RECORD_STATUS_ACCEPTED    RecordStatus = 1
 	RecordStatus_RECORD_STATUS_DUPLICATE   RecordStatus = 2
 	RecordStatus_RECORD_STATUS_REJECTED    RecordStatus = 3
+	// Older than its partition's clock minus the allowed lateness: not
+	// scored. It went to the DLQ with the reason (SPEC §2). A retry of the
+	// same event id is reported late again (or duplicate if an earlier try
+	// was accepted).
+	RecordStatus_RECORD_STATUS_LATE RecordStatus = 4
 )
 
 // Enum value maps for RecordStatus.
@@ -39,12 +44,14 @@ var (
 		1: "RECORD_STATUS_ACCEPTED",
 		2: "RECORD_STATUS_DUPLICATE",
 		3: "RECORD_STATUS_REJECTED",
+		4: "RECORD_STATUS_LATE",
 	}
 	RecordStatus_value = map[string]int32{
 		"RECORD_STATUS_UNSPECIFIED": 0,
 		"RECORD_STATUS_ACCEPTED":    1,
 		"RECORD_STATUS_DUPLICATE":   2,
 		"RECORD_STATUS_REJECTED":    3,
+		"RECORD_STATUS_LATE":        4,
 	}
 )
 
@@ -205,6 +212,7 @@ type PublishEventsResponse struct {
 	Duplicates    int32                  `protobuf:"varint,2,opt,name=duplicates,proto3" json:"duplicates,omitempty"`
 	Rejected      int32                  `protobuf:"varint,3,opt,name=rejected,proto3" json:"rejected,omitempty"`
 	Results       []*RecordResult        `protobuf:"bytes,4,rep,name=results,proto3" json:"results,omitempty"`
+	Late          int32                  `protobuf:"varint,5,opt,name=late,proto3" json:"late,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -267,6 +275,13 @@ func (x *PublishEventsResponse) GetResults() []*RecordResult {
 	return nil
 }
 
+func (x *PublishEventsResponse) GetLate() int32 {
+	if x != nil {
+		return x.Late
+	}
+	return 0
+}
+
 type StreamEventsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Events        []*IncomingEvent       `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
@@ -316,8 +331,10 @@ type StreamEventsResponse struct {
 	Accepted   int32                  `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
 	Duplicates int32                  `protobuf:"varint,2,opt,name=duplicates,proto3" json:"duplicates,omitempty"`
 	Rejected   int32                  `protobuf:"varint,3,opt,name=rejected,proto3" json:"rejected,omitempty"`
-	// Results of records that were not accepted (duplicates and rejections).
+	// Results of records that were not accepted (duplicates, rejections
+	// and late events).
 	Results       []*RecordResult `protobuf:"bytes,4,rep,name=results,proto3" json:"results,omitempty"`
+	Late          int32           `protobuf:"varint,5,opt,name=late,proto3" json:"late,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -378,6 +395,13 @@ func (x *StreamEventsResponse) GetResults() []*RecordResult {
 		return x.Results
 	}
 	return nil
+}
+
+func (x *StreamEventsResponse) GetLate() int32 {
+	if x != nil {
+		return x.Late
+	}
+	return 0
 }
 
 type UpsertCustomersRequest struct {
@@ -593,23 +617,25 @@ const file_churnwatch_v1_ingest_service_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\"r\n" +
 	"\x14PublishEventsRequest\x124\n" +
 	"\x06events\x18\x01 \x03(\v2\x1c.churnwatch.v1.IncomingEventR\x06events\x12$\n" +
-	"\x0eall_or_nothing\x18\x02 \x01(\bR\fallOrNothing\"\xa6\x01\n" +
+	"\x0eall_or_nothing\x18\x02 \x01(\bR\fallOrNothing\"\xba\x01\n" +
 	"\x15PublishEventsResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\x05R\baccepted\x12\x1e\n" +
 	"\n" +
 	"duplicates\x18\x02 \x01(\x05R\n" +
 	"duplicates\x12\x1a\n" +
 	"\brejected\x18\x03 \x01(\x05R\brejected\x125\n" +
-	"\aresults\x18\x04 \x03(\v2\x1b.churnwatch.v1.RecordResultR\aresults\"K\n" +
+	"\aresults\x18\x04 \x03(\v2\x1b.churnwatch.v1.RecordResultR\aresults\x12\x12\n" +
+	"\x04late\x18\x05 \x01(\x05R\x04late\"K\n" +
 	"\x13StreamEventsRequest\x124\n" +
-	"\x06events\x18\x01 \x03(\v2\x1c.churnwatch.v1.IncomingEventR\x06events\"\xa5\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.churnwatch.v1.IncomingEventR\x06events\"\xb9\x01\n" +
 	"\x14StreamEventsResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\x05R\baccepted\x12\x1e\n" +
 	"\n" +
 	"duplicates\x18\x02 \x01(\x05R\n" +
 	"duplicates\x12\x1a\n" +
 	"\brejected\x18\x03 \x01(\x05R\brejected\x125\n" +
-	"\aresults\x18\x04 \x03(\v2\x1b.churnwatch.v1.RecordResultR\aresults\"W\n" +
+	"\aresults\x18\x04 \x03(\v2\x1b.churnwatch.v1.RecordResultR\aresults\x12\x12\n" +
+	"\x04late\x18\x05 \x01(\x05R\x04late\"W\n" +
 	"\x16UpsertCustomersRequest\x12=\n" +
 	"\tcustomers\x18\x01 \x03(\v2\x1f.churnwatch.v1.IncomingCustomerR\tcustomers\"\x88\x01\n" +
 	"\x17UpsertCustomersResponse\x12\x1a\n" +
@@ -622,12 +648,13 @@ const file_churnwatch_v1_ingest_service_proto_rawDesc = "" +
 	"\n" +
 	"partitions\x18\x01 \x01(\x05R\n" +
 	"partitions\x120\n" +
-	"\x05clock\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05clock*\x82\x01\n" +
+	"\x05clock\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05clock*\x9a\x01\n" +
 	"\fRecordStatus\x12\x1d\n" +
 	"\x19RECORD_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RECORD_STATUS_ACCEPTED\x10\x01\x12\x1b\n" +
 	"\x17RECORD_STATUS_DUPLICATE\x10\x02\x12\x1a\n" +
-	"\x16RECORD_STATUS_REJECTED\x10\x032\x8d\x03\n" +
+	"\x16RECORD_STATUS_REJECTED\x10\x03\x12\x16\n" +
+	"\x12RECORD_STATUS_LATE\x10\x042\x8d\x03\n" +
 	"\rIngestService\x12Z\n" +
 	"\rPublishEvents\x12#.churnwatch.v1.PublishEventsRequest\x1a$.churnwatch.v1.PublishEventsResponse\x12Y\n" +
 	"\fStreamEvents\x12\".churnwatch.v1.StreamEventsRequest\x1a#.churnwatch.v1.StreamEventsResponse(\x01\x12`\n" +
