@@ -55,6 +55,7 @@ type App struct {
 	transport *kafka.Transport
 	events    *kafka.Writer
 	customers *kafka.Writer
+	dlq       *kafka.Writer
 }
 
 // New builds the ingester and binds its listeners; it does not block on
@@ -78,9 +79,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	// several services in one process keep their connections apart and a
 	// dead broker is noticed within the dial timeout.
 	a.transport = &kafka.Transport{DialTimeout: 2 * time.Second, IdleTimeout: 30 * time.Second,
-		MetadataTTL: 10 * time.Second, ClientID: "churnwatch-ingester"}
+		MetadataTTL: 2 * time.Second, ClientID: "churnwatch-ingester"}
 	a.events = a.writer(cfg.Common.Topics.Events, &intake.Balancer{})
 	a.customers = a.writer(cfg.Common.Topics.Customers, &kafka.Murmur2Balancer{})
+	a.dlq = a.writer(cfg.Common.Topics.DLQ, &kafka.Murmur2Balancer{})
+	a.dlq.BatchSize = 500
 
 	a.intake, err = intake.New(intake.Config{
 		EventsTopic:    cfg.Common.Topics.Events,
@@ -88,8 +91,12 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		Retention:      cfg.DedupRetention,
 		PendingTTL:     cfg.DedupPendingTTL,
 		InFlightWait:   cfg.InFlightWait,
+		DLQTopic:       cfg.Common.Topics.DLQ,
+		Lateness:       cfg.AllowedLateness,
+		WriteAttempts:  cfg.KafkaWriteAttempts,
+		LeaseTTL:       cfg.RequestLeaseTTL,
 	}, intake.Deps{
-		Events: a.events, Customers: a.customers, Partitions: a.partitions,
+		Events: a.events, Customers: a.customers, DLQ: a.dlq, Partitions: a.partitions,
 		Redis: base.Redis, Meter: base.Tel.Meter, Tracer: base.Tel.Tracer, Propagator: base.Tel.Propagator,
 		Log: base.Log,
 	})
@@ -113,6 +120,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	// drops its connections.
 	base.AddCloser(func(context.Context) error { a.transport.CloseIdleConnections(); return nil })
 	base.AddCloser(func(context.Context) error { return a.customers.Close() })
+	base.AddCloser(func(context.Context) error { return a.dlq.Close() })
 	base.AddCloser(func(context.Context) error { return a.events.Close() })
 	return a, nil
 }
@@ -123,7 +131,10 @@ func (a *App) writer(topic string, b kafka.Balancer) *kafka.Writer {
 	w.Transport = a.transport
 	w.WriteTimeout = a.cfg.KafkaWriteTimeout
 	w.ReadTimeout = a.cfg.KafkaWriteTimeout
-	w.MaxAttempts = a.cfg.KafkaWriteAttempts
+	// One attempt per call: intake makes the attempts itself, so that it
+	// knows whether any attempt may have written a record (kafka-go's own
+	// retries would hide a timed-out attempt behind a later refusal).
+	w.MaxAttempts = 1
 	w.WriteBackoffMax = writeBackoffMax
 	return w
 }

@@ -29,6 +29,13 @@ type Config struct {
 	// RateBurst the bucket size (CHURNWATCH_RATE_LIMIT, CHURNWATCH_RATE_BURST).
 	RateLimit float64
 	RateBurst int
+	// AllowedLateness: an event older than its partition's clock minus this
+	// is reported late (CHURNWATCH_ALLOWED_LATENESS, SPEC §3: 7 days; the
+	// rules service reads the same variable).
+	AllowedLateness time.Duration
+	// RequestLeaseTTL: a crashed request's eventId claims are taken over
+	// this long after its last sign of life (CHURNWATCH_DEDUP_LEASE_TTL).
+	RequestLeaseTTL time.Duration
 	// HTTPMaxBody limits POST /v1/events and /v1/customers bodies, in bytes
 	// (CHURNWATCH_HTTP_MAX_BODY).
 	HTTPMaxBody int64
@@ -39,7 +46,9 @@ type Config struct {
 var Settings = []struct{ Name, Default, Help string }{
 	{"CHURNWATCH_DEDUP_RETENTION", "720h", "how long a published eventId is remembered (idempotency window)"},
 	{"CHURNWATCH_DEDUP_PENDING_TTL", "30s", "lifetime of the claim on an eventId while its Kafka write is in flight"},
-	{"CHURNWATCH_DEDUP_INFLIGHT_WAIT", "10s", "how long to wait for another request publishing the same eventId"},
+	{"CHURNWATCH_DEDUP_INFLIGHT_WAIT", "10s", "how long to wait for another running request publishing the same eventId before answering UNAVAILABLE (retry)"},
+	{"CHURNWATCH_DEDUP_LEASE_TTL", "3s", "a crashed request's eventId claims are taken over this long after its last sign of life"},
+	{"CHURNWATCH_ALLOWED_LATENESS", "168h", "events older than their partition clock minus this are reported late and dead-lettered (same as the rules service)"},
 	{"CHURNWATCH_KAFKA_WRITE_TIMEOUT", "2s", "bound of one produce attempt"},
 	{"CHURNWATCH_KAFKA_WRITE_ATTEMPTS", "3", "produce attempts before a request fails UNAVAILABLE"},
 	{"CHURNWATCH_RATE_LIMIT", "50000", "events per second per principal; 0 = unlimited"},
@@ -59,6 +68,8 @@ func LoadConfig(e *config.Env) (Config, error) {
 		RateLimit:          e.Float("CHURNWATCH_RATE_LIMIT", 50000),
 		RateBurst:          e.Int("CHURNWATCH_RATE_BURST", 20000),
 		HTTPMaxBody:        int64(e.Int("CHURNWATCH_HTTP_MAX_BODY", 32<<20)),
+		AllowedLateness:    e.Duration("CHURNWATCH_ALLOWED_LATENESS", 7*24*time.Hour),
+		RequestLeaseTTL:    e.Duration("CHURNWATCH_DEDUP_LEASE_TTL", 3*time.Second),
 	}
 	return c, errors.Join(e.Err(), c.Validate())
 }
@@ -89,6 +100,12 @@ func (c Config) Validate() error {
 	if c.DedupPendingTTL < 2*c.writeBound() {
 		errs = append(errs, fmt.Errorf("CHURNWATCH_DEDUP_PENDING_TTL %s: at least twice the Kafka write bound (%s)", c.DedupPendingTTL, 2*c.writeBound()))
 	}
+	if c.AllowedLateness <= 0 {
+		errs = append(errs, errors.New("CHURNWATCH_ALLOWED_LATENESS must be positive"))
+	}
+	if c.RequestLeaseTTL < 300*time.Millisecond || c.RequestLeaseTTL > c.DedupPendingTTL {
+		errs = append(errs, fmt.Errorf("CHURNWATCH_DEDUP_LEASE_TTL %s: between 300ms and CHURNWATCH_DEDUP_PENDING_TTL", c.RequestLeaseTTL))
+	}
 	if c.InFlightWait < 0 {
 		errs = append(errs, errors.New("CHURNWATCH_DEDUP_INFLIGHT_WAIT must not be negative"))
 	}
@@ -116,5 +133,7 @@ func (c Config) specificFields() map[string]any {
 	f["rate_limit"] = c.RateLimit
 	f["rate_burst"] = c.RateBurst
 	f["http_max_body"] = c.HTTPMaxBody
+	f["allowed_lateness"] = c.AllowedLateness.String()
+	f["dedup_lease_ttl"] = c.RequestLeaseTTL.String()
 	return f
 }

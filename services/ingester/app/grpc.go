@@ -40,14 +40,27 @@ func grpcError(err error) error {
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, intake.ErrBatchTooLarge), errors.Is(err, intake.ErrBadDate):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, intake.ErrBrokerUnavailable), errors.Is(err, intake.ErrDedupUnavailable):
-		return status.Error(codes.Unavailable, err.Error()+"; nothing was lost, retry the request")
+	case errors.Is(err, intake.ErrBrokerUnavailable), errors.Is(err, intake.ErrDedupUnavailable), errors.Is(err, intake.ErrOutcomeUnknown), errors.Is(err, intake.ErrInFlight):
+		return status.Error(codes.Unavailable, retryAdvice(err))
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	default:
 		return status.Error(codes.Internal, err.Error())
+	}
+}
+
+// retryAdvice says what an UNAVAILABLE answer means for the caller: no
+// result is reported for the batch, and retrying it whole is safe.
+func retryAdvice(err error) string {
+	switch {
+	case errors.Is(err, intake.ErrOutcomeUnknown):
+		return err.Error() + "; unknown whether they were written: retry the request, it is safe (an event written twice is scored once)"
+	case errors.Is(err, intake.ErrInFlight):
+		return err.Error() + "; retry the request: what this call wrote comes back duplicate, the rest is then published"
+	default:
+		return err.Error() + "; not written, nothing was lost: retry the request"
 	}
 }
 
@@ -74,7 +87,7 @@ func (s *ingestServer) PublishEvents(ctx context.Context, req *cwv1.PublishEvent
 		return nil, grpcError(err)
 	}
 	return &cwv1.PublishEventsResponse{Accepted: int32(b.Accepted), Duplicates: int32(b.Duplicates), Rejected: int32(b.Rejected),
-		Results: results(b, false)}, nil
+		Late: int32(b.Late), Results: results(b, false)}, nil
 }
 
 // StreamEvents is flow-controlled: each received batch is published before
@@ -108,6 +121,7 @@ func (s *ingestServer) StreamEvents(stream grpc.ClientStreamingServer[cwv1.Strea
 		resp.Accepted += int32(b.Accepted)
 		resp.Duplicates += int32(b.Duplicates)
 		resp.Rejected += int32(b.Rejected)
+		resp.Late += int32(b.Late)
 		resp.Results = append(resp.Results, results(b, true)...)
 	}
 }

@@ -46,6 +46,7 @@ type HTTPResponse struct {
 	Accepted   int          `json:"accepted"`
 	Duplicates int          `json:"duplicates"`
 	Rejected   int          `json:"rejected"`
+	Late       int          `json:"late"`
 	Results    []HTTPResult `json:"results"`
 }
 
@@ -53,6 +54,7 @@ var statusNames = map[cwv1.RecordStatus]string{
 	cwv1.RecordStatus_RECORD_STATUS_ACCEPTED:  "accepted",
 	cwv1.RecordStatus_RECORD_STATUS_DUPLICATE: "duplicate",
 	cwv1.RecordStatus_RECORD_STATUS_REJECTED:  "rejected",
+	cwv1.RecordStatus_RECORD_STATUS_LATE:      "late",
 }
 
 type httpError struct {
@@ -78,8 +80,8 @@ func writeError(w http.ResponseWriter, err error) {
 		he = &httpError{status: http.StatusTooManyRequests, msg: err.Error(), retryAfter: int(math.Ceil(rl.retryAfter.Seconds()))}
 	case errors.Is(err, intake.ErrBatchTooLarge), errors.Is(err, intake.ErrBadDate):
 		he = &httpError{status: http.StatusBadRequest, msg: err.Error()}
-	case errors.Is(err, intake.ErrBrokerUnavailable), errors.Is(err, intake.ErrDedupUnavailable):
-		he = &httpError{status: http.StatusServiceUnavailable, msg: err.Error() + "; nothing was lost, retry the request", retryAfter: 1}
+	case errors.Is(err, intake.ErrBrokerUnavailable), errors.Is(err, intake.ErrDedupUnavailable), errors.Is(err, intake.ErrOutcomeUnknown), errors.Is(err, intake.ErrInFlight):
+		he = &httpError{status: http.StatusServiceUnavailable, msg: retryAdvice(err), retryAfter: 1}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		he = &httpError{status: http.StatusServiceUnavailable, msg: err.Error(), retryAfter: 1}
 	default:
@@ -244,6 +246,8 @@ func (r *HTTPResponse) tally() {
 			r.Accepted++
 		case "duplicate":
 			r.Duplicates++
+		case "late":
+			r.Late++
 		default:
 			r.Rejected++
 		}

@@ -135,8 +135,9 @@ func TestHTTPIntake(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d", name, code, body, c.want)
 		}
 	}
-	if n := topicCount(t, s.brokers, "churnwatch.events.v1"); n != 3 {
-		t.Fatalf("%d on the topic after refused requests, want 3", n)
+	// 3 events and the accepted profile in event order.
+	if n := topicCount(t, s.brokers, "churnwatch.events.v1"); n != 4 {
+		t.Fatalf("%d on the topic after refused requests, want 4", n)
 	}
 }
 

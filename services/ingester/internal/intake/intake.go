@@ -10,9 +10,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"slices"
+	"sort"
 	"strconv"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -37,9 +42,17 @@ const MaxBatch = 10000
 var (
 	// ErrBatchTooLarge: more than MaxBatch records in one call.
 	ErrBatchTooLarge = errors.New("batch too large")
-	// ErrBrokerUnavailable: Kafka did not take the records; none of the
-	// failed ones is marked published, a retry is safe.
+	// ErrBrokerUnavailable: Kafka certainly did not take the failed
+	// records; none of them is marked published, a retry is safe.
 	ErrBrokerUnavailable = errors.New("kafka unavailable")
+	// ErrOutcomeUnknown: Kafka may or may not have taken some records (a
+	// timeout, a lost connection); a retry is safe: it writes them again
+	// if need be, and the rules service scores an event id once.
+	ErrOutcomeUnknown = errors.New("kafka write outcome unknown")
+	// ErrInFlight: another running request is publishing some of the
+	// batch's event ids; what this call could write is written; retry the
+	// batch (the rest then comes back accepted or duplicate).
+	ErrInFlight = errors.New("events in flight in another request")
 	// ErrDedupUnavailable: Redis could not be asked whether the events are
 	// new; nothing was written.
 	ErrDedupUnavailable = errors.New("dedup store unavailable")
@@ -70,13 +83,24 @@ type Config struct {
 	InFlightWait time.Duration
 	// KeyPrefix prefixes the Redis dedup keys.
 	KeyPrefix string
+	// DLQTopic receives events reported late.
+	DLQTopic string
+	// Lateness is the allowed lateness (SPEC §3): an event older than its
+	// partition's clock minus this is reported late, not accepted.
+	Lateness time.Duration
+	// WriteAttempts is how many produce attempts a batch gets (the
+	// writers make one each).
+	WriteAttempts int
+	// LeaseTTL is how long a request's claims outlive the request's last
+	// sign of life (a crashed ingester's claims are taken over after it).
+	LeaseTTL time.Duration
 }
 
 // Deps are an Intake's collaborators.
 type Deps struct {
-	Events, Customers Writer
+	Events, Customers, DLQ Writer
 	Partitions        PartitionLister
-	Redis             *redis.Client
+	Redis             redis.UniversalClient
 	Meter             metric.Meter
 	Tracer            trace.Tracer
 	Propagator        propagation.TextMapPropagator
@@ -87,10 +111,15 @@ type Deps struct {
 
 // Intake publishes records. It is safe for concurrent use.
 type Intake struct {
-	cfg   Config
-	deps  Deps
-	dedup *dedup
-	m     metrics
+	cfg      Config
+	deps     Deps
+	dedup    *dedup
+	m        metrics
+	balancer Balancer
+
+	partsMu   sync.Mutex
+	parts     []int
+	partsRead time.Time
 }
 
 type metrics struct {
@@ -108,7 +137,22 @@ func New(cfg Config, d Deps) (*Intake, error) {
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = "ingest:event:"
 	}
-	in := &Intake{cfg: cfg, deps: d, dedup: &dedup{rdb: d.Redis, prefix: cfg.KeyPrefix, retention: cfg.Retention, pendingTTL: cfg.PendingTTL}}
+	if cfg.Lateness <= 0 {
+		cfg.Lateness = 7 * 24 * time.Hour
+	}
+	if cfg.WriteAttempts < 1 {
+		cfg.WriteAttempts = 3
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 3 * time.Second
+	}
+	if cfg.DLQTopic == "" {
+		cfg.DLQTopic = cfg.EventsTopic + ".dlq"
+	}
+	if d.DLQ == nil {
+		return nil, errors.New("intake: no DLQ writer")
+	}
+	in := &Intake{cfg: cfg, deps: d, dedup: &dedup{rdb: d.Redis, prefix: cfg.KeyPrefix, retention: cfg.Retention, pendingTTL: cfg.PendingTTL, leaseTTL: cfg.LeaseTTL}}
 	var err error
 	m := &in.m
 	if m.records, err = d.Meter.Int64Counter("churnwatch.ingest.records",
@@ -149,7 +193,7 @@ type Result struct {
 
 // Batch is the outcome of one call.
 type Batch struct {
-	Accepted, Duplicates, Rejected int
+	Accepted, Duplicates, Rejected, Late int
 	// Results has one entry per record, in input order.
 	Results []Result
 }
@@ -159,22 +203,23 @@ func (b *Batch) set(i int, r Result) {
 }
 
 func (b *Batch) count() {
-	b.Accepted, b.Duplicates, b.Rejected = 0, 0, 0
+	b.Accepted, b.Duplicates, b.Rejected, b.Late = 0, 0, 0, 0
 	for _, r := range b.Results {
 		switch r.Status {
 		case cwv1.RecordStatus_RECORD_STATUS_ACCEPTED:
 			b.Accepted++
 		case cwv1.RecordStatus_RECORD_STATUS_DUPLICATE:
 			b.Duplicates++
+		case cwv1.RecordStatus_RECORD_STATUS_LATE:
+			b.Late++
 		default:
 			b.Rejected++
 		}
 	}
 }
 
-// CodeInFlight marks a record another request was publishing at the same
-// moment: retry it (it will then be accepted or reported duplicate).
-const CodeInFlight validate.Code = "in_flight"
+// CodeLate marks a late event (metrics label).
+const CodeLate validate.Code = "late"
 
 // CodeNotAttempted marks a good record of an all-or-nothing batch that was
 // refused because another record was bad.
@@ -261,6 +306,7 @@ func (in *Intake) countResults(ctx context.Context, b *Batch) {
 	add("accepted", b.Accepted)
 	add("duplicate", b.Duplicates)
 	add("rejected", b.Rejected)
+	add("late", b.Late)
 	if b.Rejected == 0 {
 		return
 	}
@@ -275,19 +321,27 @@ func (in *Intake) countResults(ctx context.Context, b *Batch) {
 	}
 }
 
-// publishEvents claims, writes and marks the candidates, filling b.
+// publishEvents claims, judges, writes and marks the candidates, filling b.
 func (in *Intake) publishEvents(ctx context.Context, cands []candidate, b *Batch, number func(int) int) error {
+	if len(cands) == 0 {
+		return nil
+	}
 	token := newToken()
+	stopLease, err := in.dedup.lease(ctx, token)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: %v", ErrDedupUnavailable, err)
+	}
+	defer stopLease()
 	waitUntil := time.Now().Add(in.cfg.InFlightWait)
 	backoff := 20 * time.Millisecond
-	var toWrite []candidate
+	var toWrite, busy []candidate
 	for len(cands) > 0 {
-		ids := make([]string, len(cands))
-		for i, c := range cands {
-			ids[i] = c.ev.EventId
-		}
-		states, err := in.dedup.claim(ctx, ids, token)
+		states, err := in.dedup.claim(ctx, candidateIDs(cands), token)
 		if err != nil {
+			in.releaseDetached(ctx, candidateIDs(toWrite), token)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -300,6 +354,9 @@ func (in *Intake) publishEvents(ctx context.Context, cands []candidate, b *Batch
 				toWrite = append(toWrite, c)
 			case published:
 				b.set(c.index, Result{Index: number(c.index), ID: c.ev.EventId, Status: cwv1.RecordStatus_RECORD_STATUS_DUPLICATE, Reason: "already published"})
+			case lateMarked:
+				b.set(c.index, Result{Index: number(c.index), ID: c.ev.EventId, Status: cwv1.RecordStatus_RECORD_STATUS_LATE,
+					Reason: "reported late before: older than its partition clock minus the allowed lateness; it went to the DLQ and will not be scored", Code: CodeLate})
 			case inFlight:
 				waiting = append(waiting, c)
 			}
@@ -308,15 +365,13 @@ func (in *Intake) publishEvents(ctx context.Context, cands []candidate, b *Batch
 		if len(cands) == 0 {
 			break
 		}
-		// Another request is publishing these ids right now. Its claim ends
-		// within its bounded write; then they are published (duplicate) or
-		// free again (ours to write). Reporting them duplicate now could lose
-		// them if that write fails.
+		// Another request that is still running holds these ids. Its claim
+		// ends within its bounded write; then they are published
+		// (duplicate) or free again (ours to write). Reporting anything for
+		// them now could be wrong, so the call fails retryable once the
+		// records it could write are written.
 		if time.Now().Add(backoff).After(waitUntil) {
-			for _, c := range cands {
-				b.set(c.index, Result{Index: number(c.index), ID: c.ev.EventId, Status: cwv1.RecordStatus_RECORD_STATUS_REJECTED,
-					Reason: "another request is publishing this eventId right now; retry", Code: CodeInFlight})
-			}
+			busy = cands
 			break
 		}
 		select {
@@ -327,11 +382,48 @@ func (in *Intake) publishEvents(ctx context.Context, cands []candidate, b *Batch
 		}
 		backoff = min(backoff*2, 500*time.Millisecond)
 	}
+	if err := in.writeClaimed(ctx, toWrite, token, b, number); err != nil {
+		return err
+	}
+	if len(busy) > 0 {
+		return fmt.Errorf("%w: %d of the batch's events are being published by another request right now (first %q)",
+			ErrInFlight, len(busy), busy[0].ev.EventId)
+	}
+	return nil
+}
+
+// writeClaimed judges the claimed candidates against their partitions'
+// clocks, writes those in time to the events topic (stamped with the clock
+// they were judged by) and the late ones to the DLQ, and marks them.
+func (in *Intake) writeClaimed(ctx context.Context, toWrite []candidate, token string, b *Batch, number func(int) int) error {
 	if len(toWrite) == 0 {
 		return nil
 	}
 	// Keep the input order: per customer, Kafka keeps what we send in order.
 	slices.SortFunc(toWrite, func(a, c candidate) int { return a.index - c.index })
+
+	parts, err := in.partitions(ctx)
+	if err != nil {
+		in.releaseDetached(ctx, candidateIDs(toWrite), token)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: not written: partitions of %s: %v", ErrBrokerUnavailable, in.cfg.EventsTopic, err)
+	}
+	partOf := make([]int, len(toWrite))
+	times := map[int][]int64{}
+	for i, c := range toWrite {
+		partOf[i] = in.balancer.Balance(kafka.Message{Key: []byte(c.ev.CustomerId)}, parts...)
+		times[partOf[i]] = append(times[partOf[i]], c.ev.OccurredAt.AsTime().UnixMilli())
+	}
+	verdicts, err := in.dedup.clocks(ctx, in.cfg.EventsTopic, in.cfg.Lateness.Milliseconds(), times)
+	if err != nil {
+		in.releaseDetached(ctx, candidateIDs(toWrite), token)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: %v", ErrDedupUnavailable, err)
+	}
 
 	ctx, span := in.deps.Tracer.Start(ctx, "produce "+in.cfg.EventsTopic, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", in.cfg.EventsTopic),
@@ -340,58 +432,189 @@ func (in *Intake) publishEvents(ctx context.Context, cands []candidate, b *Batch
 	var headers []kafka.Header
 	in.deps.Propagator.Inject(ctx, kafkax.HeaderCarrier{Headers: &headers})
 	ingested := timestamppb.New(in.deps.Now())
-	msgs := make([]kafka.Message, len(toWrite))
+	var accepted, late []candidate
+	var msgs, dead []kafka.Message
+	next := map[int]int{}
 	for i, c := range toWrite {
-		c.ev.IngestedAt = ingested
+		p := partOf[i]
+		clock := verdicts[p][next[p]]
+		next[p]++
+		c.ev.IngestedAt, c.ev.AcceptedClock = ingested, nil
+		if clock >= 0 {
+			c.ev.AcceptedClock = timestamppb.New(time.UnixMilli(clock))
+		}
 		v, err := proto.Marshal(c.ev)
 		if err != nil {
 			in.releaseDetached(ctx, candidateIDs(toWrite), token)
 			return fmt.Errorf("encode event: %w", err)
 		}
-		// The headers are shared: the trace context is the batch's.
-		msgs[i] = kafka.Message{Key: []byte(c.ev.CustomerId), Value: v, Headers: headers}
-	}
-	start := time.Now()
-	werr := in.deps.Events.WriteMessages(ctx, msgs...)
-	in.recordWrite(ctx, in.cfg.EventsTopic, start, werr)
-
-	written, failed := toWrite, []candidate(nil)
-	var wes kafka.WriteErrors
-	switch {
-	case werr == nil:
-	case errors.As(werr, &wes):
-		written = nil
-		for i, c := range toWrite {
-			if wes[i] == nil {
-				written = append(written, c)
-			} else {
-				failed = append(failed, c)
-			}
+		if clock < 0 {
+			late = append(late, c)
+			dead = append(dead, in.lateRecord(c, v, p, headers))
+			continue
 		}
-	case ctx.Err() != nil:
-		// The caller left while batches were queued: the writer may still
-		// deliver them, so the claims stay until they expire (PendingTTL)
-		// instead of being freed for a second copy.
+		accepted = append(accepted, c)
+		// The headers are shared: the trace context is the batch's. The
+		// partition is the one whose clock judged the event.
+		msgs = append(msgs, kafka.Message{Key: []byte(c.ev.CustomerId), Value: v, Headers: headers, WriterData: Pinned(p)})
+	}
+
+	written, failed, unknown, werr := in.write(ctx, in.deps.Events, in.cfg.EventsTopic, msgs)
+	var dlqWritten, dlqFailed, dlqUnknown []int
+	var derr error
+	if len(dead) > 0 {
+		dlqWritten, dlqFailed, dlqUnknown, derr = in.write(ctx, in.deps.DLQ, in.cfg.DLQTopic, dead)
+	}
+	if ctx.Err() != nil && (len(failed)+len(unknown)+len(dlqFailed)+len(dlqUnknown) > 0) {
+		// The caller left while records were queued: the writer may still
+		// deliver them, so the claims stay until they expire or a retry
+		// takes them over (this request's lease ends with it).
 		span.SetStatus(codes.Error, "caller cancelled")
+		in.promoteDetached(ctx, candidateIDs(pick(accepted, written)))
 		return ctx.Err()
-	default:
-		// Failed before anything was queued (metadata, closed writer).
-		written, failed = nil, toWrite
 	}
-	if len(written) > 0 {
-		in.promoteDetached(ctx, candidateIDs(written))
+	in.promoteDetached(ctx, candidateIDs(pick(accepted, written)))
+	if err := in.dedup.markLate(context.WithoutCancel(ctx), candidateIDs(pick(late, dlqWritten))); err != nil {
+		// The next try of these ids is judged again: late again, since a
+		// clock only moves forward, and dead-lettered a second time.
+		in.deps.Log.WarnContext(ctx, "could not mark late events", "events", len(dlqWritten), "err", err)
 	}
-	if len(failed) > 0 {
-		in.releaseDetached(ctx, candidateIDs(failed), token)
-		span.RecordError(werr)
+	// Records that certainly did not reach the topic are free for a retry;
+	// those that may have stay claimed by this request, whose lease ends
+	// now, so that a retry takes them over and writes them (again).
+	in.releaseDetached(ctx, append(candidateIDs(pick(accepted, failed)), candidateIDs(pick(late, dlqFailed))...), token)
+	if n := len(failed) + len(unknown) + len(dlqFailed) + len(dlqUnknown); n > 0 {
+		err := errors.Join(werr, derr)
+		span.RecordError(err)
 		span.SetStatus(codes.Error, "kafka write failed")
-		in.deps.Log.WarnContext(ctx, "kafka write failed", "topic", in.cfg.EventsTopic, "failed", len(failed), "written", len(written), "err", werr)
-		return fmt.Errorf("%w: %d of %d events not written: %v", ErrBrokerUnavailable, len(failed), len(toWrite), firstErr(werr))
+		in.deps.Log.WarnContext(ctx, "kafka write failed", "topic", in.cfg.EventsTopic, "not_written", len(failed)+len(dlqFailed),
+			"outcome_unknown", len(unknown)+len(dlqUnknown), "written", len(written)+len(dlqWritten), "err", err)
+		if len(unknown)+len(dlqUnknown) > 0 {
+			return fmt.Errorf("%w: %d of %d events may or may not have been written (%d certainly not): %v",
+				ErrOutcomeUnknown, len(unknown)+len(dlqUnknown), len(toWrite), len(failed)+len(dlqFailed), err)
+		}
+		return fmt.Errorf("%w: not written: %d of %d events: %v", ErrBrokerUnavailable, n, len(toWrite), err)
 	}
-	for _, c := range toWrite {
+	for _, c := range accepted {
 		b.set(c.index, Result{Index: number(c.index), ID: c.ev.EventId, Status: cwv1.RecordStatus_RECORD_STATUS_ACCEPTED})
 	}
+	for _, c := range late {
+		b.set(c.index, Result{Index: number(c.index), ID: c.ev.EventId, Status: cwv1.RecordStatus_RECORD_STATUS_LATE, Code: CodeLate,
+			Reason: fmt.Sprintf("late: occurredAt is more than the allowed lateness (%s) behind its partition's clock; it went to the DLQ and will not be scored", in.cfg.Lateness)})
+	}
 	return nil
+}
+
+// lateRecord is the DLQ record of a late event (SPEC §1: reason headers).
+func (in *Intake) lateRecord(c candidate, v []byte, partition int, headers []kafka.Header) kafka.Message {
+	hs := append(slices.Clone(headers),
+		kafka.Header{Key: "cw-reason", Value: []byte("too late: more than the allowed lateness (" + in.cfg.Lateness.String() + ") behind the partition clock at intake")},
+		kafka.Header{Key: "cw-source-topic", Value: []byte(in.cfg.EventsTopic)},
+		kafka.Header{Key: "cw-source-partition", Value: []byte(strconv.Itoa(partition))},
+		kafka.Header{Key: "cw-source", Value: []byte("ingester")},
+	)
+	return kafka.Message{Key: []byte(c.ev.CustomerId), Value: v, Headers: hs}
+}
+
+func pick(cs []candidate, idx []int) []candidate {
+	out := make([]candidate, len(idx))
+	for i, j := range idx {
+		out[i] = cs[j]
+	}
+	return out
+}
+
+// write produces msgs with up to cfg.WriteAttempts attempts (the writer
+// itself makes one), retrying only the records not yet written, and sorts
+// them by index into written, failed (no attempt can have written it) and
+// unknown (an attempt ended so that it may be on the topic: a timeout, a
+// lost connection, a broker that appended but could not replicate).
+func (in *Intake) write(ctx context.Context, w Writer, topic string, msgs []kafka.Message) (written, failed, unknown []int, err error) {
+	if len(msgs) == 0 {
+		return nil, nil, nil, nil
+	}
+	maybe := make([]bool, len(msgs))
+	pending := make([]int, len(msgs))
+	for i := range pending {
+		pending[i] = i
+	}
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		batch := make([]kafka.Message, len(pending))
+		for i, j := range pending {
+			batch[i] = msgs[j]
+		}
+		start := time.Now()
+		werr := w.WriteMessages(ctx, batch...)
+		in.recordWrite(ctx, topic, start, werr)
+		var wes kafka.WriteErrors
+		var still []int
+		switch {
+		case werr == nil:
+			written = append(written, pending...)
+		case errors.As(werr, &wes) && len(wes) == len(batch):
+			for i, j := range pending {
+				if wes[i] == nil {
+					written = append(written, j)
+					continue
+				}
+				if !notWritten(wes[i]) {
+					maybe[j] = true
+				}
+				still = append(still, j)
+			}
+		default:
+			for _, j := range pending {
+				if !notWritten(werr) {
+					maybe[j] = true
+				}
+			}
+			still = pending
+		}
+		err = werr
+		pending = still
+		if len(pending) == 0 || attempt >= in.cfg.WriteAttempts || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+	for _, j := range pending {
+		if maybe[j] {
+			unknown = append(unknown, j)
+		} else {
+			failed = append(failed, j)
+		}
+	}
+	sort.Ints(written)
+	return written, failed, unknown, firstErr(err)
+}
+
+// notWritten reports whether a produce error proves the record was not
+// appended: the broker refused it before writing (no leader here, not
+// enough in-sync replicas, unknown topic, too large, not authorised) or no
+// connection could be made. Timeouts, lost connections and "appended but
+// not replicated" prove nothing.
+func notWritten(err error) bool {
+	var ke kafka.Error
+	if errors.As(err, &ke) {
+		switch ke {
+		case kafka.NotEnoughReplicas, kafka.LeaderNotAvailable, kafka.NotLeaderForPartition, kafka.UnknownTopicOrPartition,
+			kafka.MessageSizeTooLarge, kafka.RecordListTooLarge, kafka.InvalidTopic, kafka.InvalidRequiredAcks,
+			kafka.TopicAuthorizationFailed, kafka.InvalidMessage, kafka.InvalidRecord, kafka.FencedLeaderEpoch, kafka.UnknownLeaderEpoch:
+			return true
+		}
+		return false
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return true
+	}
+	// A closed writer queues nothing.
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, io.ErrClosedPipe)
 }
 
 func firstErr(err error) error {
@@ -455,6 +678,30 @@ func (in *Intake) releaseDetached(ctx context.Context, ids []string, token strin
 	}
 }
 
+// partitions returns the events topic's partitions, read at most every
+// few seconds.
+func (in *Intake) partitions(ctx context.Context) ([]int, error) {
+	in.partsMu.Lock()
+	defer in.partsMu.Unlock()
+	if in.parts != nil && time.Since(in.partsRead) < 5*time.Second {
+		return in.parts, nil
+	}
+	ps, err := in.deps.Partitions(ctx, in.cfg.EventsTopic)
+	if err != nil {
+		if in.parts != nil {
+			return in.parts, nil // the count does not change under us in practice
+		}
+		return nil, err
+	}
+	if len(ps) == 0 {
+		return nil, fmt.Errorf("topic %s has no partitions", in.cfg.EventsTopic)
+	}
+	ps = slices.Clone(ps)
+	sort.Ints(ps)
+	in.parts, in.partsRead = ps, time.Now()
+	return ps, nil
+}
+
 // UpsertCustomers validates and publishes customer profiles to the
 // compacted customers topic (key customerId). Profiles need no dedup: a
 // later record replaces the earlier one, so a replay changes nothing.
@@ -465,7 +712,7 @@ func (in *Intake) UpsertCustomers(ctx context.Context, customers []*cwv1.Incomin
 	in.m.batchSize.Record(ctx, int64(len(customers)), metric.WithAttributes(attribute.String("kind", "customers")))
 	now := in.deps.Now()
 	b := &Batch{Results: make([]Result, len(customers))}
-	var msgs []kafka.Message
+	var msgs, inOrder []kafka.Message
 	var idx []int
 	ctx, span := in.deps.Tracer.Start(ctx, "produce "+in.cfg.CustomersTopic, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", in.cfg.CustomersTopic)))
@@ -483,6 +730,20 @@ func (in *Intake) UpsertCustomers(ctx context.Context, customers []*cwv1.Incomin
 			return nil, fmt.Errorf("encode customer: %w", err)
 		}
 		msgs = append(msgs, kafka.Message{Key: []byte(p.CustomerId), Value: v, Headers: headers})
+		// The same profile in event order, on the customer's events
+		// partition: every event accepted after this call is scored with
+		// it (SPEC §4), however far the customers topic's consumers lag.
+		rec, err := proto.Marshal(&cwv1.AccountEvent{
+			EventId:    "profile:" + p.CustomerId + ":" + strconv.FormatInt(p.GetUpdatedAt().AsTime().UnixNano(), 10),
+			CustomerId: p.CustomerId,
+			Type:       cwv1.EventType_EVENT_TYPE_PROFILE_UPDATED,
+			Profile:    p,
+			IngestedAt: timestamppb.New(now),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("encode profile record: %w", err)
+		}
+		inOrder = append(inOrder, kafka.Message{Key: []byte(p.CustomerId), Value: rec, Headers: headers})
 		idx = append(idx, i)
 	}
 	if len(msgs) > 0 {
@@ -495,7 +756,17 @@ func (in *Intake) UpsertCustomers(ctx context.Context, customers []*cwv1.Incomin
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, fmt.Errorf("%w: %v", ErrBrokerUnavailable, firstErr(err))
+			return nil, fmt.Errorf("%w: %v", ErrOutcomeUnknown, firstErr(err))
+		}
+		// Profiles are idempotent: a retry of the whole call is always safe.
+		_, failed, unknown, err := in.write(ctx, in.deps.Events, in.cfg.EventsTopic, inOrder)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if len(failed)+len(unknown) > 0 {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "kafka write failed")
+			return nil, fmt.Errorf("%w: %d of %d profiles not yet on the events topic: %v", ErrOutcomeUnknown, len(failed)+len(unknown), len(inOrder), err)
 		}
 	}
 	for _, i := range idx {
@@ -580,7 +851,18 @@ func (in *Intake) CloseBusinessDay(ctx context.Context, date string) (int, time.
 			return 0, time.Time{}, ctx.Err()
 		}
 		// Markers are idempotent (a clock only moves forward): a retry is safe.
-		return 0, time.Time{}, fmt.Errorf("%w: %v", ErrBrokerUnavailable, firstErr(werr))
+		return 0, time.Time{}, fmt.Errorf("%w: %v", ErrOutcomeUnknown, firstErr(werr))
+	}
+	// The ingester's clocks move with the markers, as the rules service's do.
+	times := make(map[int][]int64, len(parts))
+	for _, p := range parts {
+		times[p] = []int64{clock.UnixMilli()}
+	}
+	if _, err := in.dedup.clocks(ctx, in.cfg.EventsTopic, in.cfg.Lateness.Milliseconds(), times); err != nil {
+		if ctx.Err() != nil {
+			return 0, time.Time{}, ctx.Err()
+		}
+		return 0, time.Time{}, fmt.Errorf("%w: the markers are written; moving the intake clocks failed (retry: it is safe): %v", ErrDedupUnavailable, err)
 	}
 	return len(parts), clock, nil
 }
