@@ -20,9 +20,9 @@ import (
 )
 
 func init() {
-	Register(&Command{Name: "ingest", Args: "FILE|- [--batch 5000] [--no-sort] [--sort-limit N] [--format auto|ndjson|csv|json] [--retry 10s]",
-		Summary: "publish account events from NDJSON or CSV; prints a summary, exit 3 if any was rejected", Run: ingest})
-	Register(&Command{Name: "customers import", Args: "FILE|- [--batch 5000] [--retry 10s]",
+	Register(&Command{Name: "ingest", Args: "FILE|- [--batch 5000] [--no-sort] [--sort-limit N] [--format auto|ndjson|csv|json] [--retry 1m]",
+		Summary: "publish account events from NDJSON or CSV; prints a summary, exit 3 if any was rejected or late", Run: ingest})
+	Register(&Command{Name: "customers import", Args: "FILE|- [--batch 5000] [--retry 1m]",
 		Summary: "publish customer profiles from NDJSON", Run: customersImport})
 	Register(&Command{Name: "close-day", Args: "YYYY-MM-DD",
 		Summary: "close a business day: advance every partition clock", Run: closeDay})
@@ -30,10 +30,13 @@ func init() {
 
 // IngestSummary is what churnctl ingest prints.
 type IngestSummary struct {
-	Accepted   int         `json:"accepted"`
-	Duplicates int         `json:"duplicates"`
-	Rejected   int         `json:"rejected"`
-	Errors     []LineError `json:"errors"`
+	Accepted   int `json:"accepted"`
+	Duplicates int `json:"duplicates"`
+	Rejected   int `json:"rejected"`
+	// Late events were older than their partition's clock minus the
+	// allowed lateness: dead-lettered, not scored (listed in Errors).
+	Late   int         `json:"late"`
+	Errors []LineError `json:"errors"`
 }
 
 // LineError is one rejected record of the input: its 1-based line (CSV:
@@ -47,6 +50,10 @@ type LineError struct {
 
 func (s *IngestSummary) reject(line int, id string, customers bool, reason string) {
 	s.Rejected++
+	s.problem(line, id, customers, reason)
+}
+
+func (s *IngestSummary) problem(line int, id string, customers bool, reason string) {
 	e := LineError{Line: line, Reason: reason}
 	if customers {
 		e.CustomerID = id
@@ -66,8 +73,8 @@ func (s *IngestSummary) finish(env *Env) error {
 	if err := env.JSON(s); err != nil {
 		return err
 	}
-	if s.Rejected > 0 {
-		return &ExitError{Code: ExitRejected, Err: fmt.Errorf("%d record(s) rejected (see errors in the summary)", s.Rejected)}
+	if s.Rejected > 0 || s.Late > 0 {
+		return &ExitError{Code: ExitRejected, Err: fmt.Errorf("%d record(s) rejected, %d late and not scored (see errors in the summary)", s.Rejected, s.Late)}
 	}
 	return nil
 }
@@ -111,7 +118,7 @@ func ingest(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&fl.noSort, "no-sort", false, "send in file order instead of sorting by occurredAt")
 	fs.IntVar(&fl.sortLimit, "sort-limit", 1_000_000, "sort only inputs of at most this many records (they are held in memory)")
 	fs.StringVar(&fl.format, "format", "auto", "auto (by extension or first line), ndjson, csv or json (an array)")
-	fs.DurationVar(&fl.retry, "retry", 10*time.Second, "keep retrying a batch this long while the ingester is unavailable or rate-limits")
+	fs.DurationVar(&fl.retry, "retry", time.Minute, "keep retrying a batch this long while the ingester is unavailable or rate-limits (a batch lands before the next is sent)")
 	pos, err := Parse(fs, args)
 	if err != nil {
 		return err
@@ -160,14 +167,21 @@ func ingest(ctx context.Context, env *Env, args []string) error {
 			return err
 		})
 		if err != nil {
-			done := sum.Accepted + sum.Duplicates + sum.Rejected
+			done := sum.Accepted + sum.Duplicates + sum.Rejected + sum.Late
 			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%v (after %d records; running the file again is safe: what was accepted comes back as duplicate)", RPCError("ingester", err), done)}
 		}
 		sum.Accepted += int(resp.Accepted)
 		sum.Duplicates += int(resp.Duplicates)
 		for _, r := range resp.Results {
-			if r.Status == cwv1.RecordStatus_RECORD_STATUS_REJECTED && int(r.Index) < len(batch) {
+			if int(r.Index) >= len(batch) {
+				continue
+			}
+			switch r.Status {
+			case cwv1.RecordStatus_RECORD_STATUS_REJECTED:
 				sum.reject(batch[r.Index].line, r.Id, false, r.Reason)
+			case cwv1.RecordStatus_RECORD_STATUS_LATE:
+				sum.Late++
+				sum.problem(batch[r.Index].line, r.Id, false, r.Reason)
 			}
 		}
 		prog.add(len(batch))
@@ -278,7 +292,7 @@ func Retrying(ctx context.Context, budget time.Duration, op func(context.Context
 func customersImport(ctx context.Context, env *Env, args []string) error {
 	fs := NewFlags(env, "customers import")
 	batchSize := fs.Int("batch", 5000, "customers per UpsertCustomers call (at most 10000)")
-	retry := fs.Duration("retry", 10*time.Second, "keep retrying a batch this long while the ingester is unavailable")
+	retry := fs.Duration("retry", time.Minute, "keep retrying a batch this long while the ingester is unavailable")
 	pos, err := Parse(fs, args)
 	if err != nil {
 		return err

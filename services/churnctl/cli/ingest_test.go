@@ -242,8 +242,9 @@ func TestCustomersImportAndCloseDay(t *testing.T) {
 	if code != cli.ExitOK || !strings.Contains(out, `"partitions":3`) || !strings.Contains(out, `"clock":"2025-03-02T00:00:00Z"`) {
 		t.Fatalf("close-day: exit %d %s %s", code, out, errOut)
 	}
-	if n := topicCount(t, s.brokers, "churnwatch.events.v1"); n != testkit.Partitions {
-		t.Fatalf("%d markers, want one per partition", n)
+	// One marker per partition, and the accepted profile in event order.
+	if n := topicCount(t, s.brokers, "churnwatch.events.v1"); n != testkit.Partitions+1 {
+		t.Fatalf("%d records, want one marker per partition and one profile", n)
 	}
 	if code, _, _ := churnctl(t, s.env, "", "close-day", "01/03/2025"); code != cli.ExitUsage {
 		t.Fatalf("bad date: exit %d", code)
