@@ -204,7 +204,7 @@ func TestIngestCSVFromStdinAllGood(t *testing.T) {
 	if code != cli.ExitOK {
 		t.Fatalf("exit %d %s %s", code, out, errOut)
 	}
-	if out != `{"accepted":2,"duplicates":0,"rejected":0,"errors":[]}`+"\n" {
+	if out != `{"accepted":2,"duplicates":0,"rejected":0,"late":0,"errors":[]}`+"\n" {
 		t.Fatalf("summary %q", out)
 	}
 	// A bad CSV line is rejected with its file line (the header is line 1).
