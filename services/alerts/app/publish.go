@@ -285,7 +285,7 @@ type topicLog struct {
 
 func newTopicLog(brokers []string, topic string) *topicLog {
 	tr := &kafka.Transport{DialTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, MetadataTTL: 5 * time.Second, ClientID: "churnwatch-alerts-publisher"}
-	return &topicLog{client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: tr}, topic: topic}
+	return &topicLog{client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: tr}, transport: tr, topic: topic}
 }
 
 func (t *topicLog) close() { t.transport.CloseIdleConnections() }
