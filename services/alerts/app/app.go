@@ -32,7 +32,7 @@ type App struct {
 	met    *metrics
 
 	signals, customers *kafka.Reader
-	writer             *kafka.Writer
+	pub                *publisher
 	sigBusy, custBusy  status.Busy
 }
 
@@ -86,7 +86,14 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	a.hub.onCut = func() { a.met.cutoffs.Add(context.Background(), 1) }
 	a.signals = kafka.NewReader(kafkax.ReaderConfig(cfg.Common.KafkaBrokers, cfg.SignalsGroup, cfg.Common.Topics.Signals))
 	a.customers = kafka.NewReader(kafkax.ReaderConfig(cfg.Common.KafkaBrokers, cfg.CustomersGroup, cfg.Common.Topics.Customers))
-	a.writer = kafkax.SmallWriter(cfg.Common.KafkaBrokers, cfg.Common.Topics.Alerts)
+	topic := newTopicLog(cfg.Common.KafkaBrokers, cfg.Common.Topics.Alerts)
+	a.pub = &publisher{
+		rdb: a.hub.rdb, lease: newLease(base.Redis, kPubLease, cfg.PublishLeaseTTL, cfg.PublishLeaseRenew),
+		topic: topic, log: base.Log, batch: cfg.PublishBatch, grace: cfg.Common.ShutdownGrace,
+		posKey: kPubLast, streamKey: kStream(audAll), hook: o.publishHook,
+		onTakeover:  func(ctx context.Context) { a.met.takeovers.Add(ctx, 1) },
+		onReconcile: func(ctx context.Context, n int) { a.met.reconciled.Add(ctx, int64(n)) },
+	}
 
 	cwv1.RegisterAlertServiceServer(base.GRPC, &server{app: a})
 	cwv1.RegisterStatusServiceServer(base.GRPC, &status.Server{
@@ -101,8 +108,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	base.AddWorker("escalations", a.scanLoop)
 	base.AddWorker("publisher", a.publishLoop)
 	base.AddWorker("fanout", a.hub.run)
-	// Closers run in reverse: readers first, then the writer is flushed.
-	base.AddCloser(func(context.Context) error { return a.writer.Close() })
+	// Closers run in reverse: readers first, then the publisher's
+	// connections (its worker has finished its batch by then).
+	base.AddCloser(func(context.Context) error { topic.close(); return nil })
 	base.AddCloser(func(context.Context) error { a.hub.close(); return nil })
 	base.AddCloser(func(context.Context) error { return a.customers.Close() })
 	base.AddCloser(func(context.Context) error { return a.signals.Close() })

@@ -31,6 +31,14 @@ type Config struct {
 	SignalMemory int
 	// BatchSize is the most records handled per consumer batch.
 	BatchSize int
+	// PublishLeaseTTL is how long the publisher lease outlives its holder's
+	// last renewal: a killed holder is replaced within TTL + PublishLeaseRenew.
+	PublishLeaseTTL time.Duration
+	// PublishLeaseRenew is how often the holder renews the lease and how
+	// often standby instances try to take it.
+	PublishLeaseRenew time.Duration
+	// PublishBatch is the most outbox entries published per Kafka write.
+	PublishBatch int
 }
 
 // Vars documents every service-specific variable with its default (for -h).
@@ -47,6 +55,9 @@ var Vars = [][2]string{
 	{"CHURNWATCH_SUBSCRIBER_QUEUE", "1024"},
 	{"CHURNWATCH_SIGNAL_MEMORY", "1000"},
 	{"CHURNWATCH_ALERTS_BATCH", "500"},
+	{"CHURNWATCH_PUBLISH_LEASE_TTL", "5s"},
+	{"CHURNWATCH_PUBLISH_LEASE_RENEW", "1s"},
+	{"CHURNWATCH_PUBLISH_BATCH", "500"},
 }
 
 // LoadConfig reads the configuration from the environment.
@@ -67,6 +78,10 @@ func LoadConfig(e *config.Env) (Config, error) {
 		SubscriberQueue: e.Int("CHURNWATCH_SUBSCRIBER_QUEUE", 1024),
 		SignalMemory:    e.Int("CHURNWATCH_SIGNAL_MEMORY", 1000),
 		BatchSize:       e.Int("CHURNWATCH_ALERTS_BATCH", 500),
+
+		PublishLeaseTTL:   e.Duration("CHURNWATCH_PUBLISH_LEASE_TTL", 5*time.Second),
+		PublishLeaseRenew: e.Duration("CHURNWATCH_PUBLISH_LEASE_RENEW", time.Second),
+		PublishBatch:      e.Int("CHURNWATCH_PUBLISH_BATCH", 500),
 	}
 	return c, errors.Join(e.Err(), c.Validate())
 }
@@ -100,6 +115,14 @@ func (c Config) Validate() error {
 	if c.BatchSize < 1 {
 		errs = append(errs, errors.New("CHURNWATCH_ALERTS_BATCH must be at least 1"))
 	}
+	// The holder stops writing one renew period before the lease can
+	// expire, so the TTL must leave room for at least one more renewal.
+	if c.PublishLeaseRenew < 10*time.Millisecond || c.PublishLeaseTTL < 2*c.PublishLeaseRenew {
+		errs = append(errs, errors.New("CHURNWATCH_PUBLISH_LEASE_RENEW must be at least 10ms and CHURNWATCH_PUBLISH_LEASE_TTL at least twice it"))
+	}
+	if c.PublishBatch < 1 || c.PublishBatch > 10000 {
+		errs = append(errs, errors.New("CHURNWATCH_PUBLISH_BATCH must be between 1 and 10000"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -111,12 +134,14 @@ func (c Config) fields() map[string]any {
 	}
 	f["scan_interval"], f["stream_retention"], f["subscriber_queue"] = c.ScanInterval.String(), c.StreamRetention, c.SubscriberQueue
 	f["signal_memory"], f["batch_size"] = c.SignalMemory, c.BatchSize
+	f["publish_lease_ttl"], f["publish_lease_renew"], f["publish_batch"] = c.PublishLeaseTTL.String(), c.PublishLeaseRenew.String(), c.PublishBatch
 	return f
 }
 
 type options struct {
-	logOutput io.Writer
-	clock     func() time.Time
+	logOutput   io.Writer
+	clock       func() time.Time
+	publishHook func(stage string) error // tests (export_test.go)
 }
 
 // Option tunes New.

@@ -58,6 +58,12 @@ func (a *App) RunEscalations(ctx context.Context) (int, error) {
 	return changed, nil
 }
 
+// due escalates or unsnoozes one alert as a compare-and-set: transact
+// WATCHes the customer's open alert (one hash slot, {c:ID}) while loading
+// it, so when another instance's scan, an RPC or a signal merge changed the
+// alert first, EXEC fails and the step reruns on the fresh alert, which is
+// then no longer due. Every instance may run the scan; each alert
+// escalates once.
 func (a *App) due(ctx context.Context, key, id string, now time.Time) (int, error) {
 	cust, ok := alerting.CustomerOf(id)
 	if !ok {

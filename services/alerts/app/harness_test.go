@@ -57,9 +57,18 @@ func start(t *testing.T, tune func(*app.Config)) *env {
 // startLogged runs the service with its logs going to logs (when not nil).
 func startLogged(t *testing.T, tune func(*app.Config), logs io.Writer) *env {
 	t.Helper()
-	r := testkit.Redis(t)
-	k := testkit.Kafka(t)
-	keys := testkit.NewKeys(t)
+	return startOn(t, testkit.Redis(t), testkit.Kafka(t), testkit.NewKeys(t), nil, tune, logs)
+}
+
+// peer starts another instance of the service on e's Redis, broker, keys
+// and clock, as a second replica would run.
+func (e *env) peer(tune func(*app.Config), opts ...app.Option) *env {
+	e.t.Helper()
+	return startOn(e.t, e.redis, e.kafka, e.keys, e.clock, tune, nil, opts...)
+}
+
+func startOn(t *testing.T, r *embedded.Redis, k *embedded.Kafka, keys *testkit.Keys, clk *clock, tune func(*app.Config), logs io.Writer, opts ...app.Option) *env {
+	t.Helper()
 	cfg, err := app.LoadConfig(config.FromMap(map[string]string{"CHURNWATCH_AUTH_PUBLIC_KEYS": keys.PublicPEM}))
 	if err != nil {
 		t.Fatal(err)
@@ -76,9 +85,11 @@ func startLogged(t *testing.T, tune func(*app.Config), logs io.Writer) *env {
 		logs = os.Stderr
 		cfg.Common.LogLevel = "debug"
 	}
-	clk := &clock{t: time.Now().UTC().Truncate(time.Millisecond)}
+	if clk == nil {
+		clk = &clock{t: time.Now().UTC().Truncate(time.Millisecond)}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, app.WithClock(clk.Now), app.WithLogOutput(logs))
+	a, err := app.New(ctx, cfg, append([]app.Option{app.WithClock(clk.Now), app.WithLogOutput(logs)}, opts...)...)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

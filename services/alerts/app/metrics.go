@@ -24,6 +24,8 @@ type metrics struct {
 	changes     metric.Int64Counter
 	badRecords  metric.Int64Counter
 	subscribers metric.Int64UpDownCounter
+	takeovers   metric.Int64Counter
+	reconciled  metric.Int64Counter
 }
 
 func lower(s, prefix string) string { return strings.ToLower(strings.TrimPrefix(s, prefix)) }
@@ -56,6 +58,23 @@ func newMetrics(a *App) (*metrics, error) {
 		return nil, err
 	}
 	if mt.subscribers, err = m.Int64UpDownCounter("churnwatch.alert.subscribers", metric.WithDescription("open Subscribe streams")); err != nil {
+		return nil, err
+	}
+	if mt.takeovers, err = m.Int64Counter("churnwatch.alert.publisher.takeovers", metric.WithDescription("times this instance took the publisher lease (start, or a peer died or stopped)")); err != nil {
+		return nil, err
+	}
+	if mt.reconciled, err = m.Int64Counter("churnwatch.alert.publisher.reconciled", metric.WithDescription("outbox entries found already on churnwatch.alerts.v1 when reconciling, and not published again")); err != nil {
+		return nil, err
+	}
+	if _, err = m.Int64ObservableGauge("churnwatch.alert.publisher.leader", metric.WithDescription("1 while this instance holds the publisher lease"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			if a.pub != nil && a.pub.leader.Load() {
+				o.Observe(1)
+			} else {
+				o.Observe(0)
+			}
+			return nil
+		})); err != nil {
 		return nil, err
 	}
 	// Open alerts are counted in Redis in the same transaction as each

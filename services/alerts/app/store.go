@@ -32,7 +32,15 @@ import (
 //	cw:stats:open          open alerts per "SEVERITY|TIER"
 //	cw:precision           resolved outcomes per "RULE|OUTCOME"
 //	cw:s:all|m:MGR|b:BR    audience streams (AlertUpdates); ids shared with cw:s:all
-//	cw:pub:last            last cw:s:all id published to churnwatch.alerts.v1
+//	cw:pub:last            last cw:s:all id published to churnwatch.alerts.v1; set
+//	                       only by the commitPosition script while cw:pub:lease is the
+//	                       setter's token
+//	cw:pub:lease           publisher lease: the holder's random token, PX
+//	                       CHURNWATCH_PUBLISH_LEASE_TTL; only the holder publishes
+//
+// The two cw:pub keys are used together by one script; like the MULTI of
+// transact (customer keys with the global streams and indexes) that needs
+// a single Redis (or a primary with replicas), not Redis Cluster.
 func ctag(c string) string            { return "cw:{c:" + c + "}:" }
 func kOpen(c string) string           { return ctag(c) + "open" }
 func kAlert(c, id string) string      { return ctag(c) + "a:" + id }
@@ -49,6 +57,7 @@ const (
 	kOpenStats = "cw:stats:open"
 	kPrecision = "cw:precision"
 	kPubLast   = "cw:pub:last"
+	kPubLease  = "cw:pub:lease"
 	kOpenIndex = "cw:idx:open"
 	audAll     = "all"
 )

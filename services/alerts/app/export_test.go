@@ -1,0 +1,153 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+
+	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+)
+
+// WithPublishHook calls hook at the publisher's stages ("written": after a
+// Kafka write, before the position update); an error from ErrKilled stops
+// the publisher as kill -9 would (no position update, no renewal, no
+// release).
+func WithPublishHook(hook func(stage string) error) Option {
+	return func(o *options) { o.publishHook = hook }
+}
+
+// ErrKilled is what a publish hook returns to kill the publisher.
+var ErrKilled = errKilled
+
+// PublisherLeader reports whether the instance holds the publisher lease.
+func (a *App) PublisherLeader() bool { return a.pub.leader.Load() }
+
+// TopicRecord is one record of churnwatch.alerts.v1 as the tests see it.
+type TopicRecord struct {
+	Partition int
+	Offset    int64
+	Key       string
+	OutboxID  string
+	Update    *cwv1.AlertUpdate
+}
+
+// ReadTopic reads every record of topic, partition by partition.
+func ReadTopic(ctx context.Context, brokers []string, topic string) ([]TopicRecord, error) {
+	t := newTopicLog(brokers, topic)
+	defer t.close()
+	parts, err := t.partitions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []TopicRecord
+	for _, pt := range parts {
+		offs, err := t.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {kafka.FirstOffsetOf(pt), kafka.LastOffsetOf(pt)}}})
+		if err != nil {
+			return nil, err
+		}
+		po := offs.Topics[topic][0]
+		for off := po.FirstOffset; off < po.LastOffset; {
+			res, err := t.client.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: pt, Offset: off, MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 500 * time.Millisecond})
+			if err != nil {
+				return nil, err
+			}
+			if res.Error != nil {
+				return nil, res.Error
+			}
+			n := 0
+			for {
+				r, err := res.Records.ReadRecord()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					return nil, err
+				}
+				if r.Offset < off {
+					continue
+				}
+				n++
+				off = r.Offset + 1
+				tr := TopicRecord{Partition: pt, Offset: r.Offset, Update: &cwv1.AlertUpdate{}}
+				k, _ := kafka.ReadAll(r.Key)
+				v, _ := kafka.ReadAll(r.Value)
+				tr.Key = string(k)
+				if err := proto.Unmarshal(v, tr.Update); err != nil {
+					return nil, fmt.Errorf("partition %d offset %d: %w", pt, r.Offset, err)
+				}
+				for _, h := range r.Headers {
+					if h.Key == outboxHeader {
+						tr.OutboxID = string(h.Value)
+					}
+				}
+				out = append(out, tr)
+			}
+			if n == 0 {
+				return nil, fmt.Errorf("partition %d: no records at %d below %d", pt, off, po.LastOffset)
+			}
+		}
+	}
+	return out, nil
+}
+
+// CheckExactlyOnce reports what is wrong with recs given the number of
+// versions each alert should have: every (alert, version) exactly once, an
+// alert's records on one partition in version order, every record with its
+// outbox id, no outbox id twice.
+func CheckExactlyOnce(recs []TopicRecord, want map[string]int64) error {
+	var errs []error
+	type last struct {
+		partition int
+		version   int64
+	}
+	seen := map[string]*last{}
+	outbox := map[string]bool{}
+	for _, r := range recs {
+		a := r.Update.GetAlert()
+		id, v := a.GetAlertId(), a.GetVersion()
+		if r.OutboxID == "" {
+			errs = append(errs, fmt.Errorf("%s v%d at %d/%d: no %s header", id, v, r.Partition, r.Offset, outboxHeader))
+		} else if outbox[r.OutboxID] {
+			errs = append(errs, fmt.Errorf("outbox entry %s published twice", r.OutboxID))
+		}
+		outbox[r.OutboxID] = true
+		if r.Key != a.GetCustomerId() {
+			errs = append(errs, fmt.Errorf("%s v%d keyed %q", id, v, r.Key))
+		}
+		l := seen[id]
+		if l == nil {
+			l = &last{partition: r.Partition}
+			seen[id] = l
+		}
+		switch {
+		case l.partition != r.Partition:
+			errs = append(errs, fmt.Errorf("%s on partitions %d and %d", id, l.partition, r.Partition))
+		case v <= l.version:
+			errs = append(errs, fmt.Errorf("%s v%d after v%d (duplicate or out of order)", id, v, l.version))
+		case v != l.version+1:
+			errs = append(errs, fmt.Errorf("%s v%d after v%d (gap)", id, v, l.version))
+		}
+		if v > l.version {
+			l.version = v
+		}
+	}
+	for id, n := range want {
+		if got := seen[id]; got == nil || got.version != n {
+			errs = append(errs, fmt.Errorf("%s: topic has up to version %v, want %d", id, got, n))
+		}
+	}
+	for id := range seen {
+		if _, ok := want[id]; !ok {
+			errs = append(errs, fmt.Errorf("%s on the topic but not expected", id))
+		}
+	}
+	if len(errs) > 10 {
+		errs = append(errs[:10], fmt.Errorf("… and %d more", len(errs)-10))
+	}
+	return errors.Join(errs...)
+}

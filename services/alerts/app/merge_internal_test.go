@@ -1,0 +1,100 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/alerts/alerting"
+	"github.com/churnwatch/churnwatch/services/platform/config"
+	"github.com/churnwatch/churnwatch/services/platform/testkit"
+)
+
+// During a rebalance two instances may both handle the same signal
+// records. Merges are idempotent by signal id and the WATCH on the open
+// alert makes the second writer redo its step on fresh state, so each
+// signal gives one version and one outbox entry however the two race.
+func TestSameSignalsOnTwoInstancesMergeOnce(t *testing.T) {
+	r := testkit.Redis(t)
+	keys := testkit.NewKeys(t)
+	var apps []*App
+	for range 2 {
+		cfg, err := LoadConfig(config.FromMap(map[string]string{"CHURNWATCH_AUTH_PUBLIC_KEYS": keys.PublicPEM}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Common = testkit.Common("alerts", keys, []string{"127.0.0.1:1"}, r.Addr)
+		a, err := New(context.Background(), cfg, WithLogOutput(io.Discard))
+		if err != nil {
+			t.Fatal(err)
+		}
+		apps = append(apps, a)
+	}
+	const customers, rounds = 20, 15
+	ctx := context.Background()
+	for round := range rounds {
+		var msgs []kafka.Message
+		for c := range customers {
+			for k := range 2 {
+				cust := fmt.Sprintf("CS%02d", c)
+				s := &cwv1.RiskSignal{SignalId: fmt.Sprintf("s%d-%d-%d", round, c, k), CustomerId: cust, RuleId: "activity.drop", Score: int32(30 + round + k),
+					EventTime: timestamppb.Now(), Explanation: &cwv1.Explanation{RuleId: "activity.drop", Observed: "1", Threshold: "1"}}
+				v, _ := proto.Marshal(s)
+				msgs = append(msgs, kafka.Message{Key: []byte(cust), Value: v})
+			}
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for _, a := range append(apps, apps...) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				if err := a.handleSignals(ctx, msgs); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+	}
+	st := apps[0].store
+	perAlert := map[string][]int64{}
+	entries, err := st.rdb.XRange(ctx, kStream(audAll), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range entries {
+		u := &cwv1.AlertUpdate{}
+		if err := proto.Unmarshal([]byte(parseEntry(x).update), u); err != nil {
+			t.Fatal(err)
+		}
+		perAlert[u.Alert.AlertId] = append(perAlert[u.Alert.AlertId], u.Alert.Version)
+	}
+	if len(entries) != customers*rounds*2 || len(perAlert) != customers {
+		t.Fatalf("%d outbox entries over %d alerts, want %d over %d", len(entries), len(perAlert), customers*rounds*2, customers)
+	}
+	for id, vs := range perAlert {
+		for i, v := range vs {
+			if v != int64(i+1) {
+				t.Fatalf("%s: outbox versions %v", id, vs)
+			}
+		}
+		c, _ := alerting.CustomerOf(id)
+		n, err := st.rdb.LLen(ctx, kHistory(c, id)).Result()
+		if err != nil && err != redis.Nil {
+			t.Fatal(err)
+		}
+		if n != rounds*2 {
+			t.Fatalf("%s: %d history entries, want %d", id, n, rounds*2)
+		}
+	}
+}
