@@ -60,9 +60,16 @@ type Options struct {
 	// BinDir holds ingester, rules, alerts (and churnctl); Root/bin when
 	// empty. Missing binaries are built there.
 	BinDir string
+	// KafkaScript starts and kills the real cluster; Root/scripts/kafka.sh
+	// when empty.
+	KafkaScript string
 	// BrokerCommand runs the embedded broker: `churnwatch broker`; the
 	// harness appends --port and --partitions.
 	BrokerCommand []string
+	// CatchupTimeout bounds the wait for the pipeline after the last
+	// ingest call (default 5 minutes); a run that does not catch up still
+	// reports, with caught_up false.
+	CatchupTimeout time.Duration
 	// Log receives progress lines (nil: discarded).
 	Log io.Writer
 }
@@ -82,6 +89,7 @@ type Report struct {
 	MissingAlertVersions       int     `json:"missing_alert_versions"`
 	SubscriberGaps             int     `json:"subscriber_gaps"`
 	CatchupS                   float64 `json:"catchup_s"`
+	CaughtUp                   bool    `json:"caught_up"`
 
 	Kafka                 string   `json:"kafka"`
 	RedisAppendfsync      string   `json:"redis_appendfsync"`
@@ -111,6 +119,7 @@ func (r *Report) Failures() []string {
 			f = append(f, fmt.Sprintf(format, a...))
 		}
 	}
+	add(r.CaughtUp, "the pipeline did not catch up within the timeout (catchup_s is the time waited)")
 	add(r.Mismatches == 0, "%d live alerts differ from the back-test", r.Mismatches)
 	add(r.DuplicateAlertPublications == 0, "%d alert versions published more than once", r.DuplicateAlertPublications)
 	add(r.MissingAlertVersions == 0, "%d alert versions missing from the alerts topic", r.MissingAlertVersions)
@@ -141,6 +150,9 @@ func (o *Options) defaults() error {
 	if o.Partitions == 0 {
 		o.Partitions = 6
 	}
+	if o.CatchupTimeout == 0 {
+		o.CatchupTimeout = 5 * time.Minute
+	}
 	if o.Batch == 0 {
 		o.Batch = 2000
 	}
@@ -150,6 +162,9 @@ func (o *Options) defaults() error {
 			return err
 		}
 		o.Root = root
+	}
+	if o.KafkaScript == "" {
+		o.KafkaScript = filepath.Join(o.Root, "scripts", "kafka.sh")
 	}
 	if o.BinDir == "" {
 		o.BinDir = filepath.Join(o.Root, "bin")
@@ -368,11 +383,16 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 		break
 	}
 
-	if err := r.waitCaughtUp(ctx, 10*time.Minute); err != nil {
-		return nil, err
+	if err := r.waitCaughtUp(ctx, o.CatchupTimeout); err != nil {
+		// Checked anyway: what the stuck pipeline did and did not do is
+		// the finding.
+		rep.CatchupS = time.Since(lastIngest).Seconds()
+		r.logf("NOT caught up after %.1fs: %v", rep.CatchupS, err)
+	} else {
+		rep.CaughtUp = true
+		rep.CatchupS = time.Since(lastIngest).Seconds()
+		r.logf("caught up %.1fs after the last ingest call", rep.CatchupS)
 	}
-	rep.CatchupS = time.Since(lastIngest).Seconds()
-	r.logf("caught up %.1fs after the last ingest call", rep.CatchupS)
 
 	live, err := listAlerts(ctx, alertClients)
 	if err != nil {
@@ -389,14 +409,18 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 	rep.Mismatches = len(diffs)
 	rep.FirstMismatches = diffs[:min(10, len(diffs))]
 
-	rep.SubscriberGaps = sub.settle(live, 30*time.Second)
+	settle := 30 * time.Second
+	if !rep.CaughtUp {
+		settle = 5 * time.Second
+	}
+	rep.SubscriberGaps = sub.settle(live, settle)
 	stopSub()
 	sub.mu.Lock()
 	rep.SubscriberReconnects, rep.SubscriberRedelivered, rep.SubscriberUpdates = sub.reconnects, sub.redelivered, sub.updates
 	sub.mu.Unlock()
 
 	brokers := r.kafka.Brokers()
-	if err := waitQuiet(ctx, brokers, r.topics.Alerts, 2*time.Minute); err != nil {
+	if err := waitQuiet(ctx, brokers, r.topics.Alerts, time.Minute); err != nil {
 		r.logf("%v", err)
 	}
 	alog, err := readAlertLog(ctx, brokers, r.topics.Alerts)
@@ -443,12 +467,21 @@ func (r *run) startInfra(ctx context.Context) error {
 		return err
 	}
 	r.signer = k
+	// Kept with the run so that `CHURNWATCH_DEV_KEY=D/token-key.pem
+	// churnctl token mint` can inspect a run while it goes.
+	pemb, err := auth.PrivateKeyPEM(k)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(o.Dir, "token-key.pem"), pemb, 0o600); err != nil {
+		return err
+	}
 	if r.opsTok, err = auth.Mint(k, auth.Principal{Subject: "chaos-ops", Role: auth.RoleOps}, 4*time.Hour); err != nil {
 		return err
 	}
 	switch o.Kafka {
 	case "real":
-		kc, err := startReal(ctx, filepath.Join(o.Root, "scripts", "kafka.sh"), o.Dir, 3)
+		kc, err := startReal(ctx, o.KafkaScript, o.Dir, 3)
 		if err != nil {
 			return err
 		}
@@ -527,7 +560,15 @@ func (r *run) startServices(ctx context.Context) error {
 			r.logf("%s serving on %s (http %s)", s.name, s.grpcAddr, s.httpAddr)
 		}
 	}
-	return nil
+	// D/chaos.env, like dev.env: `. D/chaos.env; churnctl token mint …`
+	// reaches the first instance of each service while the run goes.
+	var b strings.Builder
+	for k, v := range map[string]string{"CHURNWATCH_INGESTER_ADDR": r.ing[0].grpcAddr, "CHURNWATCH_RULES_ADDR": r.rules[0].grpcAddr,
+		"CHURNWATCH_ALERTS_ADDR": r.alerts[0].grpcAddr, "CHURNWATCH_KAFKA_BROKERS": env["CHURNWATCH_KAFKA_BROKERS"],
+		"CHURNWATCH_REDIS_ADDR": env["CHURNWATCH_REDIS_ADDR"], "CHURNWATCH_DEV_KEY": filepath.Join(r.o.Dir, "token-key.pem")} {
+		fmt.Fprintf(&b, "export %s=%q\n", k, v)
+	}
+	return os.WriteFile(filepath.Join(r.o.Dir, "chaos.env"), []byte(b.String()), 0o644)
 }
 
 func (r *run) watchExits(ctx context.Context, n *atomic.Int64) {

@@ -155,6 +155,8 @@ func run(ctx context.Context, args []string) error {
 		fs.StringVar(&o.Dir, "dir", "", "directory for logs, Redis's AOF and Kafka's data (default: a new temp dir, kept)")
 		fs.IntVar(&o.Partitions, "partitions", 6, "partitions per topic")
 		fs.IntVar(&o.Batch, "batch", 2000, "events per PublishEvents call")
+		fs.DurationVar(&o.CatchupTimeout, "catchup-timeout", 5*time.Minute, "longest wait for the pipeline to catch up after the last ingest call")
+		fs.StringVar(&o.KafkaScript, "kafka-script", "", "the real cluster's script (default scripts/kafka.sh in the repository)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
