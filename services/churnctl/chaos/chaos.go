@@ -690,7 +690,8 @@ func createTopics(ctx context.Context, churnctl string, brokers []string, partit
 			logf("topics created by churnctl topics create")
 			return nil
 		} else {
-			logf("churnctl topics create failed (%v: %s); creating the topics directly", err, strings.TrimSpace(string(out)))
+			first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+			logf("churnctl topics create failed (%v: %s); creating the topics directly", err, first)
 		}
 	}
 	isr := kafka.ConfigEntry{ConfigName: "min.insync.replicas", ConfigValue: "2"}
