@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 GOTEST_FLAGS ?= -count=1 -timeout 25m
 FUZZTIME ?= 30000x
 
-.PHONY: help build demo dev test test-go fuzz bench lint proto setup tools clean
+.PHONY: help build demo dev test test-go fuzz bench chaos lint proto setup tools clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,11 @@ fuzz: ## short fuzz runs of every decoder of outside input (FUZZTIME=30000x exec
 
 bench: setup ## performance report (one JSON object) and the Go benchmarks
 	scripts/bench.sh
+
+chaos: ## fault run (SPEC §8 no loss): kill -9 of service instances, a broker and Redis on real Kafka; one JSON report (CHAOS_FLAGS="--kafka embedded" without scripts/kafka.sh)
+	@scripts/setup.sh --no-tools
+	@$(MAKE) --no-print-directory build
+	bin/churnwatch chaos $(CHAOS_FLAGS)
 
 lint: setup ## gofmt, go vet, buf lint, staticcheck on every module
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); echo "gofmt: files above need formatting"; exit 1; }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/churnwatch/churnwatch/services/churnctl/bench"
+	"github.com/churnwatch/churnwatch/services/churnctl/chaos"
 	"github.com/churnwatch/churnwatch/services/churnctl/demo"
 	"github.com/churnwatch/churnwatch/services/churnctl/devstack"
 )
@@ -47,6 +48,20 @@ Usage:
       pipeline, and prints one JSON object. --cpuprofile profiles the
       pipeline phase; --allocprofile writes F.before and F.after (go tool
       pprof -base F.before F.after shows the phase's allocations).
+
+  churnwatch chaos [--kafka real|embedded] [--kills N] [--customers N]
+                   [--months M] [--seed S] [--dir D] [--partitions P]
+      The fault-injection run (make chaos, docs/reliability.md): two
+      instances of every service as separate processes (bin/ingester,
+      bin/rules, bin/alerts, built when missing) on a three-broker Apache
+      Kafka cluster (scripts/kafka.sh; --kafka embedded: the broker above in
+      its own process) and a redis-server with an append-only file; a
+      simulated bank streamed through while service instances (at least N
+      kills, default 12), one broker and Redis are SIGKILLed and restarted
+      and an ops Subscribe stream stays open. Prints one JSON report; exits
+      1 when live alerts differ from the back-test, an alert version is
+      published twice or missing, the stream skipped a version, or an
+      accepted event was not scored.
 
 The embedded broker runs every request on one goroutine: its throughput is
 not Kafka's.`
@@ -130,6 +145,22 @@ func run(ctx context.Context, args []string) error {
 			}
 		}
 		return runBench(ctx, o)
+	case "chaos":
+		var o chaos.Options
+		fs.StringVar(&o.Kafka, "kafka", "real", "real (scripts/kafka.sh, three brokers) or embedded (kfake in its own process)")
+		fs.IntVar(&o.Kills, "kills", 12, "service-instance kills (SIGKILL, then a restart), at least")
+		fs.IntVar(&o.Customers, "customers", 1100, "simulated customers (about 38 events per customer-month)")
+		fs.IntVar(&o.Months, "months", 12, "months of history")
+		fs.Int64Var(&o.Seed, "seed", 1, "simulation and fault-plan seed")
+		fs.StringVar(&o.Dir, "dir", "", "directory for logs, Redis's AOF and Kafka's data (default: a new temp dir, kept)")
+		fs.IntVar(&o.Partitions, "partitions", 6, "partitions per topic")
+		fs.IntVar(&o.Batch, "batch", 2000, "events per PublishEvents call")
+		fs.DurationVar(&o.CatchupTimeout, "catchup-timeout", 5*time.Minute, "longest wait for the pipeline to catch up after the last ingest call")
+		fs.StringVar(&o.KafkaScript, "kafka-script", "", "the real cluster's script (default scripts/kafka.sh in the repository)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return runChaos(ctx, o)
 	default:
 		return fmt.Errorf("unknown command %q (churnwatch --help)", args[0])
 	}
