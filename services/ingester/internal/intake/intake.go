@@ -99,12 +99,12 @@ type Config struct {
 // Deps are an Intake's collaborators.
 type Deps struct {
 	Events, Customers, DLQ Writer
-	Partitions        PartitionLister
-	Redis             redis.UniversalClient
-	Meter             metric.Meter
-	Tracer            trace.Tracer
-	Propagator        propagation.TextMapPropagator
-	Log               *slog.Logger
+	Partitions             PartitionLister
+	Redis                  redis.UniversalClient
+	Meter                  metric.Meter
+	Tracer                 trace.Tracer
+	Propagator             propagation.TextMapPropagator
+	Log                    *slog.Logger
 	// Now is the wall clock (time.Now when nil).
 	Now func() time.Time
 }
