@@ -139,7 +139,7 @@ func (s *staged) empty() bool {
 
 // store is the alert service's Redis state.
 type store struct {
-	rdb          *redis.Client
+	rdb          redis.UniversalClient
 	retention    int
 	signalMemory int
 }

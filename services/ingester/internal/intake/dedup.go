@@ -42,7 +42,7 @@ return 0`)
 // retention period once the write is acknowledged, or released when it
 // failed so that a retry is accepted. One pipeline per step per batch.
 type dedup struct {
-	rdb        *redis.Client
+	rdb        redis.UniversalClient
 	prefix     string
 	retention  time.Duration
 	pendingTTL time.Duration

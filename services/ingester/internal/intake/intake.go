@@ -76,7 +76,7 @@ type Config struct {
 type Deps struct {
 	Events, Customers Writer
 	Partitions        PartitionLister
-	Redis             *redis.Client
+	Redis             redis.UniversalClient
 	Meter             metric.Meter
 	Tracer            trace.Tracer
 	Propagator        propagation.TextMapPropagator

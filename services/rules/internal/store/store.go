@@ -50,11 +50,11 @@ func DueKey(partition int32) string {
 
 // Store reads and writes the rules service's Redis state.
 type Store struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 }
 
 // New returns a Store over rdb.
-func New(rdb *redis.Client) *Store { return &Store{rdb: rdb} }
+func New(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
 
 // Envelope is what is stored for a customer besides the engine's own state:
 // the events partition the customer was last scored from and the offset of
