@@ -43,7 +43,7 @@ type env struct {
 	cfg     app.Config
 	keys    *testkit.Keys
 	kafka   *embedded.Kafka
-	redis   *embedded.Redis
+	redis   testkit.RedisTarget
 	clock   *clock
 	signals *kafka.Writer
 	custs   *kafka.Writer
@@ -57,14 +57,15 @@ func start(t *testing.T, tune func(*app.Config)) *env {
 // startLogged runs the service with its logs going to logs (when not nil).
 func startLogged(t *testing.T, tune func(*app.Config), logs io.Writer) *env {
 	t.Helper()
-	r := testkit.Redis(t)
+	r := testkit.RedisUnderTest(t)
 	k := testkit.Kafka(t)
 	keys := testkit.NewKeys(t)
 	cfg, err := app.LoadConfig(config.FromMap(map[string]string{"CHURNWATCH_AUTH_PUBLIC_KEYS": keys.PublicPEM}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Common = testkit.Common("alerts", keys, k.Brokers, r.Addr)
+	cfg.Common = testkit.Common("alerts", keys, k.Brokers, "")
+	r.Configure(&cfg.Common)
 	cfg.ScanInterval = time.Hour // tests run escalations themselves
 	if tune != nil {
 		tune(&cfg)
