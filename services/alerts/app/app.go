@@ -82,7 +82,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	if a.met, err = newMetrics(a); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	a.hub = newHub(base.Redis, base.Log, cfg.Common.RedisAddr, cfg.Common.RedisPassword, cfg.Common.RedisDB)
+	if a.hub, err = newHub(base.Log, cfg.Common); err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
 	a.hub.onCut = func() { a.met.cutoffs.Add(context.Background(), 1) }
 	a.signals = kafka.NewReader(kafkax.ReaderConfig(cfg.Common.KafkaBrokers, cfg.SignalsGroup, cfg.Common.Topics.Signals))
 	a.customers = kafka.NewReader(kafkax.ReaderConfig(cfg.Common.KafkaBrokers, cfg.CustomersGroup, cfg.Common.Topics.Customers))

@@ -43,7 +43,7 @@ type env struct {
 	cfg     app.Config
 	keys    *testkit.Keys
 	kafka   *embedded.Kafka
-	redis   *embedded.Redis
+	redis   testkit.RedisTarget
 	clock   *clock
 	signals *kafka.Writer
 	custs   *kafka.Writer
@@ -57,7 +57,7 @@ func start(t *testing.T, tune func(*app.Config)) *env {
 // startLogged runs the service with its logs going to logs (when not nil).
 func startLogged(t *testing.T, tune func(*app.Config), logs io.Writer) *env {
 	t.Helper()
-	return startOn(t, testkit.Redis(t), testkit.Kafka(t), testkit.NewKeys(t), nil, tune, logs)
+	return startOn(t, testkit.RedisUnderTest(t), testkit.Kafka(t), testkit.NewKeys(t), nil, tune, logs)
 }
 
 // peer starts another instance of the service on e's Redis, broker, keys
@@ -67,13 +67,14 @@ func (e *env) peer(tune func(*app.Config), opts ...app.Option) *env {
 	return startOn(e.t, e.redis, e.kafka, e.keys, e.clock, tune, nil, opts...)
 }
 
-func startOn(t *testing.T, r *embedded.Redis, k *embedded.Kafka, keys *testkit.Keys, clk *clock, tune func(*app.Config), logs io.Writer, opts ...app.Option) *env {
+func startOn(t *testing.T, r testkit.RedisTarget, k *embedded.Kafka, keys *testkit.Keys, clk *clock, tune func(*app.Config), logs io.Writer, opts ...app.Option) *env {
 	t.Helper()
 	cfg, err := app.LoadConfig(config.FromMap(map[string]string{"CHURNWATCH_AUTH_PUBLIC_KEYS": keys.PublicPEM}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Common = testkit.Common("alerts", keys, k.Brokers, r.Addr)
+	cfg.Common = testkit.Common("alerts", keys, k.Brokers, "")
+	r.Configure(&cfg.Common)
 	cfg.ScanInterval = time.Hour // tests run escalations themselves
 	if tune != nil {
 		tune(&cfg)

@@ -40,7 +40,7 @@ var errKilled = errors.New("publisher killed (test)")
 //     Kafka write but before the position update, a write that timed out
 //     but landed).
 type publisher struct {
-	rdb       *redis.Client // blocking XREAD: the fan-out's own client
+	rdb       redis.UniversalClient // blocking XREAD: the fan-out's own client
 	lease     *lease
 	topic     *topicLog
 	log       *slog.Logger

@@ -39,13 +39,13 @@ func (e *env) topicRecords() []app.TopicRecord {
 // everything committed so far is on the topic.
 func (e *env) published() {
 	e.t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr})
+	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Node.Addr})
 	defer rdb.Close()
 	ctx := context.Background()
 	var pos string
 	waitFor(e.t, 30*time.Second, "publisher caught up with the outbox", func() bool {
-		last, err := rdb.XRevRangeN(ctx, "cw:s:all", "+", "-", 1).Result()
-		pos, _ = rdb.Get(ctx, "cw:pub:last").Result()
+		last, err := rdb.XRevRangeN(ctx, "cw:{alerts}:s:all", "+", "-", 1).Result()
+		pos, _ = rdb.Get(ctx, "cw:{alerts}:pub:last").Result()
 		return err == nil && len(last) == 1 && pos == last[0].ID
 	})
 }

@@ -13,52 +13,64 @@ import (
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/alerts/alerting"
+	"github.com/churnwatch/churnwatch/services/platform/redisx"
 )
 
-// Redis layout. Everything about one customer shares the hash tag {c:ID};
-// the audience streams, listing indexes, deadlines and counters are global
-// by nature (one key per audience or per purpose, never one tag for all).
+// Redis layout. Every key of the alert service shares ONE hash tag,
+// {alerts}, so that a whole step (customer keys, listing indexes,
+// deadlines, counters and the audience streams, which appendUpdate writes
+// in one script with one shared entry id) stays one MULTI/EXEC in one hash
+// slot on Redis Cluster. This is the exception to "never one global tag":
+// the step's atomicity spans customers and global indexes by design, and
+// the alert keyspace is small (open and resolved alerts, streams capped at
+// the retention). On a Cluster it therefore lives on one master; the
+// rules state and the ingester's dedup marks, which are the bulk, spread
+// over all of them. Spreading alerts too would need per-customer steps
+// with an outbox for the global keys.
 //
-//	cw:{c:ID}:open         the customer's open alert (proto); absent when none
-//	cw:{c:ID}:a:ALERT      a resolved alert (proto)
-//	cw:{c:ID}:h:ALERT      the alert's history (list of AlertHistoryEntry)
-//	cw:{c:ID}:sigs         merged signal ids (zset, newest SignalMemory kept)
-//	cw:{c:ID}:profile      the customer's profile (proto)
-//	cw:{c:ID}:alerts       the customer's alerts (listing index)
-//	cw:idx:all|m:MGR|b:BR  listing indexes: members "CREATEDMS|ALERT", score 0, read by lex
-//	cw:idx:open            open alerts (same members), for ops' Subscribe snapshot
-//	cw:due:ack             open alerts by acknowledgement deadline (ms)
-//	cw:due:snooze          snoozed alerts by snooze end (ms)
-//	cw:stats:open          open alerts per "SEVERITY|TIER"
-//	cw:precision           resolved outcomes per "RULE|OUTCOME"
-//	cw:s:all|m:MGR|b:BR    audience streams (AlertUpdates); ids shared with cw:s:all
-//	cw:pub:last            last cw:s:all id published to churnwatch.alerts.v1; set
-//	                       only by the commitPosition script while cw:pub:lease is the
-//	                       setter's token
-//	cw:pub:lease           publisher lease: the holder's random token, PX
-//	                       CHURNWATCH_PUBLISH_LEASE_TTL; only the holder publishes
+// Key names before issue 10 were the same without "{alerts}:" and with
+// the customer tag: cw:{c:ID}:open → cw:{alerts}:c:ID:open, cw:idx:all →
+// cw:{alerts}:idx:all, cw:s:all → cw:{alerts}:s:all, and so on
+// (docs/deployment.md has the rename for an existing Redis).
 //
-// The two cw:pub keys are used together by one script; like the MULTI of
-// transact (customer keys with the global streams and indexes) that needs
-// a single Redis (or a primary with replicas), not Redis Cluster.
-func ctag(c string) string            { return "cw:{c:" + c + "}:" }
+//	cw:{alerts}:c:ID:open        the customer's open alert (proto); absent when none
+//	cw:{alerts}:c:ID:a:ALERT     a resolved alert (proto)
+//	cw:{alerts}:c:ID:h:ALERT     the alert's history (list of AlertHistoryEntry)
+//	cw:{alerts}:c:ID:sigs        merged signal ids (zset, newest SignalMemory kept)
+//	cw:{alerts}:c:ID:profile     the customer's profile (proto)
+//	cw:{alerts}:c:ID:alerts      the customer's alerts (listing index)
+//	cw:{alerts}:idx:all|m:MGR|b:BR  listing indexes: members "CREATEDMS|ALERT", score 0, read by lex
+//	cw:{alerts}:idx:open         open alerts (same members), for ops' Subscribe snapshot
+//	cw:{alerts}:due:ack          open alerts by acknowledgement deadline (ms)
+//	cw:{alerts}:due:snooze       snoozed alerts by snooze end (ms)
+//	cw:{alerts}:stats:open       open alerts per "SEVERITY|TIER"
+//	cw:{alerts}:precision        resolved outcomes per "RULE|OUTCOME"
+//	cw:{alerts}:s:all|m:MGR|b:BR audience streams (AlertUpdates); ids shared with cw:{alerts}:s:all
+//	cw:{alerts}:pub:last         last cw:{alerts}:s:all id published to churnwatch.alerts.v1; set
+//	                             only by the commitPosition script while cw:{alerts}:pub:lease is the
+//	                             setter's token
+//	cw:{alerts}:pub:lease        publisher lease: the holder's random token, PX
+//	                             CHURNWATCH_PUBLISH_LEASE_TTL; only the holder publishes
+const keyPrefix = "cw:{alerts}:"
+
+func ctag(c string) string            { return keyPrefix + "c:" + c + ":" }
 func kOpen(c string) string           { return ctag(c) + "open" }
 func kAlert(c, id string) string      { return ctag(c) + "a:" + id }
 func kHistory(c, id string) string    { return ctag(c) + "h:" + id }
 func kSigs(c string) string           { return ctag(c) + "sigs" }
 func kProfile(c string) string        { return ctag(c) + "profile" }
 func kCustomerAlerts(c string) string { return ctag(c) + "alerts" }
-func kIndex(aud string) string        { return "cw:idx:" + aud }
-func kStream(aud string) string       { return "cw:s:" + aud }
+func kIndex(aud string) string        { return keyPrefix + "idx:" + aud }
+func kStream(aud string) string       { return keyPrefix + "s:" + aud }
 
 const (
-	kDueAck    = "cw:due:ack"
-	kDueSnooze = "cw:due:snooze"
-	kOpenStats = "cw:stats:open"
-	kPrecision = "cw:precision"
-	kPubLast   = "cw:pub:last"
-	kPubLease  = "cw:pub:lease"
-	kOpenIndex = "cw:idx:open"
+	kDueAck    = keyPrefix + "due:ack"
+	kDueSnooze = keyPrefix + "due:snooze"
+	kOpenStats = keyPrefix + "stats:open"
+	kPrecision = keyPrefix + "precision"
+	kPubLast   = keyPrefix + "pub:last"
+	kPubLease  = keyPrefix + "pub:lease"
+	kOpenIndex = keyPrefix + "idx:open"
 	audAll     = "all"
 )
 
@@ -148,7 +160,7 @@ func (s *staged) empty() bool {
 
 // store is the alert service's Redis state.
 type store struct {
-	rdb          *redis.Client
+	rdb          redis.UniversalClient
 	retention    int
 	signalMemory int
 }
@@ -164,6 +176,13 @@ var errConflict = errors.New("concurrent change; retried too often")
 func (s *store) transact(ctx context.Context, customers []string, sigIDs map[string][]string,
 	fn func(map[string]*alerting.Customer) (*staged, error)) (*staged, error) {
 	var out *staged
+	// A ClusterClient picks the transaction's node by a watched key (every
+	// alert key is in the {alerts} slot); the first customer's open key is
+	// watched in the load anyway, so naming it here changes nothing else.
+	var route []string
+	if redisx.IsCluster(s.rdb) && len(customers) > 0 {
+		route = []string{kOpen(customers[0])}
+	}
 	for attempt := 0; attempt < 20; attempt++ {
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			state, err := s.load(ctx, tx, customers, sigIDs)
@@ -180,7 +199,7 @@ func (s *store) transact(ctx context.Context, customers []string, sigIDs map[str
 			}
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error { return s.write(ctx, p, st) })
 			return err
-		})
+		}, route...)
 		if errors.Is(err, redis.TxFailedErr) {
 			continue
 		}

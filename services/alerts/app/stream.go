@@ -22,6 +22,7 @@ import (
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/alerts/alerting"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
+	"github.com/churnwatch/churnwatch/services/platform/config"
 	"github.com/churnwatch/churnwatch/services/platform/redisx"
 )
 
@@ -108,7 +109,7 @@ type subscriber struct {
 // fans each entry out to the subscribers of its audiences. It never blocks
 // on a subscriber: a full queue cuts that subscriber off.
 type hub struct {
-	rdb   *redis.Client // own client: the blocking read holds a connection
+	rdb   redis.UniversalClient // own client: the blocking read holds a connection
 	log   *slog.Logger
 	onCut func()
 	mu    sync.Mutex
@@ -117,8 +118,12 @@ type hub struct {
 	ready chan struct{}
 }
 
-func newHub(_ *redis.Client, log *slog.Logger, addr, password string, db int) *hub {
-	return &hub{rdb: redisx.New(addr, password, db), log: log, subs: map[*subscriber]struct{}{}, ready: make(chan struct{})}
+func newHub(log *slog.Logger, cfg config.Common) (*hub, error) {
+	rdb, err := redisx.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &hub{rdb: rdb, log: log, subs: map[*subscriber]struct{}{}, ready: make(chan struct{})}, nil
 }
 
 func (h *hub) close() { _ = h.rdb.Close() }

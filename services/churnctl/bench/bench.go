@@ -34,7 +34,9 @@ import (
 	"github.com/churnwatch/churnwatch/services/ingester/validate"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/client"
+	"github.com/churnwatch/churnwatch/services/platform/config"
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
+	"github.com/churnwatch/churnwatch/services/platform/redisx"
 	"github.com/churnwatch/churnwatch/services/rules/convert"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 )
@@ -105,7 +107,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer st.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: o.RedisAddr})
+	rdb, err := redisx.New(config.Common{RedisAddr: o.RedisAddr})
+	if err != nil {
+		return nil, err
+	}
 	defer rdb.Close()
 
 	ingestTok, _ := st.Token("bench-core", auth.RoleIngest, "", time.Hour)
@@ -307,25 +312,49 @@ func engineEPS(bank *simulate.Bank) float64 {
 	return float64(len(evs)) / time.Since(start).Seconds()
 }
 
-func usedMemory(ctx context.Context, rdb *redis.Client) int64 {
-	info, err := rdb.Info(ctx, "memory").Result()
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
+// usedMemory sums used_memory over every master (INFO is per node).
+func usedMemory(ctx context.Context, rdb redis.UniversalClient) int64 {
+	var total atomic.Int64
+	_ = redisx.ForEachMaster(ctx, rdb, func(ctx context.Context, node *redis.Client) error {
+		info, err := node.Info(ctx, "memory").Result()
+		if err != nil {
+			return err
 		}
-	}
-	return 0
+		for _, line := range strings.Split(info, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				total.Add(n)
+			}
+		}
+		return nil
+	})
+	return total.Load()
+}
+
+// scanKeys runs SCAN MATCH on every master (a Cluster's keyspace is split
+// over them) and hands fn each batch of keys; fn may be called
+// concurrently.
+func scanKeys(ctx context.Context, rdb redis.UniversalClient, match string, fn func([]string)) {
+	_ = redisx.ForEachMaster(ctx, rdb, func(ctx context.Context, node *redis.Client) error {
+		var cursor uint64
+		for {
+			keys, next, err := node.Scan(ctx, cursor, match, 5000).Result()
+			if err != nil {
+				return err
+			}
+			fn(keys)
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	})
 }
 
 // redisFootprint sums MEMORY USAGE over every key carrying a sampled
 // customer's hash tag ({c:ID}: rules state, profiles, alerts) and reports the
 // ingester's eventId dedupe marks per event apart, since those live for
 // the retention period on the wall clock whatever the customer count.
-func redisFootprint(ctx context.Context, rdb *redis.Client, customers []simulate.Customer, events int, baseMem int64) (perCustomer, dedupPerEvent float64) {
+func redisFootprint(ctx context.Context, rdb redis.UniversalClient, customers []simulate.Customer, events int, baseMem int64) (perCustomer, dedupPerEvent float64) {
 	sample := map[string]bool{}
 	for i, c := range customers {
 		if i >= 200 {
@@ -333,13 +362,8 @@ func redisFootprint(ctx context.Context, rdb *redis.Client, customers []simulate
 		}
 		sample["{c:"+c.CustomerID+"}"] = true
 	}
-	var total int64
-	var cursor uint64
-	for {
-		keys, next, err := rdb.Scan(ctx, cursor, "*{c:*", 5000).Result()
-		if err != nil {
-			break
-		}
+	var total atomic.Int64
+	scanKeys(ctx, rdb, "*{c:*", func(keys []string) {
 		for _, k := range keys {
 			i := strings.Index(k, "{c:")
 			j := strings.IndexByte(k[i:], '}')
@@ -347,13 +371,10 @@ func redisFootprint(ctx context.Context, rdb *redis.Client, customers []simulate
 				continue
 			}
 			n, _ := rdb.MemoryUsage(ctx, k).Result()
-			total += n
+			total.Add(n)
 		}
-		if cursor = next; cursor == 0 {
-			break
-		}
-	}
-	perCustomer = float64(total) / float64(len(sample))
+	})
+	perCustomer = float64(total.Load()) / float64(len(sample))
 	used := usedMemory(ctx, rdb) - baseMem
 	if rest := float64(used) - perCustomer*float64(len(customers)); rest > 0 && events > 0 {
 		dedupPerEvent = rest / float64(events)
@@ -361,19 +382,10 @@ func redisFootprint(ctx context.Context, rdb *redis.Client, customers []simulate
 	return perCustomer, dedupPerEvent
 }
 
-func countAlerts(ctx context.Context, rdb *redis.Client) int {
-	n := 0
-	var cursor uint64
-	for {
-		keys, next, err := rdb.Scan(ctx, cursor, "*alert*", 5000).Result()
-		if err != nil {
-			return n
-		}
-		n += len(keys)
-		if cursor = next; cursor == 0 {
-			return n
-		}
-	}
+func countAlerts(ctx context.Context, rdb redis.UniversalClient) int {
+	var n atomic.Int64
+	scanKeys(ctx, rdb, "*alert*", func(keys []string) { n.Add(int64(len(keys))) })
+	return int(n.Load())
 }
 
 // latency sends a steady stream of events at rate/s for d; one event in 20

@@ -19,7 +19,7 @@ func TestShortChaosRun(t *testing.T) {
 		t.Skip("starts six service processes, a broker and Redis")
 	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server not on PATH (scripts/setup.sh installs it)")
+		t.Fatal("redis-server not on PATH (scripts/setup.sh installs it)")
 	}
 	root, err := FindRoot()
 	if err != nil {

@@ -122,8 +122,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		s.kafka, s.Brokers = k, k.Brokers
 		env["CHURNWATCH_KAFKA_BROKERS"] = strings.Join(k.Brokers, ",")
 	}
-	if a := env["CHURNWATCH_REDIS_ADDR"]; a != "" {
-		s.RedisAddr = a
+	if a := env["CHURNWATCH_REDIS_ADDR"]; a != "" || env["CHURNWATCH_REDIS_ADDRS"] != "" {
+		s.RedisAddr = a // a Cluster or the sentinels (ADDRS) reach the services through env
 	} else {
 		r, err := embedded.StartRedis(filepath.Join(s.Dir, "redis"), 0)
 		if err != nil {

@@ -26,14 +26,16 @@ import (
 // stack is a real redis-server, a kfake broker and the keys that sign the
 // test tokens.
 type stack struct {
-	redis   *embedded.Redis
+	rt      testkit.RedisTarget
+	redis   *embedded.Redis // nil on a Cluster
 	brokers []string
 	keys    *testkit.Keys
 }
 
 func newStack(t testing.TB) *stack {
 	t.Helper()
-	return &stack{redis: testkit.Redis(t), brokers: testkit.Kafka(t).Brokers, keys: testkit.NewKeys(t)}
+	rt := testkit.RedisUnderTest(t)
+	return &stack{rt: rt, redis: rt.Node, brokers: testkit.Kafka(t).Brokers, keys: testkit.NewKeys(t)}
 }
 
 func (s *stack) config(t testing.TB) app.Config {
@@ -42,7 +44,8 @@ func (s *stack) config(t testing.TB) app.Config {
 	if err == nil {
 		t.Fatal("an empty environment must fail validation (no public keys)")
 	}
-	cfg.Common = testkit.Common("ingester", s.keys, s.brokers, s.redis.Addr)
+	cfg.Common = testkit.Common("ingester", s.keys, s.brokers, "")
+	s.rt.Configure(&cfg.Common)
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -132,41 +133,78 @@ func (t Topics) All() []string { return []string{t.Events, t.Customers, t.Signal
 
 // Common is the configuration every service shares.
 type Common struct {
-	Service        string
-	GRPCAddr       string
-	HTTPAddr       string
-	KafkaBrokers   []string
-	RedisAddr      string
-	RedisPassword  string
-	RedisDB        int
-	AuthPublicKeys []string // PEM files (or PEM text) of the token signers
-	TLSCert        string
-	TLSKey         string
-	TLSClientCA    string // when set, clients must present a certificate (mTLS)
-	LogLevel       string
-	HomeBank       string
-	Topics         Topics
-	ShutdownGrace  time.Duration
-	OTLPEndpoint   string
+	Service      string
+	GRPCAddr     string
+	HTTPAddr     string
+	KafkaBrokers []string
+	// Redis: one node (RedisAddr: host:port or a redis:// / rediss:// URL),
+	// Sentinel (RedisMasterName, RedisAddrs = the sentinels) or Cluster
+	// (RedisCluster, RedisAddrs = seed nodes). redisx builds the client.
+	RedisAddr         string
+	RedisAddrs        []string
+	RedisMasterName   string
+	RedisCluster      bool
+	RedisUsername     string // ACL user
+	RedisPassword     string // secret: from _PASSWORD or the file _PASSWORD_FILE names
+	RedisPasswordFile string
+	RedisTLSCA        string // PEM file of the CA that signed Redis's certificate: TLS on
+	RedisDB           int
+	AuthPublicKeys    []string // PEM files (or PEM text) of the token signers
+	TLSCert           string
+	TLSKey            string
+	TLSClientCA       string // when set, clients must present a certificate (mTLS)
+	LogLevel          string
+	HomeBank          string
+	Topics            Topics
+	ShutdownGrace     time.Duration
+	OTLPEndpoint      string
 }
 
 // LoadCommon reads the shared settings; grpcDefault and httpDefault are the
 // service's default listen addresses (SPEC §6).
 func LoadCommon(e *Env, service, grpcDefault, httpDefault string) Common {
+	c := loadCommon(e, service, grpcDefault, httpDefault)
+	if c.RedisAddr == "" && len(c.RedisAddrs) == 0 {
+		c.RedisAddr = DefaultRedisAddr
+	}
+	if c.RedisPasswordFile != "" {
+		b, err := os.ReadFile(c.RedisPasswordFile)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("CHURNWATCH_REDIS_PASSWORD_FILE: %w", err))
+		} else if c.RedisPassword != "" {
+			e.errs = append(e.errs, errors.New("CHURNWATCH_REDIS_PASSWORD and CHURNWATCH_REDIS_PASSWORD_FILE are both set: keep only the file"))
+		} else {
+			c.RedisPassword = strings.TrimRight(string(b), "\r\n")
+		}
+	}
+	return c
+}
+
+// DefaultRedisAddr is used when neither CHURNWATCH_REDIS_ADDR nor
+// CHURNWATCH_REDIS_ADDRS is set.
+const DefaultRedisAddr = "127.0.0.1:6379"
+
+func loadCommon(e *Env, service, grpcDefault, httpDefault string) Common {
 	return Common{
-		Service:        service,
-		GRPCAddr:       e.String("CHURNWATCH_GRPC_ADDR", grpcDefault),
-		HTTPAddr:       e.String("CHURNWATCH_HTTP_ADDR", httpDefault),
-		KafkaBrokers:   e.List("CHURNWATCH_KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
-		RedisAddr:      e.String("CHURNWATCH_REDIS_ADDR", "127.0.0.1:6379"),
-		RedisPassword:  e.String("CHURNWATCH_REDIS_PASSWORD", ""),
-		RedisDB:        e.Int("CHURNWATCH_REDIS_DB", 0),
-		AuthPublicKeys: e.List("CHURNWATCH_AUTH_PUBLIC_KEYS", nil),
-		TLSCert:        e.String("CHURNWATCH_TLS_CERT", ""),
-		TLSKey:         e.String("CHURNWATCH_TLS_KEY", ""),
-		TLSClientCA:    e.String("CHURNWATCH_TLS_CLIENT_CA", ""),
-		LogLevel:       e.String("CHURNWATCH_LOG_LEVEL", "info"),
-		HomeBank:       e.String("CHURNWATCH_HOME_BANK", "HOME"),
+		Service:           service,
+		GRPCAddr:          e.String("CHURNWATCH_GRPC_ADDR", grpcDefault),
+		HTTPAddr:          e.String("CHURNWATCH_HTTP_ADDR", httpDefault),
+		KafkaBrokers:      e.List("CHURNWATCH_KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
+		RedisAddr:         e.String("CHURNWATCH_REDIS_ADDR", ""),
+		RedisAddrs:        e.List("CHURNWATCH_REDIS_ADDRS", nil),
+		RedisMasterName:   e.String("CHURNWATCH_REDIS_MASTER_NAME", ""),
+		RedisCluster:      e.Bool("CHURNWATCH_REDIS_CLUSTER", false),
+		RedisUsername:     e.String("CHURNWATCH_REDIS_USERNAME", ""),
+		RedisPassword:     e.String("CHURNWATCH_REDIS_PASSWORD", ""),
+		RedisPasswordFile: e.String("CHURNWATCH_REDIS_PASSWORD_FILE", ""),
+		RedisTLSCA:        e.String("CHURNWATCH_REDIS_TLS_CA", ""),
+		RedisDB:           e.Int("CHURNWATCH_REDIS_DB", 0),
+		AuthPublicKeys:    e.List("CHURNWATCH_AUTH_PUBLIC_KEYS", nil),
+		TLSCert:           e.String("CHURNWATCH_TLS_CERT", ""),
+		TLSKey:            e.String("CHURNWATCH_TLS_KEY", ""),
+		TLSClientCA:       e.String("CHURNWATCH_TLS_CLIENT_CA", ""),
+		LogLevel:          e.String("CHURNWATCH_LOG_LEVEL", "info"),
+		HomeBank:          e.String("CHURNWATCH_HOME_BANK", "HOME"),
 		Topics: Topics{
 			Events:    e.String("CHURNWATCH_TOPIC_EVENTS", "churnwatch.events.v1"),
 			Customers: e.String("CHURNWATCH_TOPIC_CUSTOMERS", "churnwatch.customers.v1"),
@@ -188,9 +226,7 @@ func (c Common) Validate() error {
 	if len(c.KafkaBrokers) == 0 {
 		errs = append(errs, errors.New("CHURNWATCH_KAFKA_BROKERS is empty"))
 	}
-	if c.RedisAddr == "" {
-		errs = append(errs, errors.New("CHURNWATCH_REDIS_ADDR is empty"))
-	}
+	errs = append(errs, c.validateRedis()...)
 	if len(c.AuthPublicKeys) == 0 {
 		errs = append(errs, errors.New("CHURNWATCH_AUTH_PUBLIC_KEYS is empty: every RPC needs a verified token"))
 	}
@@ -243,10 +279,63 @@ func Attrs(fields map[string]any) []any {
 func (c Common) Fields() map[string]any {
 	return map[string]any{
 		"grpc_addr": c.GRPCAddr, "http_addr": c.HTTPAddr, "kafka_brokers": strings.Join(c.KafkaBrokers, ","),
-		"redis_addr": c.RedisAddr, "redis_password": c.RedisPassword, "redis_db": c.RedisDB,
+		"redis_addr": MaskURL(c.RedisAddr), "redis_addrs": strings.Join(c.RedisAddrs, ","), "redis_master_name": c.RedisMasterName,
+		"redis_cluster": c.RedisCluster, "redis_username": c.RedisUsername, "redis_password": c.RedisPassword,
+		"redis_password_file": c.RedisPasswordFile, "redis_tls_ca": c.RedisTLSCA, "redis_db": c.RedisDB,
 		"auth_public_keys": len(c.AuthPublicKeys), "tls": c.TLSCert != "", "mtls": c.TLSClientCA != "",
 		"log_level": c.LogLevel, "home_bank": c.HomeBank, "topic_events": c.Topics.Events,
 		"topic_customers": c.Topics.Customers, "topic_signals": c.Topics.Signals, "topic_alerts": c.Topics.Alerts,
 		"topic_dlq": c.Topics.DLQ, "otlp_endpoint": c.OTLPEndpoint, "shutdown_grace": c.ShutdownGrace.String(),
 	}
+}
+
+// validateRedis checks that the Redis settings name one topology.
+func (c Common) validateRedis() []error {
+	var errs []error
+	switch {
+	case c.RedisAddr == "" && len(c.RedisAddrs) == 0:
+		errs = append(errs, errors.New("CHURNWATCH_REDIS_ADDR and CHURNWATCH_REDIS_ADDRS are empty: set one"))
+	case c.RedisAddr != "" && len(c.RedisAddrs) > 0:
+		errs = append(errs, errors.New("CHURNWATCH_REDIS_ADDR and CHURNWATCH_REDIS_ADDRS are both set: use ADDR for one node, ADDRS for the seeds of a Cluster or the sentinels, not both"))
+	}
+	if c.RedisMasterName != "" && c.RedisCluster {
+		errs = append(errs, errors.New("CHURNWATCH_REDIS_MASTER_NAME (Sentinel) and CHURNWATCH_REDIS_CLUSTER=true are both set: Redis runs either behind Sentinel or as a Cluster; unset one"))
+	}
+	if len(c.RedisAddrs) > 1 && c.RedisMasterName == "" && !c.RedisCluster {
+		errs = append(errs, errors.New("CHURNWATCH_REDIS_ADDRS lists several addresses: set CHURNWATCH_REDIS_CLUSTER=true (seed nodes) or CHURNWATCH_REDIS_MASTER_NAME (sentinels)"))
+	}
+	if c.RedisCluster && c.RedisDB != 0 {
+		errs = append(errs, errors.New("CHURNWATCH_REDIS_DB must be 0 with CHURNWATCH_REDIS_CLUSTER: a Redis Cluster has only database 0"))
+	}
+	if strings.Contains(c.RedisAddr, "://") {
+		u, err := url.Parse(c.RedisAddr)
+		switch {
+		case err != nil:
+			// url's error quotes the URL, password included: not repeated.
+			errs = append(errs, errors.New("CHURNWATCH_REDIS_ADDR is not a valid URL: want redis://[user:password@]host:port[/db] or rediss://…"))
+		case u.Scheme != "redis" && u.Scheme != "rediss":
+			errs = append(errs, fmt.Errorf("CHURNWATCH_REDIS_ADDR: scheme %q: want redis:// or rediss://", u.Scheme))
+		default:
+			if _, set := u.User.Password(); set && c.RedisPassword != "" {
+				errs = append(errs, errors.New("the Redis password is both in CHURNWATCH_REDIS_ADDR and in CHURNWATCH_REDIS_PASSWORD(_FILE): keep it in one place (the file)"))
+			}
+			if u.User.Username() != "" && c.RedisUsername != "" {
+				errs = append(errs, errors.New("the Redis user is both in CHURNWATCH_REDIS_ADDR and in CHURNWATCH_REDIS_USERNAME: keep one"))
+			}
+		}
+	}
+	return errs
+}
+
+// MaskURL returns a URL with its password replaced, for logs; a plain
+// host:port is returned as is, and an unparsable URL not at all.
+func MaskURL(s string) string {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }

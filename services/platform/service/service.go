@@ -45,7 +45,7 @@ type Base struct {
 	Log      *slog.Logger
 	Tel      *telemetry.Telemetry
 	Verifier *auth.Verifier
-	Redis    *redis.Client
+	Redis    redis.UniversalClient
 	GRPC     *grpc.Server
 	Mux      *http.ServeMux
 	Health   *health.Server
@@ -94,7 +94,9 @@ func New(ctx context.Context, cfg config.Common, opts Options) (*Base, error) {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
 	if !opts.NoRedis {
-		b.Redis = redisx.New(cfg.RedisAddr, cfg.RedisPassword, cfg.RedisDB)
+		if b.Redis, err = redisx.New(cfg); err != nil {
+			return nil, fmt.Errorf("redis: %w", err)
+		}
 		b.readyChecks = append(b.readyChecks, func(ctx context.Context) error { return b.Redis.Ping(ctx).Err() })
 		b.closers = append(b.closers, func(context.Context) error { return b.Redis.Close() })
 	}

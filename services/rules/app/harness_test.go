@@ -29,7 +29,8 @@ import (
 type stack struct {
 	t       *testing.T
 	kafka   *embedded.Kafka
-	redis   *embedded.Redis
+	rt      testkit.RedisTarget
+	redis   *embedded.Redis // nil on a Cluster
 	keys    *testkit.Keys
 	topics  config.Topics
 	brokers []string
@@ -37,7 +38,8 @@ type stack struct {
 
 func newStack(t *testing.T, partitions int) *stack {
 	t.Helper()
-	s := &stack{t: t, redis: testkit.Redis(t), keys: testkit.NewKeys(t), topics: testkit.DefaultTopics()}
+	rt := testkit.RedisUnderTest(t)
+	s := &stack{t: t, rt: rt, redis: rt.Node, keys: testkit.NewKeys(t), topics: testkit.DefaultTopics()}
 	if partitions == testkit.Partitions {
 		s.kafka = testkit.Kafka(t)
 	} else {
@@ -54,7 +56,8 @@ func newStack(t *testing.T, partitions int) *stack {
 
 func (s *stack) config(batch int) Config {
 	c := Defaults()
-	c.Common = testkit.Common("rules", s.keys, s.brokers, s.redis.Addr)
+	c.Common = testkit.Common("rules", s.keys, s.brokers, "")
+	s.rt.Configure(&c.Common)
 	c.BatchSize = batch
 	c.LagInterval = 200 * time.Millisecond
 	c.ThresholdsPoll = 200 * time.Millisecond

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
@@ -46,6 +45,9 @@ type scenario struct {
 func (sc scenario) run(t *testing.T, b *bank) (*stack, run) {
 	t.Helper()
 	s := newStack(t, sc.partitions)
+	if sc.redisRestartAfter > 0 && s.redis == nil {
+		t.Skip("restarts the one redis-server; not run on a Cluster")
+	}
 	cfg := s.config(sc.batch)
 	var opts []Option
 	var batches atomic.Int32
@@ -120,8 +122,7 @@ func (sc scenario) run(t *testing.T, b *bank) (*stack, run) {
 // states reads every customer's engine state.
 func (s *stack) states(b *bank) map[string][]byte {
 	s.t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: s.redis.Addr})
-	defer rdb.Close()
+	rdb := s.rt.Client(s.t)
 	out := map[string][]byte{}
 	for _, c := range b.customers {
 		raw, err := rdb.HGet(context.Background(), store.CustomerKey(c.GetCustomerId()), "s").Bytes()

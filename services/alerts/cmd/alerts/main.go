@@ -69,9 +69,15 @@ Environment (default):
   CHURNWATCH_GRPC_ADDR              127.0.0.1:7003
   CHURNWATCH_HTTP_ADDR              :8003   (/healthz /readyz /metrics)
   CHURNWATCH_KAFKA_BROKERS          127.0.0.1:9092
-  CHURNWATCH_REDIS_ADDR             127.0.0.1:6379
+  CHURNWATCH_REDIS_ADDR             127.0.0.1:6379  host:port or redis(s)://user:password@host:port/db
   CHURNWATCH_REDIS_PASSWORD         (empty)
   CHURNWATCH_REDIS_DB               0
+  CHURNWATCH_REDIS_ADDRS            (empty) Cluster seeds or sentinels, comma-separated; not with _ADDR
+  CHURNWATCH_REDIS_CLUSTER          false   true: Redis Cluster
+  CHURNWATCH_REDIS_MASTER_NAME      (empty) Sentinel master name
+  CHURNWATCH_REDIS_USERNAME         (empty) Redis ACL user
+  CHURNWATCH_REDIS_PASSWORD_FILE    (empty) file holding the Redis password
+  CHURNWATCH_REDIS_TLS_CA           (empty) CA of Redis's certificate: TLS to Redis
   CHURNWATCH_AUTH_PUBLIC_KEYS       (required) PEM files or PEM text, comma separated
   CHURNWATCH_TLS_CERT, CHURNWATCH_TLS_KEY, CHURNWATCH_TLS_CLIENT_CA   (empty: plaintext)
   CHURNWATCH_LOG_LEVEL              info

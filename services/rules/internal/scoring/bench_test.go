@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
-	"github.com/churnwatch/churnwatch/services/platform/redisx"
 	"github.com/churnwatch/churnwatch/services/platform/testkit"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
@@ -52,9 +51,7 @@ func BenchmarkRedisStateStage(b *testing.B) {
 		cache int
 	}{{"cache", 100000}, {"no-cache", 0}} {
 		b.Run(bc.name, func(b *testing.B) {
-			r := testkit.Redis(b)
-			rdb := redisx.New(r.Addr, "", 0)
-			defer rdb.Close()
+			rdb := testkit.RedisUnderTest(b).Client(b)
 			st := store.New(rdb)
 			sc := &Scorer{Engine: engine.New(engine.Config{}), Lateness: 7 * 24 * time.Hour, Topic: "events", Cache: NewStateCache(bc.cache)}
 			th := engine.DefaultThresholds()

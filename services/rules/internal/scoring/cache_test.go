@@ -15,7 +15,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
-	"github.com/churnwatch/churnwatch/services/platform/redisx"
 	"github.com/churnwatch/churnwatch/services/platform/testkit"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
@@ -111,14 +110,12 @@ func outcomeOf(t *testing.T, out *Output) outcome {
 	return o
 }
 
-// twoDatabases returns clients of two databases of a fresh redis-server:
-// one for the reference run, one for the run under test.
-func twoDatabases(t *testing.T) (ref, db *redis.Client) {
+// twoDatabases returns two fresh Redis clients: one for the reference run
+// (always one node), one for the run under test (one node, or a Cluster
+// with CHURNWATCH_TEST_REDIS=cluster).
+func twoDatabases(t *testing.T) (ref, db redis.UniversalClient) {
 	t.Helper()
-	r := testkit.Redis(t)
-	ref, db = redisx.New(r.Addr, "", 0), redisx.New(r.Addr, "", 1)
-	t.Cleanup(func() { ref.Close(); db.Close() })
-	return ref, db
+	return testkit.RedisTarget{Node: testkit.Redis(t)}.Client(t), testkit.RedisUnderTest(t).Client(t)
 }
 
 func newScorer(cache int) *Scorer {
@@ -127,7 +124,7 @@ func newScorer(cache int) *Scorer {
 
 // reference scores every batch one after the other, without a cache, each
 // written before the next is scored.
-func reference(t *testing.T, rdb *redis.Client, batches [][]kafka.Message) []outcome {
+func reference(t *testing.T, rdb redis.UniversalClient, batches [][]kafka.Message) []outcome {
 	t.Helper()
 	st, sc, th := store.New(rdb), newScorer(0), engine.DefaultThresholds()
 	var outs []outcome

@@ -13,9 +13,12 @@
 //	cw:{th}:log               list  JSON of each change, newest first
 //
 // Every customer key has its own hash tag so that a Redis Cluster spreads
-// customers over slots. Only Redis 7.0 commands are used and no scripts, so
-// that a restarted Redis (whose script cache is empty) needs nothing
-// reloaded.
+// customers over slots; the clocks, each deadline index and the threshold
+// keys ({th}: the WATCH/MULTI of Update spans both) are one slot each. No
+// key changed for Redis Cluster: a batch write that spans slots is ordered
+// instead of transactional there (see Apply). Only Redis 7.0 commands are
+// used and no scripts, so that a restarted Redis (whose script cache is
+// empty) needs nothing reloaded.
 package store
 
 import (
@@ -28,6 +31,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/churnwatch/churnwatch/services/platform/redisx"
 )
 
 // ErrCorrupt is returned for a stored value this version cannot read.
@@ -50,11 +55,11 @@ func DueKey(partition int32) string {
 
 // Store reads and writes the rules service's Redis state.
 type Store struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 }
 
 // New returns a Store over rdb.
-func New(rdb *redis.Client) *Store { return &Store{rdb: rdb} }
+func New(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
 
 // Envelope is what is stored for a customer besides the engine's own state:
 // the events partition the customer was last scored from and the offset of
@@ -302,47 +307,77 @@ type Write struct {
 	Profiles map[string]Profile
 }
 
-// Apply writes w atomically (MULTI/EXEC) in one round trip. Every part is
-// idempotent (whole blobs, index entries, clocks that only move forward),
-// so retrying after an error is safe.
+// Apply writes w in one round trip, atomically (MULTI/EXEC) on one node or
+// Sentinel. Every part is idempotent (whole blobs, index entries, clocks
+// that only move forward), so retrying after an error is safe.
+//
+// On a Redis Cluster the customers, deadline indexes and clocks of a batch
+// live in many slots and no transaction spans them, so Apply writes in three
+// ordered pipelines (each split by slot owner): deadline index entries,
+// then states, then clocks. Cut off between any two, a redelivered batch
+// still ends right: records whose state landed are skipped by the
+// watermark and their deadline entries are in already; records whose state
+// did not land are applied again and rewrite their entries; a clock that
+// did not move is moved by the next record.
 func (s *Store) Apply(ctx context.Context, w Write) error {
 	if len(w.States) == 0 && len(w.Deadlines) == 0 && len(w.Clocks) == 0 {
 		return nil
 	}
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for id, b := range w.States {
-			if prof, ok := w.Profiles[id]; ok {
-				p.HSet(ctx, CustomerKey(id), fieldState, b, fieldStamp, w.Stamp, fieldProfile, prof.encode())
-			} else {
-				p.HSet(ctx, CustomerKey(id), fieldState, b, fieldStamp, w.Stamp)
+	var err error
+	if redisx.IsCluster(s.rdb) {
+		for _, queue := range []func(context.Context, redis.Pipeliner, Write){queueDeadlines, queueStates, queueClocks} {
+			if _, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { queue(ctx, p, w); return nil }); err != nil {
+				break
 			}
 		}
-		for part, m := range w.Deadlines {
-			var add []redis.Z
-			var rem []any
-			for id, ms := range m {
-				if ms < 0 {
-					rem = append(rem, id)
-				} else {
-					add = append(add, redis.Z{Score: float64(ms), Member: id})
-				}
-			}
-			if len(add) > 0 {
-				p.ZAdd(ctx, DueKey(part), add...)
-			}
-			if len(rem) > 0 {
-				p.ZRem(ctx, DueKey(part), rem...)
-			}
-		}
-		for part, ms := range w.Clocks {
-			p.ZAddGT(ctx, clocksKey, redis.Z{Score: float64(ms), Member: strconv.Itoa(int(part))})
-		}
-		return nil
-	})
+	} else {
+		_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			queueDeadlines(ctx, p, w)
+			queueStates(ctx, p, w)
+			queueClocks(ctx, p, w)
+			return nil
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("write batch state: %w", err)
 	}
 	return nil
+}
+
+func queueStates(ctx context.Context, p redis.Pipeliner, w Write) {
+	for id, b := range w.States {
+		if prof, ok := w.Profiles[id]; ok {
+			p.HSet(ctx, CustomerKey(id), fieldState, b, fieldStamp, w.Stamp, fieldProfile, prof.encode())
+		} else {
+			p.HSet(ctx, CustomerKey(id), fieldState, b, fieldStamp, w.Stamp)
+		}
+	}
+}
+
+func queueDeadlines(ctx context.Context, p redis.Pipeliner, w Write) {
+	for part, m := range w.Deadlines {
+		var add []redis.Z
+		var rem []any
+		for id, ms := range m {
+			if ms < 0 {
+				rem = append(rem, id)
+			} else {
+				add = append(add, redis.Z{Score: float64(ms), Member: id})
+			}
+		}
+		if len(add) > 0 {
+			p.ZAdd(ctx, DueKey(part), add...)
+		}
+		if len(rem) > 0 {
+			p.ZRem(ctx, DueKey(part), rem...)
+		}
+	}
+}
+
+func queueClocks(ctx context.Context, p redis.Pipeliner, w Write) {
+	for part, ms := range w.Clocks {
+		p.ZAddGT(ctx, clocksKey, redis.Z{Score: float64(ms), Member: strconv.Itoa(int(part))})
+	}
 }
 
 // ProfileUpdate is one customer record to store; Delete removes it (a
