@@ -167,9 +167,12 @@ func (e *env) signal(id, cust, rule string, score int32) {
 	e.produce(e.signals, cust, sig(id, cust, rule, score))
 }
 
+// sig is a signal that leaves the tier unsaid, so that the alert takes the
+// profile's (the rules service always says the tier it judged as; the
+// alerting tests cover that).
 func sig(id, cust, rule string, score int32) *cwv1.RiskSignal {
 	return &cwv1.RiskSignal{SignalId: id, CustomerId: cust, RuleId: rule, Score: score, Stage: cwv1.Stage_STAGE_DECLINING,
-		Tier: cwv1.Tier_TIER_MASS, EventTime: timestamppb.Now(), IngestedAt: timestamppb.Now(),
+		EventTime: timestamppb.Now(), IngestedAt: timestamppb.Now(),
 		Explanation: &cwv1.Explanation{RuleId: rule, Observed: "2", Threshold: "1", Unit: "count", Detail: "test"}}
 }
 

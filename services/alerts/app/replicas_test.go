@@ -83,7 +83,7 @@ func TestReplicasPublishEachChangeOnceAcrossKill(t *testing.T) {
 			return nil
 		})
 	}
-	e := startOn(t, testkit.Redis(t), testkit.Kafka(t), testkit.NewKeys(t), nil, fastLease, nil, hook("e"))
+	e := startOn(t, testkit.RedisTarget{Node: testkit.Redis(t)}, testkit.Kafka(t), testkit.NewKeys(t), nil, fastLease, nil, hook("e"))
 	f := e.peer(fastLease, hook("f"))
 	waitFor(t, 10*time.Second, "one lease holder", func() bool { return e.app.PublisherLeader() != f.app.PublisherLeader() })
 
