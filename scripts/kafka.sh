@@ -40,7 +40,9 @@ scripts/kafka.sh — real Apache Kafka (KRaft, loopback) for churnwatch
   scripts/kafka.sh status --dir D          running nodes and the brokers the cluster lists
 
 Environment: KAFKA_VERSION (default 3.9.1), KAFKA_HEAP (default 512m),
-KAFKA_START_TIMEOUT seconds (default 90). Needs java (17+), mvn, kcat.
+KAFKA_START_TIMEOUT seconds (default 90), KAFKA_WATCH_PID (start: stop the
+cluster once that process has exited; the Go test helper sets it).
+Needs java (17+), mvn, kcat.
 EOF
 }
 
@@ -300,6 +302,12 @@ start)
 	printf 'version=%s\nbrokers=%s\nbase_port=%s\ncluster_id=%s\n' "$version" "$brokers" "$base_port" "$cluster_id" >"$dir/cluster.conf"
 	for n in $(seq 1 "$brokers"); do start_node_process "$n"; done
 	wait_cluster "$brokers"
+	if [ -n "${KAFKA_WATCH_PID:-}" ]; then
+		# The caller (a test binary) may die without stopping us: stop the
+		# cluster when it is gone, so no broker outlives its test run.
+		setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; "$2" stop --dir "$3"' \
+			_ "$KAFKA_WATCH_PID" "$0" "$dir" >/dev/null 2>&1 </dev/null &
+	fi
 	echo "export CHURNWATCH_KAFKA_BROKERS=$(bootstrap)" >"$dir/kafka.env"
 	echo "kafka.sh: Kafka $version, $brokers node(s) up; . $dir/kafka.env" >&2
 	bootstrap
