@@ -33,7 +33,8 @@ scripts/kafka.sh — real Apache Kafka (KRaft, loopback) for churnwatch
       every broker answers, write D/kafka.env and print the bootstrap list.
       Node n listens on P+2(n-1) (clients) and P+2(n-1)+1 (controller);
       P defaults to 19092.
-  scripts/kafka.sh stop --dir D            stop every node (SIGTERM, SIGKILL after 30 s)
+  scripts/kafka.sh stop --dir D [--now]    stop every node (SIGTERM, SIGKILL after 30 s;
+                                           --now: SIGKILL at once, for throw-away test clusters)
   scripts/kafka.sh kill --dir D --node N   SIGKILL node N
   scripts/kafka.sh start-node --dir D --node N
       restart node N on its existing data; wait until it is back in the cluster
@@ -51,7 +52,7 @@ die() { echo "kafka.sh: $*" >&2; exit 1; }
 cmd="${1:-}"
 [ -n "$cmd" ] || { usage >&2; exit 2; }
 shift
-dir="" brokers=1 base_port=19092 node=""
+dir="" brokers=1 base_port=19092 node="" now=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--dir) dir="$2"; shift 2 ;;
@@ -59,6 +60,7 @@ while [ $# -gt 0 ]; do
 	--base-port) base_port="$2"; shift 2 ;;
 	--version) version="$2"; shift 2 ;;
 	--node) node="$2"; shift 2 ;;
+	--now) now=1; shift ;;
 	-h|--help) usage; exit 0 ;;
 	*) echo "kafka.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -319,7 +321,9 @@ stop)
 	pids=()
 	for n in $(seq 1 "$brokers"); do
 		p="$(cat "$dir/node-$n/pid" 2>/dev/null || true)"
-		[ -n "$p" ] && kill -TERM "$p" 2>/dev/null && pids+=("$p")
+		sig=TERM
+		[ $now = 1 ] && sig=KILL
+		[ -n "$p" ] && kill -$sig "$p" 2>/dev/null && pids+=("$p")
 	done
 	deadline=$((SECONDS + 30))
 	for p in "${pids[@]}"; do

@@ -98,7 +98,7 @@ func StartRealKafka(n int) (*KafkaCluster, error) {
 	}
 	out, err := c.run("start", "--brokers", strconv.Itoa(n), "--base-port", strconv.Itoa(port))
 	if err != nil {
-		_, _ = c.run("stop")
+		_, _ = c.run("stop", "--now")
 		return nil, err
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -123,12 +123,13 @@ func (c *KafkaCluster) StartNode(node int) error {
 	return err
 }
 
-// Stop stops every node and removes the cluster's directory (kept when
-// KAFKA_KEEP_DIR is set, for reading the broker logs).
+// Stop kills every node and removes the cluster's directory (kept when
+// KAFKA_KEEP_DIR is set, for reading the broker logs). A test cluster's data
+// is thrown away, so there is nothing to wait a graceful shutdown for.
 func (c *KafkaCluster) Stop() error {
 	var err error
 	c.stopped.Do(func() {
-		_, err = c.run("stop")
+		_, err = c.run("stop", "--now")
 		if err == nil && os.Getenv("KAFKA_KEEP_DIR") == "" {
 			err = os.RemoveAll(c.Dir)
 		}
