@@ -39,7 +39,9 @@ func TestNoAcknowledgedRecordLostWhenABrokerIsKilled(t *testing.T) {
 	)
 	victim := leaderOf(ctx, t, k.Brokers, topic, 0)
 	start := time.Now()
-	phase := func(what string) { t.Logf("%6.1fs %s (%d acknowledged)", time.Since(start).Seconds(), what, nAcked.Load()) }
+	phase := func(what string) {
+		t.Logf("%6.1fs %s (%d acknowledged)", time.Since(start).Seconds(), what, nAcked.Load())
+	}
 
 	w := kafkax.NewWriter(k.Brokers, topic)
 	w.MaxAttempts = 3
