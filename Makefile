@@ -26,9 +26,9 @@ demo: ## the main job: embedded broker + Redis, a simulated bank streamed throug
 dev: build ## run the dev stack (all services, embedded broker and Redis); writes .dev/dev.env
 	bin/churnwatch dev --dir .dev
 
-kafka: ## real Apache Kafka, 3 KRaft nodes on loopback in .kafka (KAFKA_VERSION, BROKERS=1|3); writes .kafka/kafka.env
+kafka: ## real Apache Kafka, 3 KRaft nodes on loopback in .kafka (KAFKA_VERSION, BROKERS=1|3, KAFKA_PORT); writes .kafka/kafka.env
 	scripts/setup.sh --no-tools
-	scripts/kafka.sh start --dir .kafka --brokers $(or $(BROKERS),3)
+	scripts/kafka.sh start --dir .kafka --brokers $(or $(BROKERS),3) --base-port $(or $(KAFKA_PORT),19092)
 
 kafka-stop: ## stop the cluster `make kafka` started
 	scripts/kafka.sh stop --dir .kafka

@@ -286,6 +286,14 @@ start)
 		bootstrap
 		exit 0
 	fi
+	# Another cluster on these ports would answer the readiness check for us.
+	for n in $(seq 1 "$brokers"); do
+		for p in $(client_port "$n") $(ctrl_port "$n"); do
+			if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+				die "port $p is in use (another Kafka?): pass --base-port P with P..P+$((2 * brokers - 1)) free"
+			fi
+		done
+	done
 	cluster_id="$(cluster_uuid)"
 	tool="$(storage_tool)"
 	# Format the nodes in parallel: each is a JVM start.
