@@ -12,12 +12,14 @@ import (
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 )
 
-// DefaultPartitions is what `topics create` gives each topic: it splits
-// evenly over 1, 2, 3 or 6 instances of a service in its consumer group.
-const DefaultPartitions = 6
+// DefaultPartitions is what `topics create` gives each topic
+// (docs/deployment.md: 12–24 in production). It is the ceiling on a
+// consumer group's parallelism and splits evenly over 1, 2, 3, 4, 6 or 12
+// instances.
+const DefaultPartitions = 12
 
 func init() {
-	Register(&Command{Name: "topics create", Args: "[--partitions 6] [--replication R] [--min-insync N] [--json]",
+	Register(&Command{Name: "topics create", Args: "[--partitions 12] [--replication R] [--min-insync N] [--json]",
 		Summary: "create churnwatch's Kafka topics (idempotent; replication min(3, brokers))", Run: topicsCreate})
 }
 

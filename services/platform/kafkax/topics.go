@@ -18,6 +18,8 @@ type TopicSpec struct {
 	Name       string
 	Partitions int
 	Compacted  bool
+	// Retention is retention.ms when set (the broker's default otherwise).
+	Retention time.Duration
 }
 
 // Specs are churnwatch's topics (SPEC §1) with partitions each: customers
@@ -29,7 +31,8 @@ func Specs(names config.Topics, partitions int) []TopicSpec {
 		{Name: names.Customers, Partitions: partitions, Compacted: true},
 		{Name: names.Signals, Partitions: partitions},
 		{Name: names.Alerts, Partitions: partitions},
-		{Name: names.DLQ, Partitions: partitions},
+		// 30 days to inspect and replay dead letters (docs/deployment.md).
+		{Name: names.DLQ, Partitions: partitions, Retention: 30 * 24 * time.Hour},
 	}
 }
 
@@ -118,6 +121,9 @@ func EnsureTopics(ctx context.Context, brokers []string, policy TopicPolicy, top
 			ConfigEntries: []kafka.ConfigEntry{{ConfigName: "min.insync.replicas", ConfigValue: strconv.Itoa(policy.MinInsync)}}}
 		if t.Compacted {
 			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"})
+		}
+		if t.Retention > 0 {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: "retention.ms", ConfigValue: strconv.FormatInt(t.Retention.Milliseconds(), 10)})
 		}
 		create = append(create, tc)
 	}
