@@ -109,7 +109,17 @@ EOF
 	touch "$lib/.complete"
 }
 
-need_dir() { [ -n "$dir" ] || die "--dir D is required"; dir="$(mkdir -p "$dir" && cd "$dir" && pwd)"; }
+# need_dir makes D absolute; only start creates it (a watchdog's late stop
+# must not bring back a directory the test already removed).
+need_dir() {
+	[ -n "$dir" ] || die "--dir D is required"
+	if [ "$cmd" = start ]; then mkdir -p "$dir"; fi
+	if [ ! -d "$dir" ]; then
+		[ "$cmd" = stop ] && exit 0
+		die "no cluster in $dir"
+	fi
+	dir="$(cd "$dir" && pwd)"
+}
 
 # The cluster's layout is written at start, so stop/kill/start-node need only --dir.
 load_layout() {
