@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 GOTEST_FLAGS ?= -count=1 -timeout 25m
 FUZZTIME ?= 30000x
 
-.PHONY: help build demo dev test test-go fuzz bench chaos lint proto setup tools clean
+.PHONY: help build demo dev kafka kafka-stop test test-go test-cluster fuzz bench chaos lint proto setup tools clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,7 +26,14 @@ demo: ## the main job: embedded broker + Redis, a simulated bank streamed throug
 dev: build ## run the dev stack (all services, embedded broker and Redis); writes .dev/dev.env
 	bin/churnwatch dev --dir .dev
 
-setup: ## install redis-server, kcat, docker-compose, promtool and the pinned Go tools
+kafka: ## real Apache Kafka, 3 KRaft nodes on loopback in .kafka (KAFKA_VERSION, BROKERS=1|3, KAFKA_PORT); writes .kafka/kafka.env
+	scripts/setup.sh --no-tools
+	scripts/kafka.sh start --dir .kafka --brokers $(or $(BROKERS),3) --base-port $(or $(KAFKA_PORT),19092)
+
+kafka-stop: ## stop the cluster `make kafka` started
+	scripts/kafka.sh stop --dir .kafka
+
+setup: ## install redis-server, kcat, docker-compose, promtool, the pinned Go tools and Kafka's jars
 	scripts/setup.sh
 
 test: setup ## install what tests need, then lint, every test, short fuzz runs and deploy checks
@@ -59,5 +66,6 @@ proto: setup ## regenerate proto/gen/go from proto/churnwatch/v1
 	rm -rf proto/gen/go/churnwatch
 	cd proto && buf lint && buf generate
 
-clean: ## remove build output and the dev directory
-	rm -rf bin .dev
+clean: ## remove build output, the dev directory and a stopped .kafka cluster
+	@[ ! -f .kafka/cluster.conf ] || scripts/kafka.sh stop --dir .kafka
+	rm -rf bin .dev .kafka

@@ -2,19 +2,22 @@
 # Installs what churnwatch's tests, demo and lint need, idempotently:
 #   Debian packages: redis-server (tests start real ones), kcat (a second,
 #   independent Kafka client), docker-compose (compose file validation only),
-#   prometheus (for promtool);
+#   prometheus (for promtool), a JDK 17 and Maven when missing (real Kafka);
+#   Apache Kafka's jars from Maven Central into .tools/kafka/ (scripts/kafka.sh
+#   install; the real-Kafka tests start brokers from them);
 #   Go tools, pinned, into .tools/bin: buf, protoc-gen-go, protoc-gen-go-grpc,
 #   staticcheck, grpcurl.
-# Usage: scripts/setup.sh [--no-apt] [--no-tools]
+# Usage: scripts/setup.sh [--no-apt] [--no-tools] [--no-kafka]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt=1 tools=1
+apt=1 tools=1 kafka=1
 for a in "$@"; do
 	case $a in
 	--no-apt) apt=0 ;;
 	--no-tools) tools=0 ;;
-	*) echo "usage: $0 [--no-apt] [--no-tools]" >&2; exit 2 ;;
+	--no-kafka) kafka=0 ;;
+	*) echo "usage: $0 [--no-apt] [--no-tools] [--no-kafka]" >&2; exit 2 ;;
 	esac
 done
 
@@ -24,6 +27,11 @@ if [ $apt = 1 ]; then
 	command -v kcat >/dev/null || need+=(kcat)
 	command -v docker-compose >/dev/null || need+=(docker-compose)
 	command -v promtool >/dev/null || need+=(prometheus)
+	if [ $kafka = 1 ]; then
+		command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+		command -v mvn >/dev/null || need+=(maven)
+		command -v unzip >/dev/null || need+=(unzip)
+	fi
 	if [ ${#need[@]} -gt 0 ]; then
 		sudo=""
 		[ "$(id -u)" = 0 ] || sudo="sudo"
@@ -51,4 +59,8 @@ if [ $tools = 1 ]; then
 	install_tool buf github.com/bufbuild/buf/cmd/buf@v1.75.0
 	install_tool staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	install_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+fi
+
+if [ $kafka = 1 ]; then
+	scripts/kafka.sh install
 fi

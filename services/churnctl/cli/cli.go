@@ -205,7 +205,7 @@ Environment:
   CHURNWATCH_ALERTS_ADDR     alerts gRPC address (127.0.0.1:7003)
   CHURNWATCH_TOKEN           bearer token (churnctl token mint)
   CHURNWATCH_DEV_KEY         signing key file for token mint (churnwatch dev writes one)
-  CHURNWATCH_KAFKA_BROKERS   broker list, for status and wait
+  CHURNWATCH_KAFKA_BROKERS   broker list, for status, wait and topics create
   CHURNWATCH_TLS_CA, CHURNWATCH_TLS_CLIENT_CERT, CHURNWATCH_TLS_CLIENT_KEY   TLS / mTLS
   source DIR/dev.env after 'churnwatch dev --dir DIR' to set them all.
 

@@ -109,9 +109,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	topics := config.LoadCommon(config.FromMap(env), "", "", "").Topics
 	if b := env["CHURNWATCH_KAFKA_BROKERS"]; b != "" {
 		s.Brokers = strings.Split(b, ",")
-		specs := []kafkax.TopicSpec{{Name: topics.Events, Partitions: o.Partitions}, {Name: topics.Customers, Partitions: o.Partitions, Compacted: true},
-			{Name: topics.Signals, Partitions: o.Partitions}, {Name: topics.Alerts, Partitions: o.Partitions}, {Name: topics.DLQ, Partitions: o.Partitions}}
-		if err := kafkax.EnsureTopics(ctx, s.Brokers, 1, specs...); err != nil {
+		// Replication min(3, brokers) and min.insync.replicas to match, the
+		// same policy as churnctl topics create; existing topics are kept.
+		if _, err := kafkax.EnsureTopics(ctx, s.Brokers, kafkax.TopicPolicy{}, kafkax.Specs(topics, o.Partitions)...); err != nil {
 			return nil, fmt.Errorf("topics on %s: %w", b, err)
 		}
 	} else {

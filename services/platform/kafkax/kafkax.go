@@ -6,11 +6,8 @@ package kafkax
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -148,44 +145,6 @@ func FetchBatchInto(ctx context.Context, r Fetcher, buf []kafka.Message, max int
 		batch = append(batch, m)
 	}
 	return batch, nil
-}
-
-// TopicSpec describes a topic to create.
-type TopicSpec struct {
-	Name       string
-	Partitions int
-	Compacted  bool
-}
-
-// EnsureTopics creates the topics that do not exist yet.
-func EnsureTopics(ctx context.Context, brokers []string, replication int, topics ...TopicSpec) error {
-	var d kafka.Dialer
-	conn, err := d.DialContext(ctx, "tcp", brokers[0])
-	if err != nil {
-		return fmt.Errorf("dial %s: %w", brokers[0], err)
-	}
-	defer conn.Close()
-	ctrl, err := conn.Controller()
-	if err != nil {
-		return fmt.Errorf("find controller: %w", err)
-	}
-	cc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ctrl.Host, strconv.Itoa(ctrl.Port)))
-	if err != nil {
-		return fmt.Errorf("dial controller: %w", err)
-	}
-	defer cc.Close()
-	var cfgs []kafka.TopicConfig
-	for _, t := range topics {
-		tc := kafka.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: replication}
-		if t.Compacted {
-			tc.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}
-		}
-		cfgs = append(cfgs, tc)
-	}
-	if err := cc.CreateTopics(cfgs...); err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-		return fmt.Errorf("create topics: %w", err)
-	}
-	return nil
 }
 
 // PartitionLag is one partition's committed offset against its end.

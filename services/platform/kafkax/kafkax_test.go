@@ -3,6 +3,7 @@ package kafkax_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -14,11 +15,38 @@ import (
 	"github.com/churnwatch/churnwatch/services/platform/testkit"
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := testkit.StopSharedKafka(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
 func TestConsumerGroupResumesFromCommittedOffset(t *testing.T) {
 	k := testkit.Kafka(t)
-	topic := testkit.DefaultTopics().Events
+	testGroupResumes(t, k.Brokers, testkit.DefaultTopics().Events)
+}
+
+// The same join, commit, restart and resume on a real Apache Kafka broker:
+// kfake is lenient where a real group coordinator is not (protocol
+// versions, rebalance timing, commit fencing).
+func TestConsumerGroupResumesOnRealKafka(t *testing.T) {
+	k := testkit.SharedRealKafka(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	topic := "kafkax.group-resume"
+	if _, err := kafkax.EnsureTopics(ctx, k.Brokers, kafkax.TopicPolicy{}, kafkax.TopicSpec{Name: topic, Partitions: testkit.Partitions}); err != nil {
+		t.Fatalf("topics: %v", err)
+	}
+	testGroupResumes(t, k.Brokers, topic)
+}
+
+func testGroupResumes(t *testing.T, brokers []string, topic string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	k := struct{ Brokers []string }{brokers}
 
 	w := kafkax.NewWriter(k.Brokers, topic)
 	defer w.Close()

@@ -1,5 +1,6 @@
 // Package testkit starts real dependencies for tests: a redis-server on a
-// free port and the kfake Kafka-protocol broker, both stopped at cleanup.
+// free port, the kfake Kafka-protocol broker, and real Apache Kafka clusters
+// (scripts/kafka.sh), all stopped at cleanup.
 package testkit
 
 import (
