@@ -147,6 +147,16 @@ type flight[B any] struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan error
+	got    bool // err received from done
+	err    error
+}
+
+// wait returns the landing's result.
+func (fl *flight[B]) wait() error {
+	if !fl.got {
+		fl.err, fl.got = <-fl.done, true
+	}
+	return fl.err
 }
 
 // Run consumes until ctx ends, then lands and commits the batches in hand
@@ -179,7 +189,33 @@ func (c *BatchConsumer[B]) Run(ctx context.Context) error {
 		return err
 	}
 	for {
-		f, ok := <-batches
+		// Commit a landed batch as soon as it has landed, not only when
+		// the next batch comes.
+		var landed <-chan error
+		if fl != nil {
+			landed = fl.done
+		}
+		var f fetched[B]
+		ok := true
+		select {
+		case f, ok = <-batches:
+		case err := <-landed:
+			fl.err, fl.got = err, true
+			prev := fl
+			fl = nil
+			if serr := c.settle(prev, spare); serr != nil {
+				if !isPoison(serr) {
+					return quit(serr)
+				}
+				ictx, cancel := detach(ctx, c.Grace)
+				ierr := c.isolate(ictx, prev.f.msgs, serr)
+				cancel()
+				if ierr != nil {
+					return quit(ierr)
+				}
+			}
+			continue
+		}
 		if !ok || ctx.Err() != nil {
 			if ok {
 				c.end()
@@ -239,7 +275,7 @@ func (c *BatchConsumer[B]) settle(fl *flight[B], spare chan<- fetched[B]) error 
 	if fl == nil {
 		return nil
 	}
-	err := <-fl.done
+	err := fl.wait()
 	if err != nil {
 		if fl.l.Settled != nil {
 			fl.l.Settled(err)

@@ -350,6 +350,9 @@ func TestBatchConsumerRetriesTransientErrorsWithoutSkippingOrRepeating(t *testin
 	ctx, cancel := context.WithCancel(context.Background())
 	done := run(ctx, c)
 	waitFor(t, "every record to land", 60*time.Second, func() bool { return led.covered(f.n) })
+	// The last batch is committed once it landed, not when a next one
+	// comes (none will).
+	waitFor(t, "the offsets to be committed while running", 10*time.Second, func() bool { return f.totalLag(t, "g") == 0 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
