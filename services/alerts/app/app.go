@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,6 +34,7 @@ type App struct {
 
 	signals, customers *kafka.Reader
 	writer             *kafka.Writer
+	dlq                *kafka.Writer // records the consumers cannot process
 	sigBusy, custBusy  status.Busy
 }
 
@@ -87,6 +89,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	a.signals = kafka.NewReader(kafkax.ReaderConfig(cfg.Common.KafkaBrokers, cfg.SignalsGroup, cfg.Common.Topics.Signals))
 	a.customers = kafka.NewReader(kafkax.ReaderConfig(cfg.Common.KafkaBrokers, cfg.CustomersGroup, cfg.Common.Topics.Customers))
 	a.writer = kafkax.SmallWriter(cfg.Common.KafkaBrokers, cfg.Common.Topics.Alerts)
+	a.dlq = kafkax.SmallWriter(cfg.Common.KafkaBrokers, cfg.Common.Topics.DLQ)
 
 	cwv1.RegisterAlertServiceServer(base.GRPC, &server{app: a})
 	cwv1.RegisterStatusServiceServer(base.GRPC, &status.Server{
@@ -102,7 +105,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	base.AddWorker("publisher", a.publishLoop)
 	base.AddWorker("fanout", a.hub.run)
 	// Closers run in reverse: readers first, then the writer is flushed.
-	base.AddCloser(func(context.Context) error { return a.writer.Close() })
+	base.AddCloser(func(context.Context) error { return errors.Join(a.writer.Close(), a.dlq.Close()) })
 	base.AddCloser(func(context.Context) error { a.hub.close(); return nil })
 	base.AddCloser(func(context.Context) error { return a.customers.Close() })
 	base.AddCloser(func(context.Context) error { return a.signals.Close() })
