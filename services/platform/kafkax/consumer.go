@@ -3,6 +3,7 @@ package kafkax
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
@@ -164,6 +165,9 @@ func (fl *flight[B]) wait() error {
 // asked to stop (Fatal). Commits go out in the background; the reader's
 // Close flushes them.
 func (c *BatchConsumer[B]) Run(ctx context.Context) error {
+	if c.Reader == nil || c.DLQ == nil || c.Handle == nil || c.MaxBatch <= 0 {
+		return fmt.Errorf("consumer %s: Reader, DLQ, Handle and MaxBatch are required", c.Name)
+	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
