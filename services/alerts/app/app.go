@@ -33,6 +33,7 @@ type App struct {
 
 	signals, customers *kafka.Reader
 	pub                *publisher
+	dlq                *kafka.Writer // records the consumers cannot process
 	sigBusy, custBusy  status.Busy
 }
 
@@ -96,6 +97,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		onTakeover:  func(ctx context.Context) { a.met.takeovers.Add(ctx, 1) },
 		onReconcile: func(ctx context.Context, n int) { a.met.reconciled.Add(ctx, int64(n)) },
 	}
+	a.dlq = kafkax.SmallWriter(cfg.Common.KafkaBrokers, cfg.Common.Topics.DLQ)
 
 	cwv1.RegisterAlertServiceServer(base.GRPC, &server{app: a})
 	cwv1.RegisterStatusServiceServer(base.GRPC, &status.Server{
@@ -111,8 +113,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	base.AddWorker("publisher", a.publishLoop)
 	base.AddWorker("fanout", a.hub.run)
 	// Closers run in reverse: readers first, then the publisher's
-	// connections (its worker has finished its batch by then).
-	base.AddCloser(func(context.Context) error { topic.close(); return nil })
+	// connections (its worker has finished its batch by then) and the DLQ
+	// writer.
+	base.AddCloser(func(context.Context) error { topic.close(); return a.dlq.Close() })
 	base.AddCloser(func(context.Context) error { a.hub.close(); return nil })
 	base.AddCloser(func(context.Context) error { return a.customers.Close() })
 	base.AddCloser(func(context.Context) error { return a.signals.Close() })

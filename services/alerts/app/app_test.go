@@ -10,12 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
+	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 )
 
 func TestRoleMatrix(t *testing.T) {
@@ -534,5 +536,38 @@ func TestSlowSubscriberCutOffAndResume(t *testing.T) {
 	}
 	for len(seen) < n {
 		seen.add(recv(t, st2))
+	}
+}
+
+// TestUndecodableSignalGoesToTheDLQ: bad bytes on the signals topic are
+// parked on the DLQ with the reason headers; the signal behind them on the
+// same partition still becomes an alert.
+func TestUndecodableSignalGoesToTheDLQ(t *testing.T) {
+	e := start(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := e.signals.WriteMessages(ctx, kafka.Message{Key: []byte("C-DLQ"), Value: []byte("\xff\xff not a signal")}); err != nil {
+		t.Fatal(err)
+	}
+	e.signal("s-dlq-1", "C-DLQ", "outflow.large", 80)
+	e.alertOf("C-DLQ", func(*cwv1.Alert) bool { return true })
+	e.signalsCaughtUp()
+
+	r := kafka.NewReader(kafkax.ReaderConfig(e.kafka.Brokers, "dlq-check", e.cfg.Common.Topics.DLQ))
+	defer r.Close()
+	m, err := r.FetchMessage(ctx)
+	if err != nil {
+		t.Fatalf("read dlq: %v", err)
+	}
+	if string(m.Value) != "\xff\xff not a signal" || string(m.Key) != "C-DLQ" {
+		t.Fatalf("DLQ record %q/%q", m.Key, m.Value)
+	}
+	for k, want := range map[string]string{kafkax.HeaderReasonClass: "decode", kafkax.HeaderSourceTopic: e.cfg.Common.Topics.Signals} {
+		if got := kafkax.Header(m, k); got != want {
+			t.Errorf("header %s = %q, want %q", k, got, want)
+		}
+	}
+	if got := kafkax.Header(m, kafkax.HeaderReason); !strings.HasPrefix(got, "decode: ") {
+		t.Errorf("cw-reason = %q", got)
 	}
 }

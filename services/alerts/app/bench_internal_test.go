@@ -44,7 +44,7 @@ func BenchmarkHandleSignals(b *testing.B) {
 			msgs[i] = kafka.Message{Key: []byte(c), Value: v}
 		}
 		n += batch
-		if err := a.handleSignals(ctx, msgs); err != nil {
+		if _, err := a.handleSignals(ctx, msgs); err != nil {
 			b.Fatal(err)
 		}
 	}

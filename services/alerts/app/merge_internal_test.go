@@ -58,7 +58,7 @@ func TestSameSignalsOnTwoInstancesMergeOnce(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				if err := a.handleSignals(ctx, msgs); err != nil {
+				if _, err := a.handleSignals(ctx, msgs); err != nil {
 					t.Error(err)
 				}
 			}()

@@ -26,6 +26,7 @@ type metrics struct {
 	subscribers metric.Int64UpDownCounter
 	takeovers   metric.Int64Counter
 	reconciled  metric.Int64Counter
+	consumer    *kafkax.ConsumerMetrics
 }
 
 func lower(s, prefix string) string { return strings.ToLower(strings.TrimPrefix(s, prefix)) }
@@ -54,7 +55,10 @@ func newMetrics(a *App) (*metrics, error) {
 	if mt.changes, err = m.Int64Counter("churnwatch.alert.changes", metric.WithDescription("alert changes by kind")); err != nil {
 		return nil, err
 	}
-	if mt.badRecords, err = m.Int64Counter("churnwatch.alert.bad.records", metric.WithDescription("undecodable signal or profile records skipped")); err != nil {
+	if mt.badRecords, err = m.Int64Counter("churnwatch.alert.bad.records", metric.WithDescription("undecodable signal or profile records (sent to the DLQ)")); err != nil {
+		return nil, err
+	}
+	if mt.consumer, err = kafkax.NewConsumerMetrics(m); err != nil {
 		return nil, err
 	}
 	if mt.subscribers, err = m.Int64UpDownCounter("churnwatch.alert.subscribers", metric.WithDescription("open Subscribe streams")); err != nil {

@@ -1,7 +1,8 @@
 // Package kafkax holds churnwatch's kafka-go conventions: writers that wait
 // for every in-sync replica and do not linger a second per batch, group
 // readers that never auto-commit, batched fetching, topic creation, consumer
-// lag, and W3C trace context carried in record headers.
+// lag, W3C trace context carried in record headers, and the one
+// batch-consumer loop (BatchConsumer) with its dead-letter policy.
 package kafkax
 
 import (

@@ -245,7 +245,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	})
 	profileConsumer := &profiles.Consumer{
 		Reader: customers, Store: a.store, DLQ: dlq, Topic: topics.Customers, Log: log, Busy: &customersBusy,
-		OnDLQ: metrics.DLQ, MaxBatch: cfg.BatchSize, Linger: cfg.BatchLinger, Grace: cfg.Common.ShutdownGrace / 2,
+		Metrics: metrics.Consumer, MaxBatch: cfg.BatchSize, Linger: cfg.BatchLinger, Grace: cfg.Common.ShutdownGrace / 2,
 	}
 	base.AddWorker("customers consumer", profileConsumer.Run)
 	base.AddWorker("thresholds watcher", a.watcher.Run)

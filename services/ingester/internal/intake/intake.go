@@ -505,15 +505,13 @@ func (in *Intake) writeClaimed(ctx context.Context, toWrite []candidate, token s
 	return nil
 }
 
-// lateRecord is the DLQ record of a late event (SPEC §1: reason headers).
+// lateRecord is the DLQ record of a late event, built like every
+// consumer's (kafkax.DeadLetter); cw-source-offset -1: it never was on the
+// events topic.
 func (in *Intake) lateRecord(c candidate, v []byte, partition int, headers []kafka.Header) kafka.Message {
-	hs := append(slices.Clone(headers),
-		kafka.Header{Key: "cw-reason", Value: []byte("too late: more than the allowed lateness (" + in.cfg.Lateness.String() + ") behind the partition clock at intake")},
-		kafka.Header{Key: "cw-source-topic", Value: []byte(in.cfg.EventsTopic)},
-		kafka.Header{Key: "cw-source-partition", Value: []byte(strconv.Itoa(partition))},
-		kafka.Header{Key: "cw-source", Value: []byte("ingester")},
-	)
-	return kafka.Message{Key: []byte(c.ev.CustomerId), Value: v, Headers: hs}
+	m := kafka.Message{Key: []byte(c.ev.CustomerId), Value: v, Headers: headers, Partition: partition, Offset: -1}
+	return kafkax.DeadLetter(&m, in.cfg.EventsTopic, "too_late",
+		"too late: more than the allowed lateness ("+in.cfg.Lateness.String()+") behind the partition clock at intake")
 }
 
 func pick(cs []candidate, idx []int) []candidate {

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -15,7 +14,6 @@ import (
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
-	"github.com/churnwatch/churnwatch/services/platform/redisx"
 	"github.com/churnwatch/churnwatch/services/platform/status"
 	"github.com/churnwatch/churnwatch/services/rules/convert"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
@@ -45,45 +43,26 @@ type Consumer struct {
 	Topic    string
 	Log      *slog.Logger
 	Busy     *status.Busy
-	OnDLQ    func(ctx context.Context, reason string, n int)
+	Metrics  *kafkax.ConsumerMetrics
 	MaxBatch int
 	Linger   time.Duration
 	Grace    time.Duration
 }
 
-// Run consumes until ctx ends.
+// Run consumes until ctx ends (kafkax.BatchConsumer: retried while Redis is
+// away, undecodable records and records it panics on go to the DLQ).
 func (c *Consumer) Run(ctx context.Context) error {
-	for {
-		msgs, err := kafkax.FetchBatch(ctx, c.Reader, c.MaxBatch, c.Linger)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil && len(msgs) == 0 {
-			c.Log.Warn("fetch customers", "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(200 * time.Millisecond):
-			}
-			continue
-		}
-		if err := c.handle(ctx, msgs); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
+	bc := &kafkax.BatchConsumer[struct{}]{
+		Name: "customers", Reader: c.Reader, Topic: c.Topic, DLQ: c.DLQ, Handle: c.handle,
+		MaxBatch: c.MaxBatch, Linger: c.Linger, Grace: c.Grace, Log: c.Log, Metrics: c.Metrics,
 	}
+	if c.Busy != nil {
+		bc.Busy = c.Busy
+	}
+	return bc.Run(ctx)
 }
 
-func (c *Consumer) handle(ctx context.Context, msgs []kafka.Message) error {
-	c.Busy.Begin()
-	defer c.Busy.End()
-	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(c.Grace, cancel) })
-	defer stop()
-
+func (c *Consumer) handle(_ context.Context, msgs []kafka.Message, _ struct{}) (kafkax.Landing, error) {
 	ups := make([]store.ProfileUpdate, 0, len(msgs))
 	var dlq []kafka.Message
 	for i := range msgs {
@@ -102,7 +81,7 @@ func (c *Consumer) handle(ctx context.Context, msgs []kafka.Message) error {
 			reason = "decode: customer profile without customer id"
 		}
 		if reason != "" {
-			dlq = append(dlq, c.dlqRecord(m, reason))
+			dlq = append(dlq, kafkax.DeadLetter(m, c.Topic, "decode", reason))
 			continue
 		}
 		tier, _ := convert.Tier(p.GetTier())
@@ -110,32 +89,10 @@ func (c *Consumer) handle(ctx context.Context, msgs []kafka.Message) error {
 			Tier: tier.String(), Manager: p.GetManagerId(), Branch: p.GetBranchId(),
 		}})
 	}
-	if len(dlq) > 0 {
-		if err := redisx.Retry(pctx, func(err error) { c.Log.Warn("retrying", "step", "produce dlq", "err", err) },
-			func(ctx context.Context) error { return c.DLQ.WriteMessages(ctx, dlq...) }); err != nil {
-			return fmt.Errorf("produce dlq: %w", err)
+	return kafkax.Landing{DeadLetters: dlq, Land: func(ctx context.Context) error {
+		if err := c.Store.ApplyProfiles(ctx, ups); err != nil {
+			return fmt.Errorf("write profiles: %w", err)
 		}
-		if c.OnDLQ != nil {
-			c.OnDLQ(ctx, "decode", len(dlq))
-		}
-	}
-	if err := redisx.Retry(pctx, func(err error) { c.Log.Warn("retrying", "step", "write profiles", "err", err) },
-		func(ctx context.Context) error { return c.Store.ApplyProfiles(ctx, ups) }); err != nil {
-		return fmt.Errorf("write profiles: %w", err)
-	}
-	if err := c.Reader.CommitMessages(pctx, msgs...); err != nil {
-		c.Log.Warn("commit customers offsets", "err", err)
-	}
-	return nil
-}
-
-func (c *Consumer) dlqRecord(m *kafka.Message, reason string) kafka.Message {
-	d := kafka.Message{Key: m.Key, Value: m.Value}
-	d.Headers = append(d.Headers, m.Headers...)
-	return kafka.Message{Key: d.Key, Value: d.Value, Headers: append(d.Headers,
-		kafka.Header{Key: "cw-reason", Value: []byte(reason)},
-		kafka.Header{Key: "cw-source-topic", Value: []byte(c.Topic)},
-		kafka.Header{Key: "cw-source-partition", Value: []byte(strconv.Itoa(m.Partition))},
-		kafka.Header{Key: "cw-source-offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
-	)}
+		return nil
+	}}, nil
 }

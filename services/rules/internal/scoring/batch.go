@@ -17,8 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,12 +26,14 @@ import (
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 	"github.com/churnwatch/churnwatch/services/rules/convert"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
 
-// DLQ reasons (header cw-reason carries the detail, the metric the class).
+// DLQ reasons (header cw-reason carries the detail, cw-reason-class and the
+// metric the class).
 const (
 	ReasonTooLate = "too late"
 	reasonDecode  = "decode"
@@ -82,6 +84,10 @@ type Scorer struct {
 
 	stampOnce sync.Once
 	stamps    *stamper
+
+	// beforeApply, if not nil, sees each event before the engine (tests
+	// make it panic, as an engine bug would).
+	beforeApply func(m *kafka.Message)
 }
 
 type record struct {
@@ -114,11 +120,11 @@ type Batch struct {
 	dueUntil map[int32]int64 // latest event time (unix ms) of each partition
 }
 
-// recycle clears b (so that it holds no record) for decodeInto.
+// recycle clears b (so that it holds no record) for decodeInto. The
+// messages are the runner's to clear.
 func (b *Batch) recycle() {
-	clear(b.Msgs)
 	clear(b.recs)
-	b.Msgs, b.recs = b.Msgs[:0], b.recs[:0]
+	b.Msgs, b.recs = nil, b.recs[:0]
 }
 
 // decodeChunk is about how many records a decoding goroutine is worth.
@@ -197,10 +203,11 @@ func (s *Scorer) Score(ctx context.Context, l Loader, msgs []kafka.Message, th *
 // what to produce and write; it changes nothing in Redis itself. It may be
 // called again with the same batch after an error.
 func (s *Scorer) ScoreBatch(ctx context.Context, l Loader, b *Batch, th *engine.Thresholds) (_ *Output, err error) {
+	scored := false
 	defer func() {
-		if err != nil {
+		if err != nil || !scored {
 			// Cached states may have been changed by a batch that will
-			// not be written.
+			// not be written (an error, or a panic on its way up).
 			s.Cache.Reset()
 		}
 	}()
@@ -247,12 +254,16 @@ func (s *Scorer) ScoreBatch(ctx context.Context, l Loader, b *Batch, th *engine.
 	// running them one after the other.
 	if len(runs) > 1 && disjoint(recs, loaded.Due) {
 		var wg sync.WaitGroup
+		var caught panicked
 		errs := make([]error, len(runs))
 		for i, pr := range runs {
-			wg.Add(1)
-			go func() { defer wg.Done(); errs[i] = pr.run(recs) }()
+			wg.Go(func() {
+				defer caught.recover()
+				errs[i] = pr.run(recs)
+			})
 		}
 		wg.Wait()
+		caught.raise()
 		if err := errors.Join(errs...); err != nil {
 			return nil, err
 		}
@@ -272,6 +283,7 @@ func (s *Scorer) ScoreBatch(ctx context.Context, l Loader, b *Batch, th *engine.
 		s.stampOnce.Do(func() { s.stamps = newStamper() })
 		out.Write.Stamp = s.stamps.next()
 	}
+	scored = true
 	return out, nil
 }
 
@@ -416,8 +428,10 @@ func spread(n, chunk int, do func(i int)) {
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	var caught panicked
 	for range workers {
 		wg.Go(func() {
+			defer caught.recover()
 			for {
 				from := int(next.Add(int64(chunk))) - chunk
 				if from >= n {
@@ -430,6 +444,31 @@ func spread(n, chunk int, do func(i int)) {
 		})
 	}
 	wg.Wait()
+	caught.raise()
+}
+
+// panicked carries the first panic of worker goroutines to the goroutine
+// that waits for them, where the consumer's recover sees it (a panic on a
+// goroutine of its own would end the process).
+type panicked struct {
+	once  sync.Once
+	value any
+	stack []byte
+}
+
+// recover, deferred in a worker, keeps the worker's panic.
+func (p *panicked) recover() {
+	if r := recover(); r != nil {
+		p.once.Do(func() { p.value, p.stack = r, debug.Stack() })
+	}
+}
+
+// raise panics again with the panic kept, if any, once the workers are
+// done.
+func (p *panicked) raise() {
+	if p.value != nil {
+		panic(fmt.Sprintf("%v [in a worker goroutine: %s]", p.value, p.stack))
+	}
 }
 
 // addCustomers decodes the customers ids from loaded into custs. Decoding
@@ -544,6 +583,9 @@ func (pr *partitionRun) record(r *record) {
 		if r.rec.AcceptedClock != 0 {
 			clock = r.rec.AcceptedClock
 		}
+		if pr.s.beforeApply != nil {
+			pr.s.beforeApply(m)
+		}
 		switch {
 		case c.env.Partition == pr.p && m.Offset <= c.env.Offset:
 			pr.out.Results[ResultRedelivered]++
@@ -639,15 +681,7 @@ func (pr *partitionRun) emit(sigs []engine.Signal, m *kafka.Message, src *conver
 }
 
 func (pr *partitionRun) dlq(m *kafka.Message, reason, class string) {
-	d := kafka.Message{Key: m.Key, Value: m.Value}
-	d.Headers = append(d.Headers, m.Headers...)
-	d.Headers = append(d.Headers,
-		kafka.Header{Key: "cw-reason", Value: []byte(reason)},
-		kafka.Header{Key: "cw-source-topic", Value: []byte(pr.s.Topic)},
-		kafka.Header{Key: "cw-source-partition", Value: []byte(strconv.Itoa(int(pr.p)))},
-		kafka.Header{Key: "cw-source-offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
-	)
-	pr.out.DLQ = append(pr.out.DLQ, d)
+	pr.out.DLQ = append(pr.out.DLQ, kafkax.DeadLetter(m, pr.s.Topic, class, reason))
 	pr.out.DLQBy[class]++
 }
 
