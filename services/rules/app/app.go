@@ -1,7 +1,12 @@
 // Package app is the rules service, embeddable in-process: it consumes
-// account events and customer profiles, scores every customer with the
-// engine on event time, publishes risk signals, and serves
-// RulesAdminService and StatusService.
+// the events topic — account events, clock markers and customer profiles in
+// event order — scores every customer with the engine on event time,
+// publishes risk signals, and serves RulesAdminService and StatusService.
+//
+// It does not read the customers topic: a profile comes with the
+// customer's events (the ingester writes each accepted profile to the
+// customer's events partition too), so an event is scored with the profile
+// accepted before it, however far any consumer lags.
 package app
 
 import (
@@ -27,7 +32,6 @@ import (
 	"github.com/churnwatch/churnwatch/services/platform/status"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 	"github.com/churnwatch/churnwatch/services/rules/internal/admin"
-	"github.com/churnwatch/churnwatch/services/rules/internal/profiles"
 	"github.com/churnwatch/churnwatch/services/rules/internal/scoring"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
@@ -40,9 +44,6 @@ type Config struct {
 	Common config.Common
 	// Group is the events consumer group (CHURNWATCH_RULES_GROUP).
 	Group string
-	// CustomersGroup is the customers consumer group
-	// (CHURNWATCH_RULES_CUSTOMERS_GROUP).
-	CustomersGroup string
 	// AllowedLateness: events older than their partition clock minus this
 	// go to the DLQ (CHURNWATCH_ALLOWED_LATENESS, SPEC §3: 7 days).
 	AllowedLateness time.Duration
@@ -64,7 +65,6 @@ type Config struct {
 // Env documents every service-specific variable with its default, for --help.
 var Env = [][2]string{
 	{"CHURNWATCH_RULES_GROUP", "churnwatch-rules"},
-	{"CHURNWATCH_RULES_CUSTOMERS_GROUP", "churnwatch-rules-customers"},
 	{"CHURNWATCH_ALLOWED_LATENESS", "168h"},
 	{"CHURNWATCH_RULES_BATCH_SIZE", "50000"},
 	{"CHURNWATCH_RULES_BATCH_LINGER", "5ms"},
@@ -78,7 +78,6 @@ func LoadConfig(e *config.Env) (Config, error) {
 	c := Config{
 		Common:          config.LoadCommon(e, "rules", "127.0.0.1:7002", ":8002"),
 		Group:           e.String("CHURNWATCH_RULES_GROUP", "churnwatch-rules"),
-		CustomersGroup:  e.String("CHURNWATCH_RULES_CUSTOMERS_GROUP", "churnwatch-rules-customers"),
 		AllowedLateness: e.Duration("CHURNWATCH_ALLOWED_LATENESS", 7*24*time.Hour),
 		BatchSize:       e.Int("CHURNWATCH_RULES_BATCH_SIZE", 50000),
 		BatchLinger:     e.Duration("CHURNWATCH_RULES_BATCH_LINGER", 5*time.Millisecond),
@@ -98,11 +97,8 @@ func Defaults() Config {
 // Validate reports every problem.
 func (c Config) Validate() error {
 	errs := []error{c.Common.Validate()}
-	if c.Group == "" || c.CustomersGroup == "" {
-		errs = append(errs, errors.New("CHURNWATCH_RULES_GROUP and CHURNWATCH_RULES_CUSTOMERS_GROUP must be set"))
-	}
-	if c.Group == c.CustomersGroup {
-		errs = append(errs, errors.New("CHURNWATCH_RULES_GROUP and CHURNWATCH_RULES_CUSTOMERS_GROUP must differ"))
+	if c.Group == "" {
+		errs = append(errs, errors.New("CHURNWATCH_RULES_GROUP must be set"))
 	}
 	if c.AllowedLateness <= 0 {
 		errs = append(errs, errors.New("CHURNWATCH_ALLOWED_LATENESS must be positive"))
@@ -175,7 +171,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	}
 	a := &App{base: base, cfg: cfg, store: store.New(base.Redis), lag: map[lagKey]int64{}}
 	log := base.Log
-	base.Log.Info("rules configured", "group", cfg.Group, "customers_group", cfg.CustomersGroup,
+	base.Log.Info("rules configured", "group", cfg.Group,
 		"allowed_lateness", cfg.AllowedLateness.String(), "batch_size", cfg.BatchSize, "batch_linger", cfg.BatchLinger.String(),
 		"thresholds_poll", cfg.ThresholdsPoll.String())
 
@@ -205,17 +201,16 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 
 	brokers, topics := cfg.Common.KafkaBrokers, cfg.Common.Topics
 	events := kafka.NewReader(kafkax.ReaderConfig(brokers, cfg.Group, topics.Events))
-	customers := kafka.NewReader(kafkax.ReaderConfig(brokers, cfg.CustomersGroup, topics.Customers))
 	signals := kafkax.SmallWriter(brokers, topics.Signals)
 	dlq := kafkax.SmallWriter(brokers, topics.DLQ)
 	base.AddCloser(func(context.Context) error { return errors.Join(signals.Close(), dlq.Close()) })
-	base.AddCloser(func(context.Context) error { return errors.Join(events.Close(), customers.Close()) })
+	base.AddCloser(func(context.Context) error { return events.Close() })
 
 	cache := scoring.NewStateCache(cfg.StateCache)
 	if err := metrics.ObserveCache(base.Tel.Meter, cache); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	var eventsBusy, customersBusy status.Busy
+	var eventsBusy status.Busy
 	consumer := &scoring.Consumer{
 		Reader: events,
 		Scorer: &scoring.Scorer{
@@ -243,11 +238,6 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		}
 		return consumer.Run(ctx)
 	})
-	profileConsumer := &profiles.Consumer{
-		Reader: customers, Store: a.store, DLQ: dlq, Topic: topics.Customers, Log: log, Busy: &customersBusy,
-		Metrics: metrics.Consumer, MaxBatch: cfg.BatchSize, Linger: cfg.BatchLinger, Grace: cfg.Common.ShutdownGrace / 2,
-	}
-	base.AddWorker("customers consumer", profileConsumer.Run)
 	base.AddWorker("thresholds watcher", a.watcher.Run)
 	base.AddWorker("lag gauge", a.refreshLag)
 
@@ -267,7 +257,6 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		Service: "rules", Brokers: brokers, Ready: base.Ready, Version: Version,
 		Consumers: []status.Consumer{
 			{Group: cfg.Group, Topic: topics.Events, Clocks: clocks, Idle: eventsBusy.Idle},
-			{Group: cfg.CustomersGroup, Topic: topics.Customers, Idle: customersBusy.Idle},
 		},
 	})
 	return a, nil
@@ -287,7 +276,7 @@ func (a *App) refreshLag(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		next := map[lagKey]int64{}
-		for _, g := range [][2]string{{a.cfg.Group, a.cfg.Common.Topics.Events}, {a.cfg.CustomersGroup, a.cfg.Common.Topics.Customers}} {
+		for _, g := range [][2]string{{a.cfg.Group, a.cfg.Common.Topics.Events}} {
 			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			lag, err := kafkax.GroupLag(lctx, a.cfg.Common.KafkaBrokers, g[0], g[1])
 			cancel()

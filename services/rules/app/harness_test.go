@@ -444,21 +444,23 @@ func (b *bank) eventMsgs() []kafka.Message {
 	return out
 }
 
-func (b *bank) customerMsgs() []kafka.Message {
+// profileMsgs are the bank's profiles as the ingester writes them to the
+// events topic: one EVENT_TYPE_PROFILE_UPDATED record per customer.
+func (b *bank) profileMsgs() []kafka.Message {
 	out := make([]kafka.Message, len(b.customers))
 	for i, c := range b.customers {
-		v, _ := proto.Marshal(c)
-		out[i] = kafka.Message{Key: []byte(c.GetCustomerId()), Value: v}
+		out[i] = eventMsg(&cwv1.AccountEvent{EventId: "profile:" + c.GetCustomerId(), CustomerId: c.GetCustomerId(),
+			Type: cwv1.EventType_EVENT_TYPE_PROFILE_UPDATED, Profile: c})
 	}
 	return out
 }
 
-// loadCustomers publishes the profiles and waits until the app stored them,
-// so that scoring sees the tiers whatever the timing.
+// loadCustomers publishes the profiles on the events topic, ahead of the
+// customers' events (as `churnctl customers import` before `ingest` does):
+// every event is then scored with its customer's tier whatever the timing.
 func (s *stack) loadCustomers(b *bank, cfg Config) {
 	s.t.Helper()
-	s.produce(s.topics.Customers, b.customerMsgs()...)
-	s.waitCaughtUp(cfg.CustomersGroup, s.topics.Customers, 60*time.Second)
+	s.produce(s.topics.Events, b.profileMsgs()...)
 }
 
 var errCrash = errors.New("simulated crash between state write and commit")

@@ -39,8 +39,7 @@ type StateStore interface {
 type Metrics struct {
 	events, signals metric.Int64Counter
 	batch           metric.Float64Histogram
-	// Consumer counts batches, retries, panics and DLQ records, for the
-	// profiles consumer too.
+	// Consumer counts batches, retries, panics and DLQ records.
 	Consumer *kafkax.ConsumerMetrics
 }
 

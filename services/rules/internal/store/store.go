@@ -380,29 +380,3 @@ func queueClocks(ctx context.Context, p redis.Pipeliner, w Write) {
 	}
 }
 
-// ProfileUpdate is one customer record to store; Delete removes it (a
-// tombstone on the compacted topic).
-type ProfileUpdate struct {
-	CustomerID string
-	Profile    Profile
-	Delete     bool
-}
-
-// ApplyProfiles stores profiles in order in one round trip.
-func (s *Store) ApplyProfiles(ctx context.Context, ups []ProfileUpdate) error {
-	if len(ups) == 0 {
-		return nil
-	}
-	pipe := s.rdb.Pipeline()
-	for _, u := range ups {
-		if u.Delete {
-			pipe.HDel(ctx, CustomerKey(u.CustomerID), fieldProfile)
-		} else {
-			pipe.HSet(ctx, CustomerKey(u.CustomerID), fieldProfile, u.Profile.encode())
-		}
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("write profiles: %w", err)
-	}
-	return nil
-}
