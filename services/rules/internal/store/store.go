@@ -379,4 +379,3 @@ func queueClocks(ctx context.Context, p redis.Pipeliner, w Write) {
 		p.ZAddGT(ctx, clocksKey, redis.Z{Score: float64(ms), Member: strconv.Itoa(int(part))})
 	}
 }
-
