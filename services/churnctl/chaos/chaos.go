@@ -79,6 +79,7 @@ type Report struct {
 	Kills                      int     `json:"kills"`
 	BrokerKills                int     `json:"broker_kills"`
 	RedisKills                 int     `json:"redis_kills"`
+	ScaleEvents                int     `json:"scale_events"` // instances removed gracefully and added back mid-stream
 	EventsAccepted             int     `json:"events_accepted"`
 	EventsScored               int     `json:"events_scored"`
 	DLQRecords                 int     `json:"dlq_records"`
@@ -367,6 +368,7 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 	lastIngest := time.Now()
 	rep.IngestS = lastIngest.Sub(ingestStart).Seconds()
 	rep.Kills, rep.BrokerKills, rep.RedisKills = int(inj.kills.Load()), int(inj.brokerKills.Load()), int(inj.redisKills.Load())
+	rep.ScaleEvents = int(inj.scaleEvents.Load())
 	rep.IngestCalls, rep.IngestRetries = f.calls, f.retries
 	rep.EventsLate, rep.EventsRejected = f.count(late), f.count(rejected)
 	var acceptedIDs []string

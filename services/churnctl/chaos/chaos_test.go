@@ -44,8 +44,8 @@ func TestShortChaosRun(t *testing.T) {
 	}
 	t.Logf("%s Kafka: %+v", mode, *rep)
 
-	if rep.Kills < 4 || rep.RedisKills != 1 || (mode == "real" && rep.BrokerKills != 1) {
-		t.Errorf("faults: %d kills, %d broker, %d Redis; want ≥ 4, 1 on real Kafka, 1", rep.Kills, rep.BrokerKills, rep.RedisKills)
+	if rep.Kills < 4 || rep.RedisKills != 1 || rep.ScaleEvents != 2 || (mode == "real" && rep.BrokerKills != 1) {
+		t.Errorf("faults: %d kills, %d broker, %d Redis, %d scale events; want ≥ 4, 1 on real Kafka, 1, 2", rep.Kills, rep.BrokerKills, rep.RedisKills, rep.ScaleEvents)
 	}
 	if rep.EventsAccepted+rep.EventsLate+rep.EventsRejected != rep.Events {
 		t.Errorf("%d events sent, %d accepted + %d late + %d rejected", rep.Events, rep.EventsAccepted, rep.EventsLate, rep.EventsRejected)

@@ -17,6 +17,9 @@ const (
 	faultService faultKind = iota
 	faultBroker
 	faultRedis
+	// faultScale removes a rules or alerts instance gracefully (its group
+	// rebalances to the other) and adds it back a few seconds later.
+	faultScale
 )
 
 // fault is one planned kill: before ingest call number batch, either right
@@ -39,7 +42,7 @@ type injector struct {
 	kafka    cluster
 	logf     func(string, ...any)
 
-	kills, brokerKills, redisKills atomic.Int64
+	kills, brokerKills, redisKills, scaleEvents atomic.Int64
 	wg                             sync.WaitGroup
 	errMu                          sync.Mutex
 	errs                           []error
@@ -64,6 +67,9 @@ func planFaults(rng *rand.Rand, batches, kills int, broker bool) []fault {
 		plan = append(plan, fault{kind: faultBroker, batch: batches/5 + rng.IntN(max(1, batches/4)), delay: time.Duration(rng.IntN(100)) * time.Millisecond})
 	}
 	plan = append(plan, fault{kind: faultRedis, batch: batches/2 + rng.IntN(max(1, batches/4)), delay: time.Duration(rng.IntN(100)) * time.Millisecond})
+	for range 2 {
+		plan = append(plan, fault{kind: faultScale, batch: 1 + rng.IntN(batches-1)})
+	}
 	sort.SliceStable(plan, func(i, j int) bool { return plan[i].batch < plan[j].batch })
 	return plan
 }
@@ -139,6 +145,45 @@ func (in *injector) fire(ctx context.Context, f fault) {
 		n := in.kills.Add(1)
 		d := in.pause(200*time.Millisecond, 2500*time.Millisecond)
 		in.logf("kill %d: SIGKILL %s; restart in %s", n, s.name, d.Round(time.Millisecond))
+		in.restartAfter(ctx, d, s.name, func() error {
+			if err := s.start(); err != nil {
+				return err
+			}
+			return s.waitReady(ctx, 60*time.Second)
+		})
+	case faultScale:
+		// Remove one of two running instances of a kind: a scale-down, not
+		// an outage. When no kind has two up, wait for a restart.
+		byKind := map[string][]*service{}
+		for _, s := range in.services {
+			if s.running() && s.kind != "ingester" {
+				byKind[s.kind] = append(byKind[s.kind], s)
+			}
+		}
+		var pick []*service
+		for _, k := range []string{"rules", "alerts"} {
+			if len(byKind[k]) >= 2 {
+				pick = append(pick, byKind[k]...)
+			}
+		}
+		if len(pick) == 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+				in.fire(ctx, f)
+			}
+			return
+		}
+		in.mu.Lock()
+		s := pick[in.rng.IntN(len(pick))]
+		in.mu.Unlock()
+		if err := s.remove(); err != nil {
+			in.fail(err)
+			return
+		}
+		n := in.scaleEvents.Add(1)
+		d := in.pause(3*time.Second, 6*time.Second)
+		in.logf("scale %d: %s removed (SIGTERM); added back in %s", n, s.name, d.Round(time.Millisecond))
 		in.restartAfter(ctx, d, s.name, func() error {
 			if err := s.start(); err != nil {
 				return err

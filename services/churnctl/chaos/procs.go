@@ -92,6 +92,29 @@ func (p *process) kill() error {
 	return nil
 }
 
+// remove ends the process gracefully (SIGTERM: it leaves its consumer
+// group and flushes, as a scale-down or rolling restart does) and marks it
+// down until started again.
+func (p *process) remove() error {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	if cmd == nil {
+		p.mu.Unlock()
+		return fmt.Errorf("%s was never started", p.name)
+	}
+	p.down = true
+	p.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+		return fmt.Errorf("%s did not stop within 30s of SIGTERM", p.name)
+	}
+}
+
 // exited reports whether the process has ended without being killed by
 // the harness (a crash of its own).
 func (p *process) exited() bool {

@@ -19,13 +19,20 @@ import (
 	"github.com/churnwatch/churnwatch/services/churnctl/devstack"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/client"
+	"github.com/churnwatch/churnwatch/services/platform/testkit"
 )
 
 func startStack(t *testing.T) *devstack.Stack {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	return startStackOn(t, nil)
+}
+
+// startStackOn starts the stack with env (nil: the embedded broker).
+func startStackOn(t *testing.T, env map[string]string) *devstack.Stack {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	st, err := devstack.Start(ctx, devstack.Options{Dir: t.TempDir(), AnyPort: true})
+	st, err := devstack.Start(ctx, devstack.Options{Dir: t.TempDir(), AnyPort: true, Env: env})
 	if err != nil {
 		t.Fatalf("start stack: %v", err)
 	}
@@ -66,7 +73,18 @@ func tool(t *testing.T, name string) string {
 // the right customer, rule, observed value and threshold. An outflow under
 // the threshold yields nothing.
 func TestLargeOutflowAlertReachesManager(t *testing.T) {
-	st := startStack(t)
+	walkingSkeleton(t, startStack(t))
+}
+
+// The same walking skeleton on a real three-broker Apache Kafka cluster
+// (scripts/kafka.sh; topics with replication 3 and min.insync.replicas 2).
+func TestLargeOutflowAlertReachesManagerOnRealKafka(t *testing.T) {
+	k := testkit.RealKafka(t, 3)
+	walkingSkeleton(t, startStackOn(t, map[string]string{"CHURNWATCH_KAFKA_BROKERS": strings.Join(k.Brokers, ",")}))
+}
+
+func walkingSkeleton(t *testing.T, st *devstack.Stack) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
