@@ -145,12 +145,7 @@ func (in *injector) fire(ctx context.Context, f fault) {
 		n := in.kills.Add(1)
 		d := in.pause(200*time.Millisecond, 2500*time.Millisecond)
 		in.logf("kill %d: SIGKILL %s; restart in %s", n, s.name, d.Round(time.Millisecond))
-		in.restartAfter(ctx, d, s.name, func() error {
-			if err := s.start(); err != nil {
-				return err
-			}
-			return s.waitReady(ctx, 60*time.Second)
-		})
+		in.restartAfter(ctx, d, s.name, func() error { return s.startReady(ctx) })
 	case faultScale:
 		// Remove one of two running instances of a kind: a scale-down, not
 		// an outage. When no kind has two up, wait for a restart.
@@ -184,12 +179,7 @@ func (in *injector) fire(ctx context.Context, f fault) {
 		n := in.scaleEvents.Add(1)
 		d := in.pause(3*time.Second, 6*time.Second)
 		in.logf("scale %d: %s removed (SIGTERM); added back in %s", n, s.name, d.Round(time.Millisecond))
-		in.restartAfter(ctx, d, s.name, func() error {
-			if err := s.start(); err != nil {
-				return err
-			}
-			return s.waitReady(ctx, 60*time.Second)
-		})
+		in.restartAfter(ctx, d, s.name, func() error { return s.startReady(ctx) })
 	case faultBroker:
 		in.mu.Lock()
 		node := 1 + in.rng.IntN(in.kafka.Nodes())
@@ -210,12 +200,7 @@ func (in *injector) fire(ctx context.Context, f fault) {
 		in.redisKills.Add(1)
 		d := in.pause(time.Second, 3*time.Second)
 		in.logf("SIGKILL Redis; restart on the same AOF directory in %s", d.Round(time.Millisecond))
-		in.restartAfter(ctx, d, "redis", func() error {
-			if err := in.redis.start(); err != nil {
-				return err
-			}
-			return in.redis.waitReady(ctx, 60*time.Second)
-		})
+		in.restartAfter(ctx, d, "redis", func() error { return in.redis.startReady(ctx) })
 	}
 }
 

@@ -115,6 +115,14 @@ func (p *process) remove() error {
 	}
 }
 
+// startReady starts the process again and waits until it is ready.
+func (p *process) startReady(ctx context.Context) error {
+	if err := p.start(); err != nil {
+		return err
+	}
+	return p.waitReady(ctx, 60*time.Second)
+}
+
 // exited reports whether the process has ended without being killed by
 // the harness (a crash of its own).
 func (p *process) exited() bool {
