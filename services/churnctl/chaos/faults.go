@@ -43,9 +43,9 @@ type injector struct {
 	logf     func(string, ...any)
 
 	kills, brokerKills, redisKills, scaleEvents atomic.Int64
-	wg                             sync.WaitGroup
-	errMu                          sync.Mutex
-	errs                           []error
+	wg                                          sync.WaitGroup
+	errMu                                       sync.Mutex
+	errs                                        []error
 }
 
 // planFaults spreads kills service kills, one broker kill (when the cluster
