@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Validates the deployment files: docker-compose.yml, the Prometheus config,
+# Validates the deployment files: docker-compose.yml, the Kubernetes
+# overlays under deploy/k8s, the Prometheus config,
 # alert rules and their unit tests, the Grafana and collector files, and that
 # no private key sits under deploy/. A tool that is not installed is skipped
 # with a note; any check that runs and fails makes the script exit 1.
@@ -85,6 +86,21 @@ PY
 	fi
 else
 	skip "json/yaml files: python3 not installed"
+fi
+
+# --- Kubernetes manifests ------------------------------------------------------
+# deploy/k8s/test builds the dev and prod overlays with kustomize's own
+# library (krusty, what `kubectl apply -k` runs) and decodes every manifest
+# strictly into the Kubernetes API types, then checks probes, security
+# context, resources, ports, NetworkPolicies, Secret files and setting
+# names. Its own module, outside go.work, so the Kubernetes dependencies
+# stay out of the services. First run downloads and compiles them (a few
+# minutes); later runs take seconds.
+if command -v go >/dev/null 2>&1; then
+	run "kustomize build + strict decode deploy/k8s/overlays/{dev,prod}" \
+		sh -c 'cd deploy/k8s/test && GOWORK=off go test -count=1 ./...'
+else
+	skip "deploy/k8s: go not installed"
 fi
 
 # --- Dockerfiles ----------------------------------------------------------------
