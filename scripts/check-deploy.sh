@@ -81,6 +81,29 @@ if missing:
     sys.exit(1)
 PY
 		fi
+		# No secret in the compose file: password-like settings name files
+		# (…_FILE, Docker secrets), none has a value or a default.
+		run "compose has no passwords, only secret files" python3 - <<'PY'
+import re, sys, yaml
+text = open("docker-compose.yml").read()
+compose = yaml.safe_load(text)
+bad = []
+for name, svc in compose["services"].items():
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) for e in env)
+    for k, v in env.items():
+        if re.search(r"PASSWORD|SECRET|TOKEN", k) and not k.endswith("_FILE"):
+            bad.append("%s: %s=%s" % (name, k, v))
+for m in re.finditer(r"\$\{([A-Z_]*(PASSWORD|SECRET|TOKEN)[A-Z_]*):-([^}]*)\}", text):
+    if not m.group(1).endswith("_FILE"):
+        bad.append("default for %s" % m.group(1))
+if re.search(r"requirepass\s+[\"']?[A-Za-z0-9]", text):
+    bad.append("a literal requirepass")
+if bad:
+    print("secrets in docker-compose.yml: " + "; ".join(bad))
+    sys.exit(1)
+PY
 	else
 		skip "yaml files: python3 yaml module not installed"
 	fi
