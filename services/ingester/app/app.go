@@ -95,6 +95,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		Lateness:       cfg.AllowedLateness,
 		WriteAttempts:  cfg.KafkaWriteAttempts,
 		LeaseTTL:       cfg.RequestLeaseTTL,
+		Earliest:       cfg.EarliestEvent,
 	}, intake.Deps{
 		Events: a.events, Customers: a.customers, DLQ: a.dlq, Partitions: a.partitions,
 		Redis: base.Redis, Meter: base.Tel.Meter, Tracer: base.Tel.Tracer, Propagator: base.Tel.Propagator,

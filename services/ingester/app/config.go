@@ -39,6 +39,9 @@ type Config struct {
 	// HTTPMaxBody limits POST /v1/events and /v1/customers bodies, in bytes
 	// (CHURNWATCH_HTTP_MAX_BODY).
 	HTTPMaxBody int64
+	// EarliestEvent: events that occurred before it are rejected
+	// (CHURNWATCH_EARLIEST_EVENT, SPEC §2: 1970-01-01).
+	EarliestEvent time.Time
 }
 
 // Settings documents every service-specific variable with its default, for
@@ -54,6 +57,7 @@ var Settings = []struct{ Name, Default, Help string }{
 	{"CHURNWATCH_RATE_LIMIT", "50000", "events per second per principal; 0 = unlimited"},
 	{"CHURNWATCH_RATE_BURST", "20000", "events a principal may send at once (at least 10000, the largest batch)"},
 	{"CHURNWATCH_HTTP_MAX_BODY", "33554432", "largest POST /v1/events or /v1/customers body in bytes (32 MiB)"},
+	{"CHURNWATCH_EARLIEST_EVENT", "1970-01-01", "events with an occurredAt before this date (or RFC 3339 time) are rejected too_early"},
 }
 
 // LoadConfig reads the configuration from the environment.
@@ -71,7 +75,22 @@ func LoadConfig(e *config.Env) (Config, error) {
 		AllowedLateness:    e.Duration("CHURNWATCH_ALLOWED_LATENESS", 7*24*time.Hour),
 		RequestLeaseTTL:    e.Duration("CHURNWATCH_DEDUP_LEASE_TTL", 3*time.Second),
 	}
-	return c, errors.Join(e.Err(), c.Validate())
+	earliest, err := parseEarliest(e.String("CHURNWATCH_EARLIEST_EVENT", "1970-01-01"))
+	c.EarliestEvent = earliest
+	return c, errors.Join(e.Err(), err, c.Validate())
+}
+
+// parseEarliest reads CHURNWATCH_EARLIEST_EVENT: a date (UTC midnight) or
+// an RFC 3339 time.
+func parseEarliest(s string) (time.Time, error) {
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("CHURNWATCH_EARLIEST_EVENT %q: want a date such as 1970-01-01 or an RFC 3339 time", s)
+	}
+	return t, nil
 }
 
 // writeBackoffMax is the longest pause between produce attempts.
@@ -115,6 +134,11 @@ func (c Config) Validate() error {
 	if c.RateLimit > 0 && c.RateBurst < intake.MaxBatch {
 		errs = append(errs, fmt.Errorf("CHURNWATCH_RATE_BURST %d: at least %d, or the largest batch could never pass", c.RateBurst, intake.MaxBatch))
 	}
+	// A protobuf Timestamp starts at year 1; an earlier bound would let
+	// through events that cannot be published.
+	if !c.EarliestEvent.IsZero() && c.EarliestEvent.Year() < 1 {
+		errs = append(errs, fmt.Errorf("CHURNWATCH_EARLIEST_EVENT %s: not before 0001-01-01", c.EarliestEvent.Format(time.RFC3339)))
+	}
 	if c.HTTPMaxBody < 1024 {
 		errs = append(errs, fmt.Errorf("CHURNWATCH_HTTP_MAX_BODY %d: at least 1024 bytes", c.HTTPMaxBody))
 	}
@@ -135,5 +159,6 @@ func (c Config) specificFields() map[string]any {
 	f["http_max_body"] = c.HTTPMaxBody
 	f["allowed_lateness"] = c.AllowedLateness.String()
 	f["dedup_lease_ttl"] = c.RequestLeaseTTL.String()
+	f["earliest_event"] = c.EarliestEvent.Format(time.RFC3339)
 	return f
 }

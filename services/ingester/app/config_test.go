@@ -29,3 +29,24 @@ func TestLoadConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestEarliestEvent(t *testing.T) {
+	base := map[string]string{"CHURNWATCH_AUTH_PUBLIC_KEYS": "k"}
+	cfg, err := app.LoadConfig(config.FromMap(base))
+	if err != nil || !cfg.EarliestEvent.Equal(time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("default: %v %v", cfg.EarliestEvent, err)
+	}
+	for v, want := range map[string]time.Time{
+		"2000-01-01":           time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
+		"2001-02-03T04:05:06Z": time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC),
+	} {
+		base["CHURNWATCH_EARLIEST_EVENT"] = v
+		if cfg, err := app.LoadConfig(config.FromMap(base)); err != nil || !cfg.EarliestEvent.Equal(want) {
+			t.Errorf("%s: %v %v", v, cfg.EarliestEvent, err)
+		}
+	}
+	base["CHURNWATCH_EARLIEST_EVENT"] = "1.1.1970"
+	if _, err := app.LoadConfig(config.FromMap(base)); err == nil || !strings.Contains(err.Error(), "CHURNWATCH_EARLIEST_EVENT") {
+		t.Fatalf("bad value: %v", err)
+	}
+}

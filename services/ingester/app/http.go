@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -20,6 +21,7 @@ import (
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/ingester/format"
 	"github.com/churnwatch/churnwatch/services/ingester/internal/intake"
+	"github.com/churnwatch/churnwatch/services/ingester/validate"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 )
 
@@ -155,10 +157,54 @@ func readAll[T any](rd format.Reader[T]) ([]decoded[T], error) {
 	}
 }
 
+// httpRateWait bounds how long one later chunk of a large body waits for
+// the rate limit before the rest of the body is reported rate_limited.
+const httpRateWait = 30 * time.Second
+
+// codeRateLimited marks records of a large body left unpublished because
+// the rate limit would have held them back longer than httpRateWait.
+const codeRateLimited validate.Code = "rate_limited"
+
+// chunkGate lets the chunks of one body through the rate limit. The first
+// chunk is refused 429 at once when over the rate (nothing is published,
+// the caller comes back later); later chunks of an accepted body wait, as
+// stream batches do, so a body larger than the burst completes with a
+// result for every record.
+type chunkGate struct {
+	a     *App
+	who   string
+	first bool
+}
+
+// pass takes n records of the chunk; a *rateLimited error from the first
+// chunk is the answer to the request, from a later one it means the rest
+// of the body is not published.
+func (g *chunkGate) pass(ctx context.Context, n int) error {
+	if !g.first {
+		g.first = true
+		return g.a.limiter.allow(g.who, n)
+	}
+	return g.a.limiter.wait(ctx, g.who, n, httpRateWait)
+}
+
+// notPublished marks every record from index from on that has no result
+// yet as rejected because the rate limit stopped the body there.
+func notPublished(ctx context.Context, a *App, resp *HTTPResponse, from int, err error) {
+	n := 0
+	for i := from; i < len(resp.Results); i++ {
+		if resp.Results[i].Status == "" {
+			resp.Results[i].Status = "rejected"
+			resp.Results[i].Reason = fmt.Sprintf("not published: %v; send again from record %d", err, from)
+			n++
+		}
+	}
+	a.intake.CountRejects(ctx, codeRateLimited, n)
+}
+
 // serveEvents takes NDJSON or a JSON array of events. Bodies of more than
-// 10,000 records are published in batches of 10,000; if one fails the
-// request fails and a retry of the whole body is safe (what was published
-// comes back as duplicate).
+// 10,000 records are published in chunks of 10,000 under the rate limit
+// (see chunkGate); if one fails the request fails and a retry of the
+// whole body is safe (what was published comes back as duplicate).
 func (a *App) serveEvents(w http.ResponseWriter, r *http.Request) {
 	ctx, span := a.span(r)
 	defer span.End()
@@ -188,8 +234,8 @@ func (a *App) serveEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	a.intake.CountDecodeRejects(ctx, countErrs(recs))
-	who := principal(ctx)
+	countDecodeRejects(ctx, a, recs)
+	gate := &chunkGate{a: a, who: principal(ctx)}
 	for start := 0; start < len(recs); start += intake.MaxBatch {
 		chunk := recs[start:min(start+intake.MaxBatch, len(recs))]
 		var evs []*cwv1.IncomingEvent
@@ -208,7 +254,12 @@ func (a *App) serveEvents(w http.ResponseWriter, r *http.Request) {
 			a.intake.CountRejects(ctx, intake.CodeNotAttempted, len(at))
 			continue
 		}
-		if err := a.limiter.allow(who, len(chunk)); err != nil {
+		if err := gate.pass(ctx, len(chunk)); err != nil {
+			var rl *rateLimited
+			if start > 0 && errors.As(err, &rl) {
+				notPublished(ctx, a, &resp, start, err)
+				break
+			}
 			span.SetStatus(codes.Error, "rate limited")
 			writeError(w, err)
 			return
@@ -229,14 +280,21 @@ func (a *App) serveEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func countErrs[T any](recs []decoded[T]) int {
-	n := 0
+// countDecodeRejects counts the records refused while decoding, by code
+// (decode_error, duplicate_key, csv_formula).
+func countDecodeRejects[T any](ctx context.Context, a *App, recs []decoded[T]) {
+	var byCode map[validate.Code]int
 	for _, r := range recs {
 		if r.err != nil {
-			n++
+			if byCode == nil {
+				byCode = map[validate.Code]int{}
+			}
+			byCode[validate.CodeOf(r.err)]++
 		}
 	}
-	return n
+	for code, n := range byCode {
+		a.intake.CountRejects(ctx, code, n)
+	}
 }
 
 func (r *HTTPResponse) tally() {
@@ -275,8 +333,8 @@ func (a *App) serveCustomers(w http.ResponseWriter, r *http.Request) {
 			resp.Results[i].Status, resp.Results[i].Reason = "rejected", rec.err.Error()
 		}
 	}
-	a.intake.CountDecodeRejects(ctx, countErrs(recs))
-	who := principal(ctx)
+	countDecodeRejects(ctx, a, recs)
+	gate := &chunkGate{a: a, who: principal(ctx)}
 	for start := 0; start < len(recs); start += intake.MaxBatch {
 		chunk := recs[start:min(start+intake.MaxBatch, len(recs))]
 		var cs []*cwv1.IncomingCustomer
@@ -287,7 +345,12 @@ func (a *App) serveCustomers(w http.ResponseWriter, r *http.Request) {
 				at = append(at, start+i)
 			}
 		}
-		if err := a.limiter.allow(who, len(chunk)); err != nil {
+		if err := gate.pass(ctx, len(chunk)); err != nil {
+			var rl *rateLimited
+			if start > 0 && errors.As(err, &rl) {
+				notPublished(ctx, a, &resp, start, err)
+				break
+			}
 			writeError(w, err)
 			return
 		}

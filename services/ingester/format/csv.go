@@ -8,11 +8,31 @@ import (
 	"unicode/utf8"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/ingester/validate"
 )
 
 // CSVColumns is the SPEC §2 header of event CSV files.
 var CSVColumns = []string{"event_id", "customer_id", "account_id", "occurred_at", "type", "amount",
 	"currency", "counterparty_bank", "balance_after", "channel", "sentiment"}
+
+// numericColumns may start with "-" (a negative balance or sentiment) and
+// are checked as decimals by validation; every other column is text.
+var numericColumns = map[int]bool{5: true, 8: true, 10: true}
+
+// formulaErr refuses a CSV text field that a spreadsheet would run as a
+// formula (CSV injection, OWASP): one starting with = + - or @, also
+// after leading blanks.
+func formulaErr(col int, f string) error {
+	if numericColumns[col] {
+		return nil
+	}
+	t := strings.TrimLeft(f, " \t")
+	if t == "" || !strings.ContainsRune("=+-@", rune(t[0])) {
+		return nil
+	}
+	return &validate.Error{Field: CSVColumns[col], Code: validate.CodeCSVFormula,
+		Msg: fmt.Sprintf("starts with %q: a spreadsheet would run it as a formula", t[0])}
+}
 
 var requiredColumns = []string{"event_id", "customer_id", "account_id", "occurred_at", "type"}
 
@@ -128,6 +148,9 @@ func (c *csvEvents) Next() (Record[*cwv1.IncomingEvent], error) {
 		}
 		ev := rec.Value
 		for i, f := range c.fields {
+			if err := formulaErr(c.cols[i], f); err != nil && rec.Err == nil {
+				rec.Err = err
+			}
 			switch c.cols[i] {
 			case 0:
 				ev.EventId = f

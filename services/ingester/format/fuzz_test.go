@@ -7,6 +7,7 @@ import (
 	"os"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -16,8 +17,24 @@ import (
 	"github.com/churnwatch/churnwatch/services/ingester/validate"
 )
 
+// hostile are records of the issue-14 findings, added to every target's
+// corpus so that mutations start from them.
+var hostile = []string{
+	`{"eventId":"t-1","customerId":"C1","accountId":"A1","occurredAt":"2025-03-01T09:30:00Z","type":"DEPOSIT","amount":"5.00","amount":"999999.00","currency":"EUR"}`,
+	`{"eventId":"t-1","customerId":"C1","accountId":"A1","occurredAt":"2025-03-01T09:30:00Z","type":"DEPOSIT","amount":"5.00","AMOUNT":"9.00","currency":"EUR"}`,
+	`{"eventId":"t-1","customerId":"C1","accountId":"A1","occurredAt":"2025-03-01T09:30:00Z","type":"DEPOSIT","amount":"+10.00","currency":"EUR"}`,
+	`{"eventId":"t-1\u202e","customerId":"C1\u2066","accountId":"A1","occurredAt":"0000-01-01T00:00:00Z","type":"LOGIN"}`,
+	"{\"eventId\":\"t-\xff\",\"customerId\":\"C1\",\"accountId\":\"A1\",\"occurredAt\":\"1900-01-01T00:00:00Z\",\"type\":\"LOGIN\"}",
+	`{"customerId":"C1","tier":"MASS","displayName":"Wang \u202eL.","displayName":"x"}`,
+	"event_id,customer_id,account_id,occurred_at,type,amount,currency,counterparty_bank,balance_after,channel,sentiment\n" +
+		`t-1,C1,A1,2025-03-01T09:30:00Z,TRANSFER_OUT,+10.00,EUR,"=HYPERLINK(""x"")",-5.00,@MOBILE,` + "\n",
+}
+
 func seed(f *testing.F, files ...string) {
 	f.Helper()
+	for _, h := range hostile {
+		f.Add([]byte(h))
+	}
 	for _, name := range files {
 		b, err := os.ReadFile("testdata/" + name)
 		if err != nil {
@@ -63,12 +80,30 @@ func drain[T proto.Message](t *testing.T, r format.Reader[T], check func(T)) {
 
 var now = time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 
+// acceptable checks what validation promises of an accepted event: no
+// invisible or replacement characters in any text, a time the publisher
+// can carry.
+func acceptable(out *cwv1.AccountEvent) bool {
+	for _, s := range []string{out.EventId, out.CustomerId, out.AccountId, out.CounterpartyBank} {
+		for _, r := range s {
+			if r == utf8.RuneError || validate.Invisible(r) || r < 0x20 {
+				return false
+			}
+		}
+	}
+	return out.GetOccurredAt().IsValid() && !out.GetOccurredAt().AsTime().Before(validate.DefaultEarliest)
+}
+
 func FuzzDecodeNDJSON(f *testing.F) {
 	seed(f, "events.ndjson")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		drain(t, format.Events(format.NDJSON, bytes.NewReader(b)), func(ev *cwv1.IncomingEvent) {
-			if out, verr := validate.Event(ev, now); (out == nil) == (verr == nil) {
+			out, verr := validate.Event(ev, now)
+			if (out == nil) == (verr == nil) {
 				t.Fatalf("validate: %v %v", out, verr)
+			}
+			if out != nil && !acceptable(out) {
+				t.Fatalf("accepted a hostile record: %v", out)
 			}
 		})
 	})
@@ -87,7 +122,9 @@ func FuzzDecodeCSV(f *testing.F) {
 	seed(f, "events.csv")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		drain(t, format.Events(format.CSV, bytes.NewReader(b)), func(ev *cwv1.IncomingEvent) {
-			_, _ = validate.Event(ev, now)
+			if out, _ := validate.Event(ev, now); out != nil && out.GetOccurredAt().AsTime().Before(validate.DefaultEarliest) {
+				t.Fatalf("accepted an event before %s: %v", validate.DefaultEarliest, out)
+			}
 		})
 	})
 }

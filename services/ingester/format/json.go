@@ -6,9 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/ingester/validate"
 )
 
 // jsonEvent holds the raw JSON of each field so that every field is read
@@ -90,6 +94,16 @@ func decodeEventJSON(b []byte) (*cwv1.IncomingEvent, error) {
 		ev := &cwv1.IncomingEvent{}
 		return ev, objectErr(b, err)
 	}
+	if isID, err := duplicateKey(b, "eventId"); err != nil {
+		// The id is kept when it is unambiguous, so the answer names the
+		// record.
+		ev := &cwv1.IncomingEvent{}
+		if !isID {
+			var f fields
+			ev.EventId = f.text("eventId", j.EventID)
+		}
+		return ev, err
+	}
 	var f fields
 	ev := &cwv1.IncomingEvent{
 		EventId:          f.text("eventId", j.EventID),
@@ -112,6 +126,14 @@ func decodeCustomerJSON(b []byte) (*cwv1.IncomingCustomer, error) {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return &cwv1.IncomingCustomer{}, objectErr(b, err)
 	}
+	if isID, err := duplicateKey(b, "customerId"); err != nil {
+		c := &cwv1.IncomingCustomer{}
+		if !isID {
+			var f fields
+			c.CustomerId = f.text("customerId", j.CustomerID)
+		}
+		return c, err
+	}
 	var f fields
 	c := &cwv1.IncomingCustomer{
 		CustomerId:  f.text("customerId", j.CustomerID),
@@ -121,6 +143,159 @@ func decodeCustomerJSON(b []byte) (*cwv1.IncomingCustomer, error) {
 		DisplayName: f.text("displayName", j.DisplayName),
 	}
 	return c, f.err
+}
+
+// duplicateKey refuses an object that gives a key twice:
+// {"amount":"5.00","amount":"999999.00"} means one thing to one parser
+// and another to the next (encoding/json keeps the last, others the
+// first). Keys are compared as encoding/json matches them to fields,
+// case-insensitively ("amount" and "AMOUNT" are the same field), after
+// unescaping. b must be valid JSON (json.Unmarshal has accepted it); only
+// the top-level object's keys matter, the records have no nested objects.
+// The error is a *validate.Error naming the key; id reports whether the
+// key is the record's id (which is then not reported either).
+func duplicateKey(b []byte, idKey string) (id bool, err error) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false, nil
+	}
+	i++
+	var seen [16]string // records have 11 fields: no map for the usual case
+	keys := seen[:0]
+	var set map[string]struct{}
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] == '}' {
+			return false, nil
+		}
+		if b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+		end := stringEnd(b, i)
+		raw := b[i:end]
+		i = skipSpace(b, end)
+		i++ // ':'
+		i = valueEnd(b, skipSpace(b, i))
+		key := string(raw[1 : len(raw)-1])
+		if bytes.IndexByte(raw, '\\') >= 0 {
+			_ = json.Unmarshal(raw, &key)
+		}
+		k := foldKey(key)
+		dup := false
+		if set != nil {
+			_, dup = set[k]
+			set[k] = struct{}{}
+		} else {
+			for _, o := range keys {
+				dup = dup || o == k
+			}
+			keys = append(keys, k)
+			if len(keys) == cap(seen) {
+				set = make(map[string]struct{}, 2*len(keys))
+				for _, o := range keys {
+					set[o] = struct{}{}
+				}
+			}
+		}
+		if dup {
+			return k == foldKey(idKey), &validate.Error{Field: fieldName(key), Code: validate.CodeDuplicateKey,
+				Msg: "key given twice in one object (parsers disagree on which value counts)"}
+		}
+	}
+}
+
+// fieldName is a key as it may appear in a message: as is when it is a
+// plain name, else quoted and cut short.
+func fieldName(k string) string {
+	plain := len(k) > 0 && len(k) <= 32
+	for i := 0; plain && i < len(k); i++ {
+		c := k[i]
+		plain = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+	}
+	if plain {
+		return k
+	}
+	if r := []rune(k); len(r) > 32 {
+		k = string(r[:32]) + "…"
+	}
+	return strconv.QuoteToASCII(k)
+}
+
+// foldKey maps a key to one representative of its case-folding class, the
+// way bytes.EqualFold (and so encoding/json's field matching) compares:
+// every rune becomes the smallest rune of its simple-fold orbit ("k", "K"
+// and the Kelvin sign U+212A all become "K").
+func foldKey(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return strings.ToUpper(s)
+	}
+	var sb strings.Builder
+	for _, r := range s {
+		m := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			m = min(m, f)
+		}
+		sb.WriteRune(m)
+	}
+	return sb.String()
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index after the JSON string starting at b[i].
+func stringEnd(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return len(b)
+}
+
+// valueEnd returns the index after the JSON value starting at b[i].
+func valueEnd(b []byte, i int) int {
+	depth := 0
+	for i < len(b) {
+		switch c := b[i]; c {
+		case '"':
+			i = stringEnd(b, i)
+			if depth == 0 {
+				return i
+			}
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+		i++
+	}
+	return i
 }
 
 // jsonDecoder walks one top-level JSON array element by element.

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -52,6 +54,22 @@ const (
 	CodeBadSentiment          Code = "bad_sentiment"
 	CodeSentimentNotAllowed   Code = "sentiment_not_allowed"
 	CodeUnknownTier           Code = "unknown_tier"
+	// CodeInvisibleChar: a bidi control or other invisible format character
+	// (Unicode Cf, Zl, Zp) in an id or a name, which would make two
+	// different ids look alike or reorder what an RM reads.
+	CodeInvisibleChar Code = "invisible_char"
+	// CodeBadUTF8: a field that is not valid UTF-8 (decoders replace such
+	// bytes with U+FFFD, which is refused too).
+	CodeBadUTF8 Code = "invalid_utf8"
+	// CodeSignedAmount: an amount or balance written with a "+".
+	CodeSignedAmount Code = "signed_amount"
+	// CodeTooEarly: occurredAt before the earliest accepted event time.
+	CodeTooEarly Code = "too_early"
+	// CodeDuplicateKey: a JSON object naming one field twice.
+	CodeDuplicateKey Code = "duplicate_key"
+	// CodeCSVFormula: a CSV text field starting with = + - or @, which a
+	// spreadsheet would run as a formula.
+	CodeCSVFormula Code = "csv_formula"
 	// CodeDecode is for input that is not a record at all (bad JSON or CSV).
 	CodeDecode Code = "decode_error"
 )
@@ -130,10 +148,48 @@ func EventTypeName(t cwv1.EventType) string {
 	return t.String()
 }
 
+// DefaultEarliest is the earliest accepted occurredAt unless configured
+// otherwise (CHURNWATCH_EARLIEST_EVENT, SPEC §2).
+var DefaultEarliest = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Checker holds the configurable bounds of validation. The zero value
+// uses the defaults.
+type Checker struct {
+	// Earliest is the earliest accepted occurredAt (DefaultEarliest when
+	// zero). Year 0 or 1900 is a core-banking placeholder, not an event
+	// time; it cannot even be carried as a protobuf Timestamp.
+	Earliest time.Time
+}
+
+func (c Checker) earliest() time.Time {
+	if c.Earliest.IsZero() {
+		return DefaultEarliest
+	}
+	return c.Earliest
+}
+
+// Event validates one incoming event with the default bounds; see
+// Checker.Event.
+func Event(in *cwv1.IncomingEvent, now time.Time) (*cwv1.AccountEvent, *Error) {
+	return Checker{}.Event(in, now)
+}
+
 // Event validates one incoming event against SPEC §2 at wall time now and
 // returns the event to publish (ingested_at is left for the publisher). The
 // first problem found is returned, fields checked in the order of the SPEC.
-func Event(in *cwv1.IncomingEvent, now time.Time) (*cwv1.AccountEvent, *Error) {
+func (c Checker) Event(in *cwv1.IncomingEvent, now time.Time) (*cwv1.AccountEvent, *Error) {
+	// Invalid UTF-8 first, in any field: whatever else is wrong, the
+	// caller's encoding is the problem to fix.
+	for _, f := range [...]struct{ name, v string }{
+		{"eventId", in.GetEventId()}, {"customerId", in.GetCustomerId()}, {"accountId", in.GetAccountId()},
+		{"occurredAt", in.GetOccurredAt()}, {"type", in.GetType()}, {"amount", in.GetAmount()},
+		{"currency", in.GetCurrency()}, {"counterpartyBank", in.GetCounterpartyBank()},
+		{"balanceAfter", in.GetBalanceAfter()}, {"channel", in.GetChannel()}, {"sentiment", in.GetSentiment()},
+	} {
+		if err := validUTF8(f.name, f.v); err != nil {
+			return nil, err
+		}
+	}
 	if err := eventID(in.GetEventId()); err != nil {
 		return nil, err
 	}
@@ -143,7 +199,7 @@ func Event(in *cwv1.IncomingEvent, now time.Time) (*cwv1.AccountEvent, *Error) {
 	if err := id("accountId", in.GetAccountId(), true); err != nil {
 		return nil, err
 	}
-	occurred, err := occurredAt(in.GetOccurredAt(), now)
+	occurred, err := occurredAt(in.GetOccurredAt(), now, c.earliest())
 	if err != nil {
 		return nil, err
 	}
@@ -197,18 +253,55 @@ func eventID(s string) *Error {
 	return text("eventId", s, MaxEventIDLen)
 }
 
-// text checks a free identifier: bounded length, no control characters
-// (they would corrupt logs, CSV output and terminal views).
+// validUTF8 refuses invalid UTF-8 and U+FFFD, which is what decoders
+// leave of invalid bytes (protobuf strings, hence the Incoming* messages,
+// cannot carry them raw).
+func validUTF8(field, s string) *Error {
+	if strings.ContainsRune(s, utf8.RuneError) {
+		return fail(field, CodeBadUTF8, "not valid UTF-8 (invalid bytes or U+FFFD)")
+	}
+	return nil
+}
+
+// text checks a free identifier or name: bounded length, no control
+// characters (they would corrupt logs, CSV output and terminal views) and
+// no invisible format characters (bidi overrides and isolates, zero-width
+// characters, line and paragraph separators), which would make two ids
+// look alike or reorder what an RM reads.
 func text(field, s string, max int) *Error {
 	if n := utf8.RuneCountInString(s); n > max {
 		return fail(field, CodeTooLong, "%d characters, at most %d", n, max)
 	}
+	i := 0
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
-			return fail(field, CodeBadChars, "contains a control or invalid character")
+		i++
+		if err := visible(field, r, i); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// visible refuses rune r at (1-based) character position pos unless it is
+// a visible character.
+func visible(field string, r rune, pos int) *Error {
+	switch {
+	case r == utf8.RuneError:
+		return fail(field, CodeBadUTF8, "not valid UTF-8 (invalid bytes or U+FFFD)")
+	case unicode.Is(unicode.Cc, r):
+		return fail(field, CodeBadChars, "contains a control character (U+%04X at character %d)", r, pos)
+	case Invisible(r):
+		return fail(field, CodeInvisibleChar, "contains an invisible or bidi control character (U+%04X at character %d)", r, pos)
+	}
+	return nil
+}
+
+// Invisible reports whether r is an invisible format character: Unicode
+// categories Cf (which holds the bidi marks U+200E/F, embeddings and
+// overrides U+202A–E and isolates U+2066–9, zero-width characters, U+FEFF),
+// Zl and Zp.
+func Invisible(r rune) bool {
+	return unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }
 
 // id checks customer, account, manager and branch ids: ≤ 64 characters of
@@ -225,7 +318,13 @@ func id(field, s string, required bool) *Error {
 	}
 	for i := 0; i < len(s); i++ {
 		if !idChar(s[i]) {
-			return fail(field, CodeBadChars, "character %d is not one of A-Z a-z 0-9 . _ : -", i+1)
+			pos := utf8.RuneCountInString(s[:i]) + 1
+			if r, _ := utf8.DecodeRuneInString(s[i:]); r >= utf8.RuneSelf || r == utf8.RuneError {
+				if err := visible(field, r, pos); err != nil {
+					return err
+				}
+			}
+			return fail(field, CodeBadChars, "character %d is not one of A-Z a-z 0-9 . _ : -", pos)
 		}
 	}
 	return nil
@@ -245,7 +344,7 @@ func OccurredAt(s string) (time.Time, bool) {
 	return t, true
 }
 
-func occurredAt(s string, now time.Time) (time.Time, *Error) {
+func occurredAt(s string, now, earliest time.Time) (time.Time, *Error) {
 	if s == "" {
 		return time.Time{}, fail("occurredAt", CodeMissingField, "missing")
 	}
@@ -255,6 +354,9 @@ func occurredAt(s string, now time.Time) (time.Time, *Error) {
 	}
 	if t.After(now.Add(MaxFutureSkew)) {
 		return time.Time{}, fail("occurredAt", CodeFutureTime, "more than 5 minutes in the future")
+	}
+	if t.Before(earliest) {
+		return time.Time{}, fail("occurredAt", CodeTooEarly, "before %s, the earliest accepted event time (CHURNWATCH_EARLIEST_EVENT)", earliest.UTC().Format(time.RFC3339))
 	}
 	return t, nil
 }
@@ -302,6 +404,12 @@ func amount(in *cwv1.IncomingEvent, typ cwv1.EventType, out *cwv1.AccountEvent) 
 }
 
 func minor(field, s, cur string) (int64, *Error) {
+	// "+10.00" is not how a bank writes an amount; a sign that money
+	// parsing would quietly drop is refused. ("-" stays: a balance may be
+	// overdrawn, and a negative amount is refused as not positive.)
+	if strings.HasPrefix(strings.TrimSpace(s), "+") {
+		return 0, fail(field, CodeSignedAmount, "has a + sign: write an unsigned decimal such as 10.00")
+	}
 	v, err := money.ParseMinor(s, cur)
 	switch {
 	case err == nil:
@@ -347,6 +455,14 @@ func quoteShort(s string) string {
 
 // Customer validates one incoming customer profile (SPEC §2).
 func Customer(in *cwv1.IncomingCustomer, now time.Time) (*cwv1.CustomerProfile, *Error) {
+	for _, f := range [...]struct{ name, v string }{
+		{"customerId", in.GetCustomerId()}, {"tier", in.GetTier()}, {"managerId", in.GetManagerId()},
+		{"branchId", in.GetBranchId()}, {"displayName", in.GetDisplayName()},
+	} {
+		if err := validUTF8(f.name, f.v); err != nil {
+			return nil, err
+		}
+	}
 	if err := id("customerId", in.GetCustomerId(), true); err != nil {
 		return nil, err
 	}

@@ -104,3 +104,87 @@ func BenchmarkEvent(b *testing.B) {
 		}
 	}
 }
+
+// Issue 14: signs, invisible characters, invalid UTF-8 and placeholder
+// dates are refused, each naming the field.
+func TestEventRejectsHostileInput(t *testing.T) {
+	for name, c := range map[string]struct {
+		mut  func(*cwv1.IncomingEvent)
+		code validate.Code
+		msg  string
+	}{
+		"+amount":            {func(e *cwv1.IncomingEvent) { e.Amount = "+10.00" }, validate.CodeSignedAmount, "amount: has a + sign"},
+		"+balance":           {func(e *cwv1.IncomingEvent) { e.BalanceAfter = "+300.00" }, validate.CodeSignedAmount, "balanceAfter: has a + sign"},
+		"RLO in eventId":     {func(e *cwv1.IncomingEvent) { e.EventId = "t-1\u202e9" }, validate.CodeInvisibleChar, "eventId: contains an invisible or bidi control character (U+202E at character 4)"},
+		"LRM in eventId":     {func(e *cwv1.IncomingEvent) { e.EventId = "\u200et-1" }, validate.CodeInvisibleChar, "eventId: contains an invisible"},
+		"isolate eventId":    {func(e *cwv1.IncomingEvent) { e.EventId = "t\u2066-1\u2069" }, validate.CodeInvisibleChar, "eventId: contains an invisible"},
+		"zero width space":   {func(e *cwv1.IncomingEvent) { e.EventId = "t-\u200b1" }, validate.CodeInvisibleChar, "eventId: contains an invisible"},
+		"BOM in eventId":     {func(e *cwv1.IncomingEvent) { e.EventId = "\ufefft-1" }, validate.CodeInvisibleChar, "eventId: contains an invisible"},
+		"line separator":     {func(e *cwv1.IncomingEvent) { e.EventId = "t-1\u2028" }, validate.CodeInvisibleChar, "eventId: contains an invisible"},
+		"para separator":     {func(e *cwv1.IncomingEvent) { e.CounterpartyBank = "OTHER\u2029BANK" }, validate.CodeInvisibleChar, "counterpartyBank: contains an invisible"},
+		"C1 control":         {func(e *cwv1.IncomingEvent) { e.EventId = "t-\u00851" }, validate.CodeBadChars, "eventId: contains a control character (U+0085"},
+		"RLO in customerId":  {func(e *cwv1.IncomingEvent) { e.CustomerId = "C1\u202e0" }, validate.CodeInvisibleChar, "customerId: contains an invisible or bidi control character (U+202E at character 3)"},
+		"LRE in accountId":   {func(e *cwv1.IncomingEvent) { e.AccountId = "\u202aA1" }, validate.CodeInvisibleChar, "accountId: contains an invisible"},
+		"invalid UTF-8":      {func(e *cwv1.IncomingEvent) { e.CustomerId = "C\xff1" }, validate.CodeBadUTF8, "customerId: not valid UTF-8"},
+		"U+FFFD in type":     {func(e *cwv1.IncomingEvent) { e.Type = "DEPOSIT\ufffd" }, validate.CodeBadUTF8, "type: not valid UTF-8"},
+		"invalid in channel": {func(e *cwv1.IncomingEvent) { e.Channel = "\xc3" }, validate.CodeBadUTF8, "channel: not valid UTF-8"},
+		"year 0":             {func(e *cwv1.IncomingEvent) { e.OccurredAt = "0000-01-01T00:00:00Z" }, validate.CodeTooEarly, "occurredAt: before 1970-01-01T00:00:00Z"},
+		"year 1900":          {func(e *cwv1.IncomingEvent) { e.OccurredAt = "1900-01-01T00:00:00Z" }, validate.CodeTooEarly, "occurredAt: before 1970-01-01T00:00:00Z, the earliest"},
+		"1 ns before 1970":   {func(e *cwv1.IncomingEvent) { e.OccurredAt = "1969-12-31T23:59:59.999999999Z" }, validate.CodeTooEarly, "occurredAt: before"},
+	} {
+		_, err := validate.Event(ev(c.mut), now)
+		if err == nil || err.Code != c.code || !strings.HasPrefix(err.Error(), c.msg) {
+			t.Errorf("%s: %v, want %s %q", name, err, c.code, c.msg)
+		}
+	}
+	// Still fine: letters of any script, a negative balance, the epoch.
+	for name, mut := range map[string]func(*cwv1.IncomingEvent){
+		"accented id":      func(e *cwv1.IncomingEvent) { e.EventId = "é-ü-漢字" },
+		"overdrawn":        func(e *cwv1.IncomingEvent) { e.BalanceAfter = "-5.00" },
+		"epoch":            func(e *cwv1.IncomingEvent) { e.OccurredAt = "1970-01-01T00:00:00Z" },
+		"epoch in +01:00":  func(e *cwv1.IncomingEvent) { e.OccurredAt = "1970-01-01T01:00:00+01:00" },
+		"bank with spaces": func(e *cwv1.IncomingEvent) { e.CounterpartyBank = "Other Bank AG" },
+	} {
+		if _, err := validate.Event(ev(mut), now); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestCheckerEarliest(t *testing.T) {
+	c := validate.Checker{Earliest: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if _, err := c.Event(ev(func(e *cwv1.IncomingEvent) { e.OccurredAt = "1999-12-31T23:59:59Z" }), now); err == nil ||
+		err.Code != validate.CodeTooEarly || !strings.Contains(err.Error(), "before 2000-01-01T00:00:00Z") {
+		t.Fatalf("1999 with earliest 2000: %v", err)
+	}
+	if _, err := c.Event(ev(func(e *cwv1.IncomingEvent) { e.OccurredAt = "2000-01-01T00:00:00Z" }), now); err != nil {
+		t.Fatalf("2000 with earliest 2000: %v", err)
+	}
+}
+
+func TestCustomerRejectsHostileInput(t *testing.T) {
+	for in, want := range map[*cwv1.IncomingCustomer]struct {
+		code validate.Code
+		msg  string
+	}{
+		{CustomerId: "C1", Tier: "MASS", DisplayName: "Wang \u202eL."}:  {validate.CodeInvisibleChar, "displayName: contains an invisible or bidi control character (U+202E at character 6)"},
+		{CustomerId: "C1", Tier: "MASS", DisplayName: "Wang\u200dL."}:   {validate.CodeInvisibleChar, "displayName: contains an invisible"},
+		{CustomerId: "C1", Tier: "MASS", DisplayName: "Wang\u2028L."}:   {validate.CodeInvisibleChar, "displayName: contains an invisible"},
+		{CustomerId: "C1", Tier: "MASS", DisplayName: "Wang\x7fL."}:     {validate.CodeBadChars, "displayName: contains a control character (U+007F"},
+		{CustomerId: "C1", Tier: "MASS", DisplayName: "Wang \xffL."}:    {validate.CodeBadUTF8, "displayName: not valid UTF-8"},
+		{CustomerId: "C1", Tier: "MASS", ManagerId: "rm-\u2067001"}:     {validate.CodeInvisibleChar, "managerId: contains an invisible or bidi control character (U+2067 at character 4)"},
+		{CustomerId: "C1", Tier: "MASS", BranchId: "br-01\u200f"}:       {validate.CodeInvisibleChar, "branchId: contains an invisible"},
+		{CustomerId: "\u202dC1", Tier: "MASS"}:                          {validate.CodeInvisibleChar, "customerId: contains an invisible"},
+		{CustomerId: "C1", Tier: "MASS\xfe"}:                            {validate.CodeBadUTF8, "tier: not valid UTF-8"},
+		{CustomerId: "C1", Tier: "MASS", DisplayName: "Wang\ufffd L."}:  {validate.CodeBadUTF8, "displayName: not valid UTF-8"},
+		{CustomerId: "C1", Tier: "MASS", DisplayName: "Wang\u00adL."}:   {validate.CodeInvisibleChar, "displayName: contains an invisible"},
+		{CustomerId: "C1", Tier: "MASS", DisplayName: "Wang\U000e0041"}: {validate.CodeInvisibleChar, "displayName: contains an invisible"},
+	} {
+		if _, err := validate.Customer(in, now); err == nil || err.Code != want.code || !strings.HasPrefix(err.Error(), want.msg) {
+			t.Errorf("%q: %v, want %s %q", in.String(), err, want.code, want.msg)
+		}
+	}
+	if _, err := validate.Customer(&cwv1.IncomingCustomer{CustomerId: "C1", Tier: "MASS", DisplayName: "Zoë Çelik-Øst 王"}, now); err != nil {
+		t.Fatal(err)
+	}
+}

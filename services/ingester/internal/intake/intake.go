@@ -94,6 +94,9 @@ type Config struct {
 	// LeaseTTL is how long a request's claims outlive the request's last
 	// sign of life (a crashed ingester's claims are taken over after it).
 	LeaseTTL time.Duration
+	// Earliest is the earliest accepted occurredAt (validate.DefaultEarliest
+	// when zero).
+	Earliest time.Time
 }
 
 // Deps are an Intake's collaborators.
@@ -251,7 +254,7 @@ func (in *Intake) PublishEvents(ctx context.Context, events []*cwv1.IncomingEven
 	first := make(map[string]int, len(events))
 	firstBad := -1
 	for i, raw := range events {
-		ev, verr := validate.Event(raw, now)
+		ev, verr := validate.Checker{Earliest: in.cfg.Earliest}.Event(raw, now)
 		if verr != nil {
 			b.set(i, Result{Index: number(i), ID: raw.GetEventId(), Status: cwv1.RecordStatus_RECORD_STATUS_REJECTED, Reason: verr.Error(), Code: verr.Code})
 			if firstBad < 0 {
