@@ -33,6 +33,8 @@ type App struct {
 
 	signals, customers *kafka.Reader
 	pub                *publisher
+	delivery           *deliveries // nil without receivers
+	rcvMet             *receiverMetrics
 	dlq                *kafka.Writer // records the consumers cannot process
 	sigBusy, custBusy  status.Busy
 }
@@ -44,7 +46,7 @@ var alertRoles = []auth.Role{auth.RoleManager, auth.RoleBranchHead, auth.RoleOps
 // every role.
 func Policy() auth.Policy {
 	p := auth.Policy{}
-	for _, m := range []string{"Subscribe", "ListAlerts", "GetAlert", "AcknowledgeAlert", "ResolveAlert", "SnoozeAlert", "GetRulePrecision"} {
+	for _, m := range []string{"Subscribe", "ListAlerts", "GetAlert", "AcknowledgeAlert", "ResolveAlert", "SnoozeAlert", "ReassignAlert", "GetRulePrecision"} {
 		p["/"+cwv1.AlertService_ServiceDesc.ServiceName+"/"+m] = alertRoles
 	}
 	p["/"+cwv1.StatusService_ServiceDesc.ServiceName+"/GetStatus"] = []auth.Role{auth.RoleManager, auth.RoleBranchHead, auth.RoleOps, auth.RoleAdmin, auth.RoleIngest}
@@ -98,6 +100,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		onReconcile: func(ctx context.Context, n int) { a.met.reconciled.Add(ctx, int64(n)) },
 	}
 	a.dlq = kafkax.SmallWriter(cfg.Common.KafkaBrokers, cfg.Common.Topics.DLQ)
+	if err := a.startReceivers(ctx); err != nil {
+		return nil, err
+	}
 
 	cwv1.RegisterAlertServiceServer(base.GRPC, &server{app: a})
 	cwv1.RegisterStatusServiceServer(base.GRPC, &status.Server{
@@ -112,6 +117,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	base.AddWorker("escalations", a.scanLoop)
 	base.AddWorker("publisher", a.publishLoop)
 	base.AddWorker("fanout", a.hub.run)
+	if a.delivery != nil {
+		base.AddWorker("receivers", a.delivery.run)
+	}
 	// Closers run in reverse: readers first, then the publisher's
 	// connections (its worker has finished its batch by then) and the DLQ
 	// writer.
