@@ -13,6 +13,7 @@ import (
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/alerts/alerting"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/receiver"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/config"
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
@@ -67,6 +68,13 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	rcvOpts := receiver.Options{ConsoleURL: cfg.ConsoleURL}
+	var receivers *receiver.Set
+	if cfg.Receivers != "" {
+		if receivers, err = receiver.Load(cfg.Receivers, rcvOpts); err != nil {
+			return nil, fmt.Errorf("CHURNWATCH_ALERTS_RECEIVERS: %w", err)
+		}
+	}
 	base, err := service.New(ctx, cfg.Common, service.Options{LogOutput: o.logOutput, Policy: Policy()})
 	if err != nil {
 		return nil, err
@@ -100,7 +108,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		onReconcile: func(ctx context.Context, n int) { a.met.reconciled.Add(ctx, int64(n)) },
 	}
 	a.dlq = kafkax.SmallWriter(cfg.Common.KafkaBrokers, cfg.Common.Topics.DLQ)
-	if err := a.startReceivers(ctx); err != nil {
+	if err := a.startReceivers(ctx, receivers, rcvOpts); err != nil {
 		return nil, err
 	}
 

@@ -445,21 +445,16 @@ func (s *deliveries) initPositions(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// startReceivers loads and checks the receivers file (New fails on a bad
-// one, with every problem and its line) and places new receivers at the
-// stream's end.
-func (a *App) startReceivers(ctx context.Context) error {
+// startReceivers sets up the receivers New loaded and checked (New fails
+// on a bad file, with every problem and its line) and places new
+// receivers at the stream's end.
+func (a *App) startReceivers(ctx context.Context, set *receiver.Set, opts receiver.Options) error {
 	var err error
 	if a.rcvMet, err = newReceiverMetrics(a); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	if a.cfg.Receivers == "" {
+	if set == nil {
 		return nil
-	}
-	opts := receiver.Options{ConsoleURL: a.cfg.ConsoleURL}
-	set, err := receiver.Load(a.cfg.Receivers, opts)
-	if err != nil {
-		return fmt.Errorf("CHURNWATCH_ALERTS_RECEIVERS: %w", err)
 	}
 	a.delivery = &deliveries{app: a, path: a.cfg.Receivers, opts: opts, reload: a.cfg.ReceiversReload, set: set, running: map[string]*running{}}
 	names := make([]string, 0, len(set.Receivers))

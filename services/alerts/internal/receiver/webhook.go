@@ -3,6 +3,7 @@ package receiver
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -102,7 +103,8 @@ func CloudEvent(n *Notification) ([]byte, error) {
 	if t := n.Update.GetAt(); t != nil {
 		e.SetTime(t.AsTime())
 	}
-	if err := e.SetData("application/json", data); err != nil {
+	// json.RawMessage, not []byte: the SDK writes bytes as data_base64.
+	if err := e.SetData("application/json", json.RawMessage(data)); err != nil {
 		return nil, err
 	}
 	if err := e.Validate(); err != nil {
