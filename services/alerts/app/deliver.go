@@ -26,24 +26,27 @@ import (
 //   - each receiver has its own position in the stream and its own lease,
 //     so one receiver that is down delays nobody else, neither the Kafka
 //     publisher nor Subscribe streams;
+//
 //   - only the holder of a receiver's lease delivers, one change at a
 //     time in stream order (so each alert's versions in order), and moves
 //     the position by a CAS on its token after each delivery: one attempt
 //     sequence per (receiver, alert version) however many instances run;
+//
 //   - an attempt never outlives the lease (its deadline is the lease's
 //     validity), so a peer that takes over after a crash cannot overlap
 //     it; a holder killed after a delivery but before the position update
 //     makes the next holder deliver that version again with the same
 //     webhook-id / Message-ID, which receivers dedupe by;
+//
 //   - retryable failures are retried with exponential backoff and jitter
 //     for up to the receiver's retry.for; the first attempt's time is kept
 //     in Redis so the period survives restarts; other failures and
 //     expired retries are dead-lettered.
 //
-//	cw:{alerts}:rcv:NAME:pos     last all-stream id handled by receiver NAME (CAS on its lease)
-//	cw:{alerts}:rcv:NAME:lease   the receiver's deliverer lease (token, PX)
-//	cw:{alerts}:rcv:NAME:head    the change being retried: id, first attempt ms, attempts
-//	cw:{alerts}:rcv:NAME:dead    dead letters (stream, capped at 10000)
+//     cw:{alerts}:rcv:NAME:pos     last all-stream id handled by receiver NAME (CAS on its lease)
+//     cw:{alerts}:rcv:NAME:lease   the receiver's deliverer lease (token, PX)
+//     cw:{alerts}:rcv:NAME:head    the change being retried: id, first attempt ms, attempts
+//     cw:{alerts}:rcv:NAME:dead    dead letters (stream, capped at 10000)
 func kRcv(name, what string) string { return keyPrefix + "rcv:" + name + ":" + what }
 
 // deadLetterCap bounds each receiver's dead-letter stream.

@@ -161,7 +161,7 @@ func (s *email) Deliver(ctx context.Context, n *Notification) error {
 // mailView is what the templates show.
 type mailView struct {
 	ID, Customer, Name, Tier, Severity, State, Change, Action, Due, Link, Manager string
-	Reasons                                                                     []reasonView
+	Reasons                                                                       []reasonView
 }
 
 type reasonView struct{ Rule, Observed, Threshold, Unit, Detail string }

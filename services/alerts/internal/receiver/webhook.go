@@ -161,4 +161,6 @@ func post(c *http.Client, req *http.Request) error {
 // StatusError is an HTTP answer other than 2xx.
 type StatusError struct{ Code int }
 
-func (e *StatusError) Error() string { return fmt.Sprintf("answered %d %s", e.Code, http.StatusText(e.Code)) }
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("answered %d %s", e.Code, http.StatusText(e.Code))
+}
