@@ -81,9 +81,9 @@ func TestMatch(t *testing.T) {
 	}
 	for name, edit := range map[string]func(a *cwv1.Alert){
 		"has a manager (branch head not notified)": func(a *cwv1.Alert) { a.ManagerId = "rm-1" },
-		"severity below":                           func(a *cwv1.Alert) { a.Severity = cwv1.Severity_SEVERITY_MEDIUM },
-		"other tier":                               func(a *cwv1.Alert) { a.Tier = cwv1.Tier_TIER_BASIC },
-		"other rule":                               func(a *cwv1.Alert) { a.Reasons[0].RuleId = "dormancy" },
+		"severity below": func(a *cwv1.Alert) { a.Severity = cwv1.Severity_SEVERITY_MEDIUM },
+		"other tier":     func(a *cwv1.Alert) { a.Tier = cwv1.Tier_TIER_BASIC },
+		"other rule":     func(a *cwv1.Alert) { a.Reasons[0].RuleId = "dormancy" },
 	} {
 		a := base()
 		edit(a)
