@@ -24,6 +24,8 @@ var (
 	ErrResolved        = errors.New("alert is already resolved")
 	ErrOutcomeRequired = errors.New("an outcome is required: retained, churned, unreachable or false_alarm")
 	ErrSnoozeInPast    = errors.New("snooze must end in the future")
+	ErrManagerRequired = errors.New("manager_id is required")
+	ErrNoteRequired    = errors.New("a note is required")
 )
 
 // ActorSystem is the actor of changes churnwatch makes by itself.
@@ -184,6 +186,8 @@ func (e *Engine) Signal(c *Customer, sig *cwv1.RiskSignal, now time.Time) (Chang
 			LastSignalAt:    at,
 			UnknownCustomer: sig.GetUnknownCustomer(),
 			AckDueAt:        e.ackDue(tier, now),
+
+			CustomerDisplayName: c.Profile.GetDisplayName(),
 		}
 		a.RecommendedAction = e.action(a)
 		c.Open = a
@@ -211,6 +215,9 @@ func (e *Engine) Signal(c *Customer, sig *cwv1.RiskSignal, now time.Time) (Chang
 	}
 	a.Tier = tier
 	a.UnknownCustomer = sig.GetUnknownCustomer()
+	if c.Profile != nil {
+		a.CustomerDisplayName = c.Profile.GetDisplayName()
+	}
 	if at != nil {
 		if a.FirstSignalAt == nil || at.AsTime().Before(a.FirstSignalAt.AsTime()) {
 			a.FirstSignalAt = at
@@ -351,10 +358,33 @@ func (e *Engine) Reassign(a *cwv1.Alert, p *cwv1.CustomerProfile, now time.Time)
 	}
 	ch := e.step(a, cwv1.AlertChange_ALERT_CHANGE_REASSIGNED, ActorSystem, "", now, func(a *cwv1.Alert) {
 		a.ManagerId, a.BranchId = p.GetManagerId(), p.GetBranchId()
+		a.CustomerDisplayName = p.GetDisplayName()
 		a.RecommendedAction = e.action(a)
 	})
 	ch.Notify = true
 	return ch, true
+}
+
+// ReassignTo hands an open alert to another manager of its branch by a
+// person's decision (ReassignAlert), with the note on its history; false
+// when the alert is that manager's already. The new manager is notified.
+func (e *Engine) ReassignTo(a *cwv1.Alert, manager, actor, note string, now time.Time) (Change, bool, error) {
+	switch {
+	case a.GetState() == cwv1.AlertState_ALERT_STATE_RESOLVED:
+		return Change{}, false, ErrResolved
+	case manager == "":
+		return Change{}, false, ErrManagerRequired
+	case strings.TrimSpace(note) == "":
+		return Change{}, false, ErrNoteRequired
+	case a.GetManagerId() == manager:
+		return Change{}, false, nil
+	}
+	ch := e.step(a, cwv1.AlertChange_ALERT_CHANGE_REASSIGNED, actor, note, now, func(a *cwv1.Alert) {
+		a.ManagerId = manager
+		a.RecommendedAction = e.action(a)
+	})
+	ch.Notify = true
+	return ch, true, nil
 }
 
 // Open reports whether an alert is not resolved.

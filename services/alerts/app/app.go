@@ -13,6 +13,7 @@ import (
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/alerts/alerting"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/receiver"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/config"
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
@@ -33,6 +34,8 @@ type App struct {
 
 	signals, customers *kafka.Reader
 	pub                *publisher
+	delivery           *deliveries // nil without receivers
+	rcvMet             *receiverMetrics
 	dlq                *kafka.Writer // records the consumers cannot process
 	sigBusy, custBusy  status.Busy
 }
@@ -44,7 +47,7 @@ var alertRoles = []auth.Role{auth.RoleManager, auth.RoleBranchHead, auth.RoleOps
 // every role.
 func Policy() auth.Policy {
 	p := auth.Policy{}
-	for _, m := range []string{"Subscribe", "ListAlerts", "GetAlert", "AcknowledgeAlert", "ResolveAlert", "SnoozeAlert", "GetRulePrecision"} {
+	for _, m := range []string{"Subscribe", "ListAlerts", "GetAlert", "AcknowledgeAlert", "ResolveAlert", "SnoozeAlert", "ReassignAlert", "GetRulePrecision"} {
 		p["/"+cwv1.AlertService_ServiceDesc.ServiceName+"/"+m] = alertRoles
 	}
 	p["/"+cwv1.StatusService_ServiceDesc.ServiceName+"/GetStatus"] = []auth.Role{auth.RoleManager, auth.RoleBranchHead, auth.RoleOps, auth.RoleAdmin, auth.RoleIngest}
@@ -64,6 +67,13 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	pb, err := alerting.LoadPlaybook(cfg.Playbook)
 	if err != nil {
 		return nil, err
+	}
+	rcvOpts := receiver.Options{ConsoleURL: cfg.ConsoleURL}
+	var receivers *receiver.Set
+	if cfg.Receivers != "" {
+		if receivers, err = receiver.Load(cfg.Receivers, rcvOpts); err != nil {
+			return nil, fmt.Errorf("CHURNWATCH_ALERTS_RECEIVERS: %w", err)
+		}
 	}
 	base, err := service.New(ctx, cfg.Common, service.Options{LogOutput: o.logOutput, Policy: Policy()})
 	if err != nil {
@@ -98,6 +108,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		onReconcile: func(ctx context.Context, n int) { a.met.reconciled.Add(ctx, int64(n)) },
 	}
 	a.dlq = kafkax.SmallWriter(cfg.Common.KafkaBrokers, cfg.Common.Topics.DLQ)
+	if err := a.startReceivers(ctx, receivers, rcvOpts); err != nil {
+		return nil, err
+	}
 
 	cwv1.RegisterAlertServiceServer(base.GRPC, &server{app: a})
 	cwv1.RegisterStatusServiceServer(base.GRPC, &status.Server{
@@ -112,6 +125,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	base.AddWorker("escalations", a.scanLoop)
 	base.AddWorker("publisher", a.publishLoop)
 	base.AddWorker("fanout", a.hub.run)
+	if a.delivery != nil {
+		base.AddWorker("receivers", a.delivery.run)
+	}
 	// Closers run in reverse: readers first, then the publisher's
 	// connections (its worker has finished its batch by then) and the DLQ
 	// writer.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"time"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
@@ -39,6 +40,14 @@ type Config struct {
 	PublishLeaseRenew time.Duration
 	// PublishBatch is the most outbox entries published per Kafka write.
 	PublishBatch int
+	// Receivers is the receivers file (SPEC §5); empty = no receivers.
+	Receivers string
+	// ReceiversReload is how often the receivers file (and the secret
+	// files it names) is checked for changes.
+	ReceiversReload time.Duration
+	// ConsoleURL is the console's base URL; alert emails link to
+	// CONSOLE_URL/alerts/ID when set.
+	ConsoleURL string
 }
 
 // Vars documents every service-specific variable with its default (for -h).
@@ -58,6 +67,9 @@ var Vars = [][2]string{
 	{"CHURNWATCH_PUBLISH_LEASE_TTL", "5s"},
 	{"CHURNWATCH_PUBLISH_LEASE_RENEW", "1s"},
 	{"CHURNWATCH_PUBLISH_BATCH", "500"},
+	{"CHURNWATCH_ALERTS_RECEIVERS", "(none: a receivers YAML file, docs/alerts.md)"},
+	{"CHURNWATCH_ALERTS_RECEIVERS_RELOAD", "10s"},
+	{"CHURNWATCH_CONSOLE_URL", "(none)"},
 }
 
 // LoadConfig reads the configuration from the environment.
@@ -82,6 +94,10 @@ func LoadConfig(e *config.Env) (Config, error) {
 		PublishLeaseTTL:   e.Duration("CHURNWATCH_PUBLISH_LEASE_TTL", 5*time.Second),
 		PublishLeaseRenew: e.Duration("CHURNWATCH_PUBLISH_LEASE_RENEW", time.Second),
 		PublishBatch:      e.Int("CHURNWATCH_PUBLISH_BATCH", 500),
+
+		Receivers:       e.String("CHURNWATCH_ALERTS_RECEIVERS", ""),
+		ReceiversReload: e.Duration("CHURNWATCH_ALERTS_RECEIVERS_RELOAD", 10*time.Second),
+		ConsoleURL:      e.String("CHURNWATCH_CONSOLE_URL", ""),
 	}
 	return c, errors.Join(e.Err(), c.Validate())
 }
@@ -123,6 +139,14 @@ func (c Config) Validate() error {
 	if c.PublishBatch < 1 || c.PublishBatch > 10000 {
 		errs = append(errs, errors.New("CHURNWATCH_PUBLISH_BATCH must be between 1 and 10000"))
 	}
+	if c.ReceiversReload < 10*time.Millisecond {
+		errs = append(errs, errors.New("CHURNWATCH_ALERTS_RECEIVERS_RELOAD must be at least 10ms"))
+	}
+	if c.ConsoleURL != "" {
+		if u, err := url.Parse(c.ConsoleURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, errors.New("CHURNWATCH_CONSOLE_URL must be an http(s) URL"))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -135,6 +159,7 @@ func (c Config) fields() map[string]any {
 	f["scan_interval"], f["stream_retention"], f["subscriber_queue"] = c.ScanInterval.String(), c.StreamRetention, c.SubscriberQueue
 	f["signal_memory"], f["batch_size"] = c.SignalMemory, c.BatchSize
 	f["publish_lease_ttl"], f["publish_lease_renew"], f["publish_batch"] = c.PublishLeaseTTL.String(), c.PublishLeaseRenew.String(), c.PublishBatch
+	f["receivers"], f["receivers_reload"], f["console_url"] = c.Receivers, c.ReceiversReload.String(), c.ConsoleURL
 	return f
 }
 

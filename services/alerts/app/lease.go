@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -123,4 +124,72 @@ func (l *lease) commit(ctx context.Context, posKey, id string) error {
 		return errLeaseLost
 	}
 	return nil
+}
+
+// leaseLoop runs work whenever this instance holds l, until ctx ends: it
+// stands by while another instance holds it, renews it while work runs,
+// cancels work when the lease is lost, and releases it on shutdown. The
+// receivers' deliverers use it; the Kafka publisher has its own copy with
+// test hooks (publish.go).
+func leaseLoop(ctx context.Context, l *lease, log *slog.Logger, what string, work func(context.Context) error) {
+	for {
+		ok, err := l.acquire(ctx)
+		if err != nil && ctx.Err() == nil {
+			log.WarnContext(ctx, what+" lease: acquire failed", "err", err)
+		}
+		if ok {
+			log.InfoContext(ctx, what+" lease taken: this instance now delivers", "lease_ttl", l.ttl.String())
+			hctx, cancel := context.WithCancel(ctx)
+			renewed := make(chan struct{})
+			go func() {
+				defer close(renewed)
+				renewLoop(hctx, l, log, what, cancel)
+			}()
+			err := work(hctx)
+			cancel()
+			<-renewed
+			if ctx.Err() != nil {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+				if err := l.release(rctx); err != nil {
+					log.WarnContext(rctx, what+" lease: release failed; a peer takes over when it expires", "err", err)
+				}
+				cancel()
+				return
+			}
+			log.WarnContext(ctx, what+" lease lost: standing by", "err", err)
+		}
+		if !sleep(ctx, l.renew) {
+			return
+		}
+	}
+}
+
+// renewLoop extends l every renew period and calls lost when it is gone.
+func renewLoop(ctx context.Context, l *lease, log *slog.Logger, what string, lost context.CancelFunc) {
+	t := time.NewTicker(l.renew)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, l.renew)
+		ok, err := l.extend(rctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			log.WarnContext(ctx, what+" lease: renew failed", "err", err)
+			if _, valid := l.valid(); valid {
+				continue
+			}
+		}
+		if !ok {
+			if ctx.Err() != nil {
+				return
+			}
+			l.drop()
+			lost()
+			return
+		}
+	}
 }

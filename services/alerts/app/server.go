@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
@@ -154,7 +157,8 @@ func (s *server) act(ctx context.Context, id string, fn func(a *cwv1.Alert) (ale
 		switch {
 		case errors.Is(err, alerting.ErrResolved):
 			return nil, status.Error(codes.FailedPrecondition, err.Error())
-		case errors.Is(err, alerting.ErrOutcomeRequired), errors.Is(err, alerting.ErrSnoozeInPast):
+		case errors.Is(err, alerting.ErrOutcomeRequired), errors.Is(err, alerting.ErrSnoozeInPast),
+			errors.Is(err, alerting.ErrManagerRequired), errors.Is(err, alerting.ErrNoteRequired):
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
 		if _, ok := status.FromError(err); !ok || status.Code(err) == codes.Unknown {
@@ -207,6 +211,27 @@ func (s *server) SnoozeAlert(ctx context.Context, req *cwv1.SnoozeAlertRequest) 
 	return &cwv1.SnoozeAlertResponse{Alert: a}, nil
 }
 
+// ReassignAlert moves an open alert to another manager: branch heads for
+// their branch's alerts, ops and admins for any; a manager may not hand
+// its alerts away. The note is kept on the alert's history.
+func (s *server) ReassignAlert(ctx context.Context, req *cwv1.ReassignAlertRequest) (*cwv1.ReassignAlertResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p.Role != auth.RoleBranchHead && p.Role != auth.RoleOps && p.Role != auth.RoleAdmin {
+		s.denied(ctx, p, req.GetAlertId())
+		return nil, status.Error(codes.PermissionDenied, "only branch heads, ops and admins reassign alerts")
+	}
+	a, err := s.act(ctx, req.GetAlertId(), func(a *cwv1.Alert) (alerting.Change, bool, error) {
+		return s.app.engine.ReassignTo(a, req.GetManagerId(), p.Subject, req.GetNote(), s.app.now())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &cwv1.ReassignAlertResponse{Alert: a}, nil
+}
+
 const (
 	defaultPageSize = 50
 	maxPageSize     = 500
@@ -225,8 +250,15 @@ func (s *server) ListAlerts(ctx context.Context, req *cwv1.ListAlertsRequest) (*
 		return nil, status.Error(codes.PermissionDenied, "no alerts are routed to this principal")
 	}
 	key := kIndex(aud)
+	if m := req.GetManagerId(); m != "" {
+		key = kIndex(audManager(m)) // visible() still narrows it to the caller's
+	}
 	if c := req.GetCustomerId(); c != "" {
 		key = kCustomerAlerts(c)
+	}
+	now := s.app.now()
+	if req.GetSort() != cwv1.ListAlertsSort_LIST_ALERTS_SORT_UNSPECIFIED {
+		return s.listSorted(ctx, p, req, key, now)
 	}
 	size := int(req.GetPageSize())
 	if size <= 0 {
@@ -262,7 +294,7 @@ func (s *server) ListAlerts(ctx context.Context, req *cwv1.ListAlertsRequest) (*
 		for i, a := range alerts {
 			scanned++
 			last = members[i]
-			if a != nil && visible(p, a) && matches(req, a) {
+			if a != nil && visible(p, a) && matches(req, a, now) {
 				resp.Alerts = append(resp.Alerts, a)
 				if len(resp.Alerts) == size {
 					if i < len(alerts)-1 || len(members) == 200 {
@@ -281,7 +313,80 @@ func (s *server) ListAlerts(ctx context.Context, req *cwv1.ListAlertsRequest) (*
 	return resp, nil
 }
 
-func matches(req *cwv1.ListAlertsRequest, a *cwv1.Alert) bool {
+// listSorted serves ListAlerts sorted by severity or due time: the first
+// maxScan entries of the index are filtered and sorted, and the page token
+// is an offset into that order.
+func (s *server) listSorted(ctx context.Context, p auth.Principal, req *cwv1.ListAlertsRequest, key string, now time.Time) (*cwv1.ListAlertsResponse, error) {
+	size := int(req.GetPageSize())
+	if size <= 0 {
+		size = defaultPageSize
+	}
+	size = min(size, maxPageSize)
+	off := 0
+	if tok := req.GetPageToken(); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		n, err2 := strconv.Atoi(strings.TrimPrefix(string(b), "o:"))
+		if err != nil || err2 != nil || !strings.HasPrefix(string(b), "o:") || n < 0 {
+			return nil, status.Error(codes.InvalidArgument, "bad page_token")
+		}
+		off = n
+	}
+	members, err := s.app.store.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: key, Start: "+", Stop: "-", ByLex: true, Rev: true, Count: maxScan}).Result()
+	if err != nil {
+		return nil, internal(err)
+	}
+	ids := make([]string, len(members))
+	for i, m := range members {
+		_, ids[i], _ = strings.Cut(m, "|")
+	}
+	alerts, err := s.app.store.getAlerts(ctx, ids)
+	if err != nil {
+		return nil, internal(err)
+	}
+	var hits []*cwv1.Alert
+	for _, a := range alerts {
+		if a != nil && visible(p, a) && matches(req, a, now) {
+			hits = append(hits, a)
+		}
+	}
+	due := func(a *cwv1.Alert) int64 {
+		if d := a.GetAckDueAt(); d != nil && a.GetAcknowledgedAt() == nil {
+			return d.AsTime().UnixMilli()
+		}
+		return math.MaxInt64
+	}
+	sort.SliceStable(hits, func(i, j int) bool {
+		x, y := hits[i], hits[j]
+		if req.GetSort() == cwv1.ListAlertsSort_LIST_ALERTS_SORT_SEVERITY && x.GetSeverity() != y.GetSeverity() {
+			return x.GetSeverity() > y.GetSeverity()
+		}
+		return due(x) < due(y)
+	})
+	resp := &cwv1.ListAlertsResponse{}
+	if off < len(hits) {
+		end := min(off+size, len(hits))
+		resp.Alerts = hits[off:end]
+		if end < len(hits) {
+			resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte("o:" + strconv.Itoa(end)))
+		}
+	}
+	return resp, nil
+}
+
+// overdue: not acknowledged (open or escalated) past its deadline.
+func overdue(a *cwv1.Alert, now time.Time) bool {
+	st := a.GetState()
+	return (st == cwv1.AlertState_ALERT_STATE_OPEN || st == cwv1.AlertState_ALERT_STATE_ESCALATED) &&
+		a.GetAckDueAt() != nil && a.GetAckDueAt().AsTime().Before(now)
+}
+
+func matches(req *cwv1.ListAlertsRequest, a *cwv1.Alert, now time.Time) bool {
+	if m := req.GetManagerId(); m != "" && a.GetManagerId() != m {
+		return false
+	}
+	if req.GetOverdue() && !overdue(a, now) {
+		return false
+	}
 	if len(req.GetStates()) > 0 && !slices.Contains(req.GetStates(), a.GetState()) {
 		return false
 	}

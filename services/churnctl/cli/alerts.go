@@ -86,12 +86,24 @@ func alertsList(ctx context.Context, env *Env, args []string) error {
 	severities := fs.String("severity", "", "comma list: low, medium, high, critical")
 	tiers := fs.String("tier", "", "comma list: hnw, potential, mass, basic")
 	rule := fs.String("rule", "", "rule id, e.g. outflow.large")
+	manager := fs.String("manager", "", "only alerts routed to this manager id")
+	overdue := fs.Bool("overdue", false, "only alerts not acknowledged by their deadline")
+	sortBy := fs.String("sort", "", "severity (most severe first) or due (earliest deadline first); default newest first")
 	limit := fs.Int("limit", 0, "stop after N alerts (0 = all)")
 	asJSON := fs.Bool("json", false, "one JSON object (cwv1.Alert) per line")
 	if _, err := Parse(fs, args); err != nil {
 		return err
 	}
-	req := &cwv1.ListAlertsRequest{CustomerId: *customer, RuleId: *rule, PageSize: 200}
+	req := &cwv1.ListAlertsRequest{CustomerId: *customer, RuleId: *rule, ManagerId: *manager, Overdue: *overdue, PageSize: 200}
+	switch *sortBy {
+	case "":
+	case "severity":
+		req.Sort = cwv1.ListAlertsSort_LIST_ALERTS_SORT_SEVERITY
+	case "due":
+		req.Sort = cwv1.ListAlertsSort_LIST_ALERTS_SORT_DUE
+	default:
+		return Usagef("unknown sort %q: want severity or due", *sortBy)
+	}
 	for _, s := range alertSplitList(*states) {
 		v, ok := alertEnumValue(cwv1.AlertState_value, "ALERT_STATE_", s)
 		if !ok {

@@ -137,6 +137,19 @@ func TestAlertsCommands(t *testing.T) {
 		}
 		return true
 	})
+	{
+		var out bytes.Buffer
+		if code, e := run(context.Background(), &out, "alerts", "list", "--manager", "rm-1", "--sort", "severity"); code != 0 || !strings.Contains(out.String(), alert.AlertId) {
+			t.Errorf("alerts list --manager rm-1 --sort severity: %d %s %s", code, out.String(), e)
+		}
+		out.Reset()
+		if code, _ := run(context.Background(), &out, "alerts", "list", "--overdue", "--sort", "due"); code != 0 || strings.Contains(out.String(), alert.AlertId) {
+			t.Errorf("alerts list --overdue lists an alert within its SLA: %d %s", code, out.String())
+		}
+		if code, _ := run(context.Background(), &out, "alerts", "list", "--sort", "newest"); code == 0 {
+			t.Error("--sort newest accepted")
+		}
+	}
 	if alert.Severity != cwv1.Severity_SEVERITY_CRITICAL || !strings.Contains(alert.RecommendedAction, "4 h") {
 		t.Fatalf("alert: %v", alert)
 	}

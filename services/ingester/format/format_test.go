@@ -134,8 +134,8 @@ func TestCSVHeader(t *testing.T) {
 }
 
 func TestCustomers(t *testing.T) {
-	recs, err := all(t, format.Customers(format.NDJSON, strings.NewReader(`{"customerId":"C1001","tier":"HIGH_NET_WORTH","managerId":"rm-001","branchId":"br-01","displayName":"Wang L."}`+"\n")))
-	if err != nil || len(recs) != 1 || recs[0].Value.DisplayName != "Wang L." || recs[0].Value.Tier != "HIGH_NET_WORTH" {
+	recs, err := all(t, format.Customers(format.NDJSON, strings.NewReader(`{"customerId":"C1001","tier":"HIGH_NET_WORTH","managerId":"rm-001","branchId":"br-01","displayName":"Wang L.","managerEmail":"rm-001@bank.example"}`+"\n")))
+	if err != nil || len(recs) != 1 || recs[0].Value.DisplayName != "Wang L." || recs[0].Value.Tier != "HIGH_NET_WORTH" || recs[0].Value.ManagerEmail != "rm-001@bank.example" {
 		t.Fatalf("%+v %v", recs, err)
 	}
 }

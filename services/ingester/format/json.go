@@ -38,6 +38,8 @@ type jsonCustomer struct {
 	ManagerID   json.RawMessage `json:"managerId"`
 	BranchID    json.RawMessage `json:"branchId"`
 	DisplayName json.RawMessage `json:"displayName"`
+	// ManagerEmail is optional (SPEC §2).
+	ManagerEmail json.RawMessage `json:"managerEmail"`
 }
 
 // fields converts raw values to text, remembering the first field of the
@@ -136,11 +138,12 @@ func decodeCustomerJSON(b []byte) (*cwv1.IncomingCustomer, error) {
 	}
 	var f fields
 	c := &cwv1.IncomingCustomer{
-		CustomerId:  f.text("customerId", j.CustomerID),
-		Tier:        f.text("tier", j.Tier),
-		ManagerId:   f.text("managerId", j.ManagerID),
-		BranchId:    f.text("branchId", j.BranchID),
-		DisplayName: f.text("displayName", j.DisplayName),
+		CustomerId:   f.text("customerId", j.CustomerID),
+		Tier:         f.text("tier", j.Tier),
+		ManagerId:    f.text("managerId", j.ManagerID),
+		BranchId:     f.text("branchId", j.BranchID),
+		DisplayName:  f.text("displayName", j.DisplayName),
+		ManagerEmail: f.text("managerEmail", j.ManagerEmail),
 	}
 	return c, f.err
 }

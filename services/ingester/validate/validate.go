@@ -8,6 +8,7 @@ package validate
 import (
 	"errors"
 	"fmt"
+	"net/mail"
 	"strconv"
 	"strings"
 	"time"
@@ -70,6 +71,8 @@ const (
 	// CodeCSVFormula: a CSV text field starting with = + - or @, which a
 	// spreadsheet would run as a formula.
 	CodeCSVFormula Code = "csv_formula"
+	// CodeBadEmail: a managerEmail that is not one address.
+	CodeBadEmail Code = "bad_email"
 	// CodeDecode is for input that is not a record at all (bad JSON or CSV).
 	CodeDecode Code = "decode_error"
 )
@@ -482,12 +485,35 @@ func Customer(in *cwv1.IncomingCustomer, now time.Time) (*cwv1.CustomerProfile, 
 	if err := text("displayName", in.GetDisplayName(), MaxDisplayName); err != nil {
 		return nil, err
 	}
+	if err := email("managerEmail", in.GetManagerEmail()); err != nil {
+		return nil, err
+	}
 	return &cwv1.CustomerProfile{
-		CustomerId:  in.GetCustomerId(),
-		Tier:        tier,
-		ManagerId:   in.GetManagerId(),
-		BranchId:    in.GetBranchId(),
-		DisplayName: in.GetDisplayName(),
-		UpdatedAt:   timestamppb.New(now),
+		CustomerId:   in.GetCustomerId(),
+		Tier:         tier,
+		ManagerId:    in.GetManagerId(),
+		BranchId:     in.GetBranchId(),
+		DisplayName:  in.GetDisplayName(),
+		ManagerEmail: in.GetManagerEmail(),
+		UpdatedAt:    timestamppb.New(now),
 	}, nil
+}
+
+// MaxEmail is the longest address SMTP carries (RFC 5321 path limit).
+const MaxEmail = 254
+
+// email checks an optional bare address (local@domain, no display name or
+// comments): alert email goes to it as it stands.
+func email(field, s string) *Error {
+	if s == "" {
+		return nil
+	}
+	if err := text(field, s, MaxEmail); err != nil {
+		return err
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Name != "" || a.Address != s || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") {
+		return fail(field, CodeBadEmail, "not an email address (want name@domain.example)")
+	}
+	return nil
 }

@@ -86,10 +86,21 @@ func TestCustomer(t *testing.T) {
 		{CustomerId: "C1", Tier: "MASS", DisplayName: "a\x00"}:            "displayName: contains a control",
 		{CustomerId: strings.Repeat("C", 65), Tier: "MASS"}:               "customerId: 65 characters",
 		{CustomerId: "C1", Tier: "MASS", ManagerId: "rm 1", BranchId: ""}: "managerId: character 3",
+		{CustomerId: "C1", Tier: "MASS", ManagerEmail: "rm-001"}:          "managerEmail: not an email address",
+		{CustomerId: "C1", Tier: "MASS", ManagerEmail: "A <a@b.example>"}: "managerEmail: not an email address",
+		{CustomerId: "C1", Tier: "MASS", ManagerEmail: "a@localhost"}:     "managerEmail: not an email address",
+		{CustomerId: "C1", Tier: "MASS", ManagerEmail: "a@b.example\n"}:   "managerEmail: contains a control",
 	} {
 		if _, err := validate.Customer(in, now); err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("%v: %v, want %q", in, err, want)
 		}
+	}
+}
+
+func TestCustomerManagerEmail(t *testing.T) {
+	p, err := validate.Customer(&cwv1.IncomingCustomer{CustomerId: "C1", Tier: "MASS", ManagerEmail: "wang.l@bank.example"}, now)
+	if err != nil || p.GetManagerEmail() != "wang.l@bank.example" {
+		t.Fatalf("%v %v", p, err)
 	}
 }
 

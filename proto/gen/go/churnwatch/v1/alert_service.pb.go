@@ -22,6 +22,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ListAlertsSort orders ListAlerts results.
+type ListAlertsSort int32
+
+const (
+	// Newest alert first.
+	ListAlertsSort_LIST_ALERTS_SORT_UNSPECIFIED ListAlertsSort = 0
+	// Most severe first, then the earliest acknowledgement deadline.
+	ListAlertsSort_LIST_ALERTS_SORT_SEVERITY ListAlertsSort = 1
+	// Earliest acknowledgement deadline first; alerts without one last.
+	ListAlertsSort_LIST_ALERTS_SORT_DUE ListAlertsSort = 2
+)
+
+// Enum value maps for ListAlertsSort.
+var (
+	ListAlertsSort_name = map[int32]string{
+		0: "LIST_ALERTS_SORT_UNSPECIFIED",
+		1: "LIST_ALERTS_SORT_SEVERITY",
+		2: "LIST_ALERTS_SORT_DUE",
+	}
+	ListAlertsSort_value = map[string]int32{
+		"LIST_ALERTS_SORT_UNSPECIFIED": 0,
+		"LIST_ALERTS_SORT_SEVERITY":    1,
+		"LIST_ALERTS_SORT_DUE":         2,
+	}
+)
+
+func (x ListAlertsSort) Enum() *ListAlertsSort {
+	p := new(ListAlertsSort)
+	*p = x
+	return p
+}
+
+func (x ListAlertsSort) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ListAlertsSort) Descriptor() protoreflect.EnumDescriptor {
+	return file_churnwatch_v1_alert_service_proto_enumTypes[0].Descriptor()
+}
+
+func (ListAlertsSort) Type() protoreflect.EnumType {
+	return &file_churnwatch_v1_alert_service_proto_enumTypes[0]
+}
+
+func (x ListAlertsSort) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ListAlertsSort.Descriptor instead.
+func (ListAlertsSort) EnumDescriptor() ([]byte, []int) {
+	return file_churnwatch_v1_alert_service_proto_rawDescGZIP(), []int{0}
+}
+
 type SubscribeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Cursor        string                 `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
@@ -111,14 +164,21 @@ func (x *SubscribeResponse) GetUpdate() *AlertUpdate {
 }
 
 type ListAlertsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	States        []AlertState           `protobuf:"varint,1,rep,packed,name=states,proto3,enum=churnwatch.v1.AlertState" json:"states,omitempty"`
-	Severities    []Severity             `protobuf:"varint,2,rep,packed,name=severities,proto3,enum=churnwatch.v1.Severity" json:"severities,omitempty"`
-	Tiers         []Tier                 `protobuf:"varint,3,rep,packed,name=tiers,proto3,enum=churnwatch.v1.Tier" json:"tiers,omitempty"`
-	CustomerId    string                 `protobuf:"bytes,4,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	RuleId        string                 `protobuf:"bytes,5,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
-	PageSize      int32                  `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	States     []AlertState           `protobuf:"varint,1,rep,packed,name=states,proto3,enum=churnwatch.v1.AlertState" json:"states,omitempty"`
+	Severities []Severity             `protobuf:"varint,2,rep,packed,name=severities,proto3,enum=churnwatch.v1.Severity" json:"severities,omitempty"`
+	Tiers      []Tier                 `protobuf:"varint,3,rep,packed,name=tiers,proto3,enum=churnwatch.v1.Tier" json:"tiers,omitempty"`
+	CustomerId string                 `protobuf:"bytes,4,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	RuleId     string                 `protobuf:"bytes,5,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	PageSize   int32                  `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken  string                 `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only alerts routed to this manager.
+	ManagerId string `protobuf:"bytes,8,opt,name=manager_id,json=managerId,proto3" json:"manager_id,omitempty"`
+	// Only alerts not acknowledged by their deadline (open or escalated, with
+	// ack_due_at in the past).
+	Overdue bool `protobuf:"varint,9,opt,name=overdue,proto3" json:"overdue,omitempty"`
+	// Order of the results; unspecified = newest first.
+	Sort          ListAlertsSort `protobuf:"varint,10,opt,name=sort,proto3,enum=churnwatch.v1.ListAlertsSort" json:"sort,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -200,6 +260,27 @@ func (x *ListAlertsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListAlertsRequest) GetManagerId() string {
+	if x != nil {
+		return x.ManagerId
+	}
+	return ""
+}
+
+func (x *ListAlertsRequest) GetOverdue() bool {
+	if x != nil {
+		return x.Overdue
+	}
+	return false
+}
+
+func (x *ListAlertsRequest) GetSort() ListAlertsSort {
+	if x != nil {
+		return x.Sort
+	}
+	return ListAlertsSort_LIST_ALERTS_SORT_UNSPECIFIED
 }
 
 type ListAlertsResponse struct {
@@ -646,6 +727,112 @@ func (x *SnoozeAlertResponse) GetAlert() *Alert {
 	return nil
 }
 
+type ReassignAlertRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AlertId string                 `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
+	// The manager who takes the alert over.
+	ManagerId string `protobuf:"bytes,2,opt,name=manager_id,json=managerId,proto3" json:"manager_id,omitempty"`
+	// Why; required, kept on the alert's history.
+	Note          string `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReassignAlertRequest) Reset() {
+	*x = ReassignAlertRequest{}
+	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReassignAlertRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReassignAlertRequest) ProtoMessage() {}
+
+func (x *ReassignAlertRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReassignAlertRequest.ProtoReflect.Descriptor instead.
+func (*ReassignAlertRequest) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_alert_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReassignAlertRequest) GetAlertId() string {
+	if x != nil {
+		return x.AlertId
+	}
+	return ""
+}
+
+func (x *ReassignAlertRequest) GetManagerId() string {
+	if x != nil {
+		return x.ManagerId
+	}
+	return ""
+}
+
+func (x *ReassignAlertRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+type ReassignAlertResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Alert         *Alert                 `protobuf:"bytes,1,opt,name=alert,proto3" json:"alert,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReassignAlertResponse) Reset() {
+	*x = ReassignAlertResponse{}
+	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReassignAlertResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReassignAlertResponse) ProtoMessage() {}
+
+func (x *ReassignAlertResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReassignAlertResponse.ProtoReflect.Descriptor instead.
+func (*ReassignAlertResponse) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_alert_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReassignAlertResponse) GetAlert() *Alert {
+	if x != nil {
+		return x.Alert
+	}
+	return nil
+}
+
 type GetRulePrecisionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -654,7 +841,7 @@ type GetRulePrecisionRequest struct {
 
 func (x *GetRulePrecisionRequest) Reset() {
 	*x = GetRulePrecisionRequest{}
-	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[12]
+	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +853,7 @@ func (x *GetRulePrecisionRequest) String() string {
 func (*GetRulePrecisionRequest) ProtoMessage() {}
 
 func (x *GetRulePrecisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[12]
+	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +866,7 @@ func (x *GetRulePrecisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRulePrecisionRequest.ProtoReflect.Descriptor instead.
 func (*GetRulePrecisionRequest) Descriptor() ([]byte, []int) {
-	return file_churnwatch_v1_alert_service_proto_rawDescGZIP(), []int{12}
+	return file_churnwatch_v1_alert_service_proto_rawDescGZIP(), []int{14}
 }
 
 // RulePrecision counts the outcomes of resolved alerts carrying a rule.
@@ -698,7 +885,7 @@ type RulePrecision struct {
 
 func (x *RulePrecision) Reset() {
 	*x = RulePrecision{}
-	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[13]
+	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +897,7 @@ func (x *RulePrecision) String() string {
 func (*RulePrecision) ProtoMessage() {}
 
 func (x *RulePrecision) ProtoReflect() protoreflect.Message {
-	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[13]
+	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +910,7 @@ func (x *RulePrecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RulePrecision.ProtoReflect.Descriptor instead.
 func (*RulePrecision) Descriptor() ([]byte, []int) {
-	return file_churnwatch_v1_alert_service_proto_rawDescGZIP(), []int{13}
+	return file_churnwatch_v1_alert_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RulePrecision) GetRuleId() string {
@@ -777,7 +964,7 @@ type GetRulePrecisionResponse struct {
 
 func (x *GetRulePrecisionResponse) Reset() {
 	*x = GetRulePrecisionResponse{}
-	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[14]
+	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +976,7 @@ func (x *GetRulePrecisionResponse) String() string {
 func (*GetRulePrecisionResponse) ProtoMessage() {}
 
 func (x *GetRulePrecisionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[14]
+	mi := &file_churnwatch_v1_alert_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +989,7 @@ func (x *GetRulePrecisionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRulePrecisionResponse.ProtoReflect.Descriptor instead.
 func (*GetRulePrecisionResponse) Descriptor() ([]byte, []int) {
-	return file_churnwatch_v1_alert_service_proto_rawDescGZIP(), []int{14}
+	return file_churnwatch_v1_alert_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetRulePrecisionResponse) GetRules() []*RulePrecision {
@@ -820,7 +1007,7 @@ const file_churnwatch_v1_alert_service_proto_rawDesc = "" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\"G\n" +
 	"\x11SubscribeResponse\x122\n" +
-	"\x06update\x18\x01 \x01(\v2\x1a.churnwatch.v1.AlertUpdateR\x06update\"\xa0\x02\n" +
+	"\x06update\x18\x01 \x01(\v2\x1a.churnwatch.v1.AlertUpdateR\x06update\"\x8c\x03\n" +
 	"\x11ListAlertsRequest\x121\n" +
 	"\x06states\x18\x01 \x03(\x0e2\x19.churnwatch.v1.AlertStateR\x06states\x127\n" +
 	"\n" +
@@ -832,7 +1019,12 @@ const file_churnwatch_v1_alert_service_proto_rawDesc = "" +
 	"\arule_id\x18\x05 \x01(\tR\x06ruleId\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tR\tpageToken\"j\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\x12\x1d\n" +
+	"\n" +
+	"manager_id\x18\b \x01(\tR\tmanagerId\x12\x18\n" +
+	"\aoverdue\x18\t \x01(\bR\aoverdue\x121\n" +
+	"\x04sort\x18\n" +
+	" \x01(\x0e2\x1d.churnwatch.v1.ListAlertsSortR\x04sort\"j\n" +
 	"\x12ListAlertsResponse\x12,\n" +
 	"\x06alerts\x18\x01 \x03(\v2\x14.churnwatch.v1.AlertR\x06alerts\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +
@@ -856,6 +1048,13 @@ const file_churnwatch_v1_alert_service_proto_rawDesc = "" +
 	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x12\n" +
 	"\x04note\x18\x03 \x01(\tR\x04note\"A\n" +
 	"\x13SnoozeAlertResponse\x12*\n" +
+	"\x05alert\x18\x01 \x01(\v2\x14.churnwatch.v1.AlertR\x05alert\"d\n" +
+	"\x14ReassignAlertRequest\x12\x19\n" +
+	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x1d\n" +
+	"\n" +
+	"manager_id\x18\x02 \x01(\tR\tmanagerId\x12\x12\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\"C\n" +
+	"\x15ReassignAlertResponse\x12*\n" +
 	"\x05alert\x18\x01 \x01(\v2\x14.churnwatch.v1.AlertR\x05alert\"\x19\n" +
 	"\x17GetRulePrecisionRequest\"\xbf\x01\n" +
 	"\rRulePrecision\x12\x17\n" +
@@ -867,7 +1066,11 @@ const file_churnwatch_v1_alert_service_proto_rawDesc = "" +
 	"falseAlarm\x12\x1c\n" +
 	"\tprecision\x18\x06 \x01(\x01R\tprecision\"N\n" +
 	"\x18GetRulePrecisionResponse\x122\n" +
-	"\x05rules\x18\x01 \x03(\v2\x1c.churnwatch.v1.RulePrecisionR\x05rules2\xf9\x04\n" +
+	"\x05rules\x18\x01 \x03(\v2\x1c.churnwatch.v1.RulePrecisionR\x05rules*k\n" +
+	"\x0eListAlertsSort\x12 \n" +
+	"\x1cLIST_ALERTS_SORT_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19LIST_ALERTS_SORT_SEVERITY\x10\x01\x12\x18\n" +
+	"\x14LIST_ALERTS_SORT_DUE\x10\x022\xd5\x05\n" +
 	"\fAlertService\x12P\n" +
 	"\tSubscribe\x12\x1f.churnwatch.v1.SubscribeRequest\x1a .churnwatch.v1.SubscribeResponse0\x01\x12Q\n" +
 	"\n" +
@@ -875,7 +1078,8 @@ const file_churnwatch_v1_alert_service_proto_rawDesc = "" +
 	"\bGetAlert\x12\x1e.churnwatch.v1.GetAlertRequest\x1a\x1f.churnwatch.v1.GetAlertResponse\x12c\n" +
 	"\x10AcknowledgeAlert\x12&.churnwatch.v1.AcknowledgeAlertRequest\x1a'.churnwatch.v1.AcknowledgeAlertResponse\x12W\n" +
 	"\fResolveAlert\x12\".churnwatch.v1.ResolveAlertRequest\x1a#.churnwatch.v1.ResolveAlertResponse\x12T\n" +
-	"\vSnoozeAlert\x12!.churnwatch.v1.SnoozeAlertRequest\x1a\".churnwatch.v1.SnoozeAlertResponse\x12c\n" +
+	"\vSnoozeAlert\x12!.churnwatch.v1.SnoozeAlertRequest\x1a\".churnwatch.v1.SnoozeAlertResponse\x12Z\n" +
+	"\rReassignAlert\x12#.churnwatch.v1.ReassignAlertRequest\x1a$.churnwatch.v1.ReassignAlertResponse\x12c\n" +
 	"\x10GetRulePrecision\x12&.churnwatch.v1.GetRulePrecisionRequest\x1a'.churnwatch.v1.GetRulePrecisionResponseBJZHgithub.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1;churnwatchv1b\x06proto3"
 
 var (
@@ -890,63 +1094,71 @@ func file_churnwatch_v1_alert_service_proto_rawDescGZIP() []byte {
 	return file_churnwatch_v1_alert_service_proto_rawDescData
 }
 
-var file_churnwatch_v1_alert_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_churnwatch_v1_alert_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_churnwatch_v1_alert_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_churnwatch_v1_alert_service_proto_goTypes = []any{
-	(*SubscribeRequest)(nil),         // 0: churnwatch.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),        // 1: churnwatch.v1.SubscribeResponse
-	(*ListAlertsRequest)(nil),        // 2: churnwatch.v1.ListAlertsRequest
-	(*ListAlertsResponse)(nil),       // 3: churnwatch.v1.ListAlertsResponse
-	(*GetAlertRequest)(nil),          // 4: churnwatch.v1.GetAlertRequest
-	(*GetAlertResponse)(nil),         // 5: churnwatch.v1.GetAlertResponse
-	(*AcknowledgeAlertRequest)(nil),  // 6: churnwatch.v1.AcknowledgeAlertRequest
-	(*AcknowledgeAlertResponse)(nil), // 7: churnwatch.v1.AcknowledgeAlertResponse
-	(*ResolveAlertRequest)(nil),      // 8: churnwatch.v1.ResolveAlertRequest
-	(*ResolveAlertResponse)(nil),     // 9: churnwatch.v1.ResolveAlertResponse
-	(*SnoozeAlertRequest)(nil),       // 10: churnwatch.v1.SnoozeAlertRequest
-	(*SnoozeAlertResponse)(nil),      // 11: churnwatch.v1.SnoozeAlertResponse
-	(*GetRulePrecisionRequest)(nil),  // 12: churnwatch.v1.GetRulePrecisionRequest
-	(*RulePrecision)(nil),            // 13: churnwatch.v1.RulePrecision
-	(*GetRulePrecisionResponse)(nil), // 14: churnwatch.v1.GetRulePrecisionResponse
-	(*AlertUpdate)(nil),              // 15: churnwatch.v1.AlertUpdate
-	(AlertState)(0),                  // 16: churnwatch.v1.AlertState
-	(Severity)(0),                    // 17: churnwatch.v1.Severity
-	(Tier)(0),                        // 18: churnwatch.v1.Tier
-	(*Alert)(nil),                    // 19: churnwatch.v1.Alert
-	(Outcome)(0),                     // 20: churnwatch.v1.Outcome
-	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
+	(ListAlertsSort)(0),              // 0: churnwatch.v1.ListAlertsSort
+	(*SubscribeRequest)(nil),         // 1: churnwatch.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),        // 2: churnwatch.v1.SubscribeResponse
+	(*ListAlertsRequest)(nil),        // 3: churnwatch.v1.ListAlertsRequest
+	(*ListAlertsResponse)(nil),       // 4: churnwatch.v1.ListAlertsResponse
+	(*GetAlertRequest)(nil),          // 5: churnwatch.v1.GetAlertRequest
+	(*GetAlertResponse)(nil),         // 6: churnwatch.v1.GetAlertResponse
+	(*AcknowledgeAlertRequest)(nil),  // 7: churnwatch.v1.AcknowledgeAlertRequest
+	(*AcknowledgeAlertResponse)(nil), // 8: churnwatch.v1.AcknowledgeAlertResponse
+	(*ResolveAlertRequest)(nil),      // 9: churnwatch.v1.ResolveAlertRequest
+	(*ResolveAlertResponse)(nil),     // 10: churnwatch.v1.ResolveAlertResponse
+	(*SnoozeAlertRequest)(nil),       // 11: churnwatch.v1.SnoozeAlertRequest
+	(*SnoozeAlertResponse)(nil),      // 12: churnwatch.v1.SnoozeAlertResponse
+	(*ReassignAlertRequest)(nil),     // 13: churnwatch.v1.ReassignAlertRequest
+	(*ReassignAlertResponse)(nil),    // 14: churnwatch.v1.ReassignAlertResponse
+	(*GetRulePrecisionRequest)(nil),  // 15: churnwatch.v1.GetRulePrecisionRequest
+	(*RulePrecision)(nil),            // 16: churnwatch.v1.RulePrecision
+	(*GetRulePrecisionResponse)(nil), // 17: churnwatch.v1.GetRulePrecisionResponse
+	(*AlertUpdate)(nil),              // 18: churnwatch.v1.AlertUpdate
+	(AlertState)(0),                  // 19: churnwatch.v1.AlertState
+	(Severity)(0),                    // 20: churnwatch.v1.Severity
+	(Tier)(0),                        // 21: churnwatch.v1.Tier
+	(*Alert)(nil),                    // 22: churnwatch.v1.Alert
+	(Outcome)(0),                     // 23: churnwatch.v1.Outcome
+	(*timestamppb.Timestamp)(nil),    // 24: google.protobuf.Timestamp
 }
 var file_churnwatch_v1_alert_service_proto_depIdxs = []int32{
-	15, // 0: churnwatch.v1.SubscribeResponse.update:type_name -> churnwatch.v1.AlertUpdate
-	16, // 1: churnwatch.v1.ListAlertsRequest.states:type_name -> churnwatch.v1.AlertState
-	17, // 2: churnwatch.v1.ListAlertsRequest.severities:type_name -> churnwatch.v1.Severity
-	18, // 3: churnwatch.v1.ListAlertsRequest.tiers:type_name -> churnwatch.v1.Tier
-	19, // 4: churnwatch.v1.ListAlertsResponse.alerts:type_name -> churnwatch.v1.Alert
-	19, // 5: churnwatch.v1.GetAlertResponse.alert:type_name -> churnwatch.v1.Alert
-	19, // 6: churnwatch.v1.AcknowledgeAlertResponse.alert:type_name -> churnwatch.v1.Alert
-	20, // 7: churnwatch.v1.ResolveAlertRequest.outcome:type_name -> churnwatch.v1.Outcome
-	19, // 8: churnwatch.v1.ResolveAlertResponse.alert:type_name -> churnwatch.v1.Alert
-	21, // 9: churnwatch.v1.SnoozeAlertRequest.until:type_name -> google.protobuf.Timestamp
-	19, // 10: churnwatch.v1.SnoozeAlertResponse.alert:type_name -> churnwatch.v1.Alert
-	13, // 11: churnwatch.v1.GetRulePrecisionResponse.rules:type_name -> churnwatch.v1.RulePrecision
-	0,  // 12: churnwatch.v1.AlertService.Subscribe:input_type -> churnwatch.v1.SubscribeRequest
-	2,  // 13: churnwatch.v1.AlertService.ListAlerts:input_type -> churnwatch.v1.ListAlertsRequest
-	4,  // 14: churnwatch.v1.AlertService.GetAlert:input_type -> churnwatch.v1.GetAlertRequest
-	6,  // 15: churnwatch.v1.AlertService.AcknowledgeAlert:input_type -> churnwatch.v1.AcknowledgeAlertRequest
-	8,  // 16: churnwatch.v1.AlertService.ResolveAlert:input_type -> churnwatch.v1.ResolveAlertRequest
-	10, // 17: churnwatch.v1.AlertService.SnoozeAlert:input_type -> churnwatch.v1.SnoozeAlertRequest
-	12, // 18: churnwatch.v1.AlertService.GetRulePrecision:input_type -> churnwatch.v1.GetRulePrecisionRequest
-	1,  // 19: churnwatch.v1.AlertService.Subscribe:output_type -> churnwatch.v1.SubscribeResponse
-	3,  // 20: churnwatch.v1.AlertService.ListAlerts:output_type -> churnwatch.v1.ListAlertsResponse
-	5,  // 21: churnwatch.v1.AlertService.GetAlert:output_type -> churnwatch.v1.GetAlertResponse
-	7,  // 22: churnwatch.v1.AlertService.AcknowledgeAlert:output_type -> churnwatch.v1.AcknowledgeAlertResponse
-	9,  // 23: churnwatch.v1.AlertService.ResolveAlert:output_type -> churnwatch.v1.ResolveAlertResponse
-	11, // 24: churnwatch.v1.AlertService.SnoozeAlert:output_type -> churnwatch.v1.SnoozeAlertResponse
-	14, // 25: churnwatch.v1.AlertService.GetRulePrecision:output_type -> churnwatch.v1.GetRulePrecisionResponse
-	19, // [19:26] is the sub-list for method output_type
-	12, // [12:19] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	18, // 0: churnwatch.v1.SubscribeResponse.update:type_name -> churnwatch.v1.AlertUpdate
+	19, // 1: churnwatch.v1.ListAlertsRequest.states:type_name -> churnwatch.v1.AlertState
+	20, // 2: churnwatch.v1.ListAlertsRequest.severities:type_name -> churnwatch.v1.Severity
+	21, // 3: churnwatch.v1.ListAlertsRequest.tiers:type_name -> churnwatch.v1.Tier
+	0,  // 4: churnwatch.v1.ListAlertsRequest.sort:type_name -> churnwatch.v1.ListAlertsSort
+	22, // 5: churnwatch.v1.ListAlertsResponse.alerts:type_name -> churnwatch.v1.Alert
+	22, // 6: churnwatch.v1.GetAlertResponse.alert:type_name -> churnwatch.v1.Alert
+	22, // 7: churnwatch.v1.AcknowledgeAlertResponse.alert:type_name -> churnwatch.v1.Alert
+	23, // 8: churnwatch.v1.ResolveAlertRequest.outcome:type_name -> churnwatch.v1.Outcome
+	22, // 9: churnwatch.v1.ResolveAlertResponse.alert:type_name -> churnwatch.v1.Alert
+	24, // 10: churnwatch.v1.SnoozeAlertRequest.until:type_name -> google.protobuf.Timestamp
+	22, // 11: churnwatch.v1.SnoozeAlertResponse.alert:type_name -> churnwatch.v1.Alert
+	22, // 12: churnwatch.v1.ReassignAlertResponse.alert:type_name -> churnwatch.v1.Alert
+	16, // 13: churnwatch.v1.GetRulePrecisionResponse.rules:type_name -> churnwatch.v1.RulePrecision
+	1,  // 14: churnwatch.v1.AlertService.Subscribe:input_type -> churnwatch.v1.SubscribeRequest
+	3,  // 15: churnwatch.v1.AlertService.ListAlerts:input_type -> churnwatch.v1.ListAlertsRequest
+	5,  // 16: churnwatch.v1.AlertService.GetAlert:input_type -> churnwatch.v1.GetAlertRequest
+	7,  // 17: churnwatch.v1.AlertService.AcknowledgeAlert:input_type -> churnwatch.v1.AcknowledgeAlertRequest
+	9,  // 18: churnwatch.v1.AlertService.ResolveAlert:input_type -> churnwatch.v1.ResolveAlertRequest
+	11, // 19: churnwatch.v1.AlertService.SnoozeAlert:input_type -> churnwatch.v1.SnoozeAlertRequest
+	13, // 20: churnwatch.v1.AlertService.ReassignAlert:input_type -> churnwatch.v1.ReassignAlertRequest
+	15, // 21: churnwatch.v1.AlertService.GetRulePrecision:input_type -> churnwatch.v1.GetRulePrecisionRequest
+	2,  // 22: churnwatch.v1.AlertService.Subscribe:output_type -> churnwatch.v1.SubscribeResponse
+	4,  // 23: churnwatch.v1.AlertService.ListAlerts:output_type -> churnwatch.v1.ListAlertsResponse
+	6,  // 24: churnwatch.v1.AlertService.GetAlert:output_type -> churnwatch.v1.GetAlertResponse
+	8,  // 25: churnwatch.v1.AlertService.AcknowledgeAlert:output_type -> churnwatch.v1.AcknowledgeAlertResponse
+	10, // 26: churnwatch.v1.AlertService.ResolveAlert:output_type -> churnwatch.v1.ResolveAlertResponse
+	12, // 27: churnwatch.v1.AlertService.SnoozeAlert:output_type -> churnwatch.v1.SnoozeAlertResponse
+	14, // 28: churnwatch.v1.AlertService.ReassignAlert:output_type -> churnwatch.v1.ReassignAlertResponse
+	17, // 29: churnwatch.v1.AlertService.GetRulePrecision:output_type -> churnwatch.v1.GetRulePrecisionResponse
+	22, // [22:30] is the sub-list for method output_type
+	14, // [14:22] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_churnwatch_v1_alert_service_proto_init() }
@@ -961,13 +1173,14 @@ func file_churnwatch_v1_alert_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_churnwatch_v1_alert_service_proto_rawDesc), len(file_churnwatch_v1_alert_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   15,
+			NumEnums:      1,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_churnwatch_v1_alert_service_proto_goTypes,
 		DependencyIndexes: file_churnwatch_v1_alert_service_proto_depIdxs,
+		EnumInfos:         file_churnwatch_v1_alert_service_proto_enumTypes,
 		MessageInfos:      file_churnwatch_v1_alert_service_proto_msgTypes,
 	}.Build()
 	File_churnwatch_v1_alert_service_proto = out.File

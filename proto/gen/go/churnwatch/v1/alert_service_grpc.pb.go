@@ -25,6 +25,7 @@ const (
 	AlertService_AcknowledgeAlert_FullMethodName = "/churnwatch.v1.AlertService/AcknowledgeAlert"
 	AlertService_ResolveAlert_FullMethodName     = "/churnwatch.v1.AlertService/ResolveAlert"
 	AlertService_SnoozeAlert_FullMethodName      = "/churnwatch.v1.AlertService/SnoozeAlert"
+	AlertService_ReassignAlert_FullMethodName    = "/churnwatch.v1.AlertService/ReassignAlert"
 	AlertService_GetRulePrecision_FullMethodName = "/churnwatch.v1.AlertService/GetRulePrecision"
 )
 
@@ -42,6 +43,9 @@ type AlertServiceClient interface {
 	AcknowledgeAlert(ctx context.Context, in *AcknowledgeAlertRequest, opts ...grpc.CallOption) (*AcknowledgeAlertResponse, error)
 	ResolveAlert(ctx context.Context, in *ResolveAlertRequest, opts ...grpc.CallOption) (*ResolveAlertResponse, error)
 	SnoozeAlert(ctx context.Context, in *SnoozeAlertRequest, opts ...grpc.CallOption) (*SnoozeAlertResponse, error)
+	// ReassignAlert hands an open alert to another manager (branch heads within
+	// their branch, ops, admins; never a manager), audited with the note.
+	ReassignAlert(ctx context.Context, in *ReassignAlertRequest, opts ...grpc.CallOption) (*ReassignAlertResponse, error)
 	GetRulePrecision(ctx context.Context, in *GetRulePrecisionRequest, opts ...grpc.CallOption) (*GetRulePrecisionResponse, error)
 }
 
@@ -122,6 +126,16 @@ func (c *alertServiceClient) SnoozeAlert(ctx context.Context, in *SnoozeAlertReq
 	return out, nil
 }
 
+func (c *alertServiceClient) ReassignAlert(ctx context.Context, in *ReassignAlertRequest, opts ...grpc.CallOption) (*ReassignAlertResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReassignAlertResponse)
+	err := c.cc.Invoke(ctx, AlertService_ReassignAlert_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *alertServiceClient) GetRulePrecision(ctx context.Context, in *GetRulePrecisionRequest, opts ...grpc.CallOption) (*GetRulePrecisionResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetRulePrecisionResponse)
@@ -146,6 +160,9 @@ type AlertServiceServer interface {
 	AcknowledgeAlert(context.Context, *AcknowledgeAlertRequest) (*AcknowledgeAlertResponse, error)
 	ResolveAlert(context.Context, *ResolveAlertRequest) (*ResolveAlertResponse, error)
 	SnoozeAlert(context.Context, *SnoozeAlertRequest) (*SnoozeAlertResponse, error)
+	// ReassignAlert hands an open alert to another manager (branch heads within
+	// their branch, ops, admins; never a manager), audited with the note.
+	ReassignAlert(context.Context, *ReassignAlertRequest) (*ReassignAlertResponse, error)
 	GetRulePrecision(context.Context, *GetRulePrecisionRequest) (*GetRulePrecisionResponse, error)
 	mustEmbedUnimplementedAlertServiceServer()
 }
@@ -174,6 +191,9 @@ func (UnimplementedAlertServiceServer) ResolveAlert(context.Context, *ResolveAle
 }
 func (UnimplementedAlertServiceServer) SnoozeAlert(context.Context, *SnoozeAlertRequest) (*SnoozeAlertResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SnoozeAlert not implemented")
+}
+func (UnimplementedAlertServiceServer) ReassignAlert(context.Context, *ReassignAlertRequest) (*ReassignAlertResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReassignAlert not implemented")
 }
 func (UnimplementedAlertServiceServer) GetRulePrecision(context.Context, *GetRulePrecisionRequest) (*GetRulePrecisionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetRulePrecision not implemented")
@@ -300,6 +320,24 @@ func _AlertService_SnoozeAlert_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AlertService_ReassignAlert_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReassignAlertRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AlertServiceServer).ReassignAlert(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AlertService_ReassignAlert_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AlertServiceServer).ReassignAlert(ctx, req.(*ReassignAlertRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AlertService_GetRulePrecision_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetRulePrecisionRequest)
 	if err := dec(in); err != nil {
@@ -344,6 +382,10 @@ var AlertService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SnoozeAlert",
 			Handler:    _AlertService_SnoozeAlert_Handler,
+		},
+		{
+			MethodName: "ReassignAlert",
+			Handler:    _AlertService_ReassignAlert_Handler,
 		},
 		{
 			MethodName: "GetRulePrecision",

@@ -345,9 +345,12 @@ type Alert struct {
 	// signals age out and new ones fire; re-notification happens only when the
 	// severity rises above this peak, so an RM is not paged twice for the same
 	// level.
-	PeakSeverity  Severity `protobuf:"varint,26,opt,name=peak_severity,json=peakSeverity,proto3,enum=churnwatch.v1.Severity" json:"peak_severity,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PeakSeverity Severity `protobuf:"varint,26,opt,name=peak_severity,json=peakSeverity,proto3,enum=churnwatch.v1.Severity" json:"peak_severity,omitempty"`
+	// The customer's display name from the latest profile this service has
+	// (SPEC §5: an alert names the customer); empty when none was received.
+	CustomerDisplayName string `protobuf:"bytes,27,opt,name=customer_display_name,json=customerDisplayName,proto3" json:"customer_display_name,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Alert) Reset() {
@@ -562,6 +565,13 @@ func (x *Alert) GetPeakSeverity() Severity {
 	return Severity_SEVERITY_UNSPECIFIED
 }
 
+func (x *Alert) GetCustomerDisplayName() string {
+	if x != nil {
+		return x.CustomerDisplayName
+	}
+	return ""
+}
+
 // AlertUpdate is one change of an alert, carried on churnwatch.alerts.v1 and
 // streamed by AlertService.Subscribe.
 type AlertUpdate struct {
@@ -663,7 +673,8 @@ const file_churnwatch_v1_alerts_proto_rawDesc = "" +
 	"\x05actor\x18\x04 \x01(\tR\x05actor\x12/\n" +
 	"\x05state\x18\x05 \x01(\x0e2\x19.churnwatch.v1.AlertStateR\x05state\x123\n" +
 	"\bseverity\x18\x06 \x01(\x0e2\x17.churnwatch.v1.SeverityR\bseverity\x12\x12\n" +
-	"\x04note\x18\a \x01(\tR\x04note\"\xf2\t\n" +
+	"\x04note\x18\a \x01(\tR\x04note\"\xa6\n" +
+	"\n" +
 	"\x05Alert\x12\x19\n" +
 	"\balert_id\x18\x01 \x01(\tR\aalertId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -697,7 +708,8 @@ const file_churnwatch_v1_alerts_proto_rawDesc = "" +
 	"\x10unknown_customer\x18\x18 \x01(\bR\x0funknownCustomer\x128\n" +
 	"\n" +
 	"ack_due_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\backDueAt\x12<\n" +
-	"\rpeak_severity\x18\x1a \x01(\x0e2\x17.churnwatch.v1.SeverityR\fpeakSeverity\"\xdf\x01\n" +
+	"\rpeak_severity\x18\x1a \x01(\x0e2\x17.churnwatch.v1.SeverityR\fpeakSeverity\x122\n" +
+	"\x15customer_display_name\x18\x1b \x01(\tR\x13customerDisplayName\"\xdf\x01\n" +
 	"\vAlertUpdate\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x122\n" +
 	"\x06change\x18\x02 \x01(\x0e2\x1a.churnwatch.v1.AlertChangeR\x06change\x12*\n" +

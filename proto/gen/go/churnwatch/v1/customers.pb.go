@@ -29,10 +29,13 @@ type CustomerProfile struct {
 	CustomerId string                 `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	Tier       Tier                   `protobuf:"varint,2,opt,name=tier,proto3,enum=churnwatch.v1.Tier" json:"tier,omitempty"`
 	// Empty when the customer has no relationship manager.
-	ManagerId     string                 `protobuf:"bytes,3,opt,name=manager_id,json=managerId,proto3" json:"manager_id,omitempty"`
-	BranchId      string                 `protobuf:"bytes,4,opt,name=branch_id,json=branchId,proto3" json:"branch_id,omitempty"`
-	DisplayName   string                 `protobuf:"bytes,5,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	ManagerId   string                 `protobuf:"bytes,3,opt,name=manager_id,json=managerId,proto3" json:"manager_id,omitempty"`
+	BranchId    string                 `protobuf:"bytes,4,opt,name=branch_id,json=branchId,proto3" json:"branch_id,omitempty"`
+	DisplayName string                 `protobuf:"bytes,5,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	UpdatedAt   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Where email alerts for this customer go (the manager's address); empty
+	// when unknown.
+	ManagerEmail  string `protobuf:"bytes,7,opt,name=manager_email,json=managerEmail,proto3" json:"manager_email,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -109,14 +112,23 @@ func (x *CustomerProfile) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *CustomerProfile) GetManagerEmail() string {
+	if x != nil {
+		return x.ManagerEmail
+	}
+	return ""
+}
+
 // IncomingCustomer is a customer profile as a caller sends it (SPEC §2).
 type IncomingCustomer struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId    string                 `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	Tier          string                 `protobuf:"bytes,2,opt,name=tier,proto3" json:"tier,omitempty"`
-	ManagerId     string                 `protobuf:"bytes,3,opt,name=manager_id,json=managerId,proto3" json:"manager_id,omitempty"`
-	BranchId      string                 `protobuf:"bytes,4,opt,name=branch_id,json=branchId,proto3" json:"branch_id,omitempty"`
-	DisplayName   string                 `protobuf:"bytes,5,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	CustomerId  string                 `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	Tier        string                 `protobuf:"bytes,2,opt,name=tier,proto3" json:"tier,omitempty"`
+	ManagerId   string                 `protobuf:"bytes,3,opt,name=manager_id,json=managerId,proto3" json:"manager_id,omitempty"`
+	BranchId    string                 `protobuf:"bytes,4,opt,name=branch_id,json=branchId,proto3" json:"branch_id,omitempty"`
+	DisplayName string                 `protobuf:"bytes,5,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// Optional: the manager's email address (SPEC §2 managerEmail).
+	ManagerEmail  string `protobuf:"bytes,6,opt,name=manager_email,json=managerEmail,proto3" json:"manager_email,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -186,11 +198,18 @@ func (x *IncomingCustomer) GetDisplayName() string {
 	return ""
 }
 
+func (x *IncomingCustomer) GetManagerEmail() string {
+	if x != nil {
+		return x.ManagerEmail
+	}
+	return ""
+}
+
 var File_churnwatch_v1_customers_proto protoreflect.FileDescriptor
 
 const file_churnwatch_v1_customers_proto_rawDesc = "" +
 	"\n" +
-	"\x1dchurnwatch/v1/customers.proto\x12\rchurnwatch.v1\x1a\x1achurnwatch/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x01\n" +
+	"\x1dchurnwatch/v1/customers.proto\x12\rchurnwatch.v1\x1a\x1achurnwatch/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x02\n" +
 	"\x0fCustomerProfile\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12'\n" +
@@ -200,7 +219,8 @@ const file_churnwatch_v1_customers_proto_rawDesc = "" +
 	"\tbranch_id\x18\x04 \x01(\tR\bbranchId\x12!\n" +
 	"\fdisplay_name\x18\x05 \x01(\tR\vdisplayName\x129\n" +
 	"\n" +
-	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xa6\x01\n" +
+	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12#\n" +
+	"\rmanager_email\x18\a \x01(\tR\fmanagerEmail\"\xcb\x01\n" +
 	"\x10IncomingCustomer\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12\x12\n" +
@@ -208,7 +228,8 @@ const file_churnwatch_v1_customers_proto_rawDesc = "" +
 	"\n" +
 	"manager_id\x18\x03 \x01(\tR\tmanagerId\x12\x1b\n" +
 	"\tbranch_id\x18\x04 \x01(\tR\bbranchId\x12!\n" +
-	"\fdisplay_name\x18\x05 \x01(\tR\vdisplayNameBJZHgithub.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1;churnwatchv1b\x06proto3"
+	"\fdisplay_name\x18\x05 \x01(\tR\vdisplayName\x12#\n" +
+	"\rmanager_email\x18\x06 \x01(\tR\fmanagerEmailBJZHgithub.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1;churnwatchv1b\x06proto3"
 
 var (
 	file_churnwatch_v1_customers_proto_rawDescOnce sync.Once
