@@ -63,9 +63,17 @@ left as they are and reported with their partitions and replication.
 	if env.Getenv("CHURNWATCH_KAFKA_BROKERS") == "" {
 		return Usagef("set CHURNWATCH_KAFKA_BROKERS to the cluster's bootstrap list (scripts/kafka.sh start writes it to D/kafka.env)")
 	}
+	if err := env.Config().Err(); err != nil {
+		return Usagef("%v", err)
+	}
+	cluster, err := kafkax.ClusterFrom(common)
+	if err != nil {
+		return Usagef("%v", err)
+	}
+	defer cluster.Close()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	reports, err := kafkax.EnsureTopics(ctx, common.KafkaBrokers,
+	reports, err := kafkax.EnsureTopics(ctx, cluster,
 		kafkax.TopicPolicy{Replication: *replication, MinInsync: *minInsync}, kafkax.Specs(common.Topics, *partitions)...)
 	if err != nil {
 		var nb *kafkax.NotEnoughBrokersError

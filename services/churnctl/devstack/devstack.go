@@ -48,8 +48,11 @@ type Options struct {
 
 // Stack is a running churnwatch.
 type Stack struct {
-	Dir       string
-	Brokers   []string
+	Dir     string
+	Brokers []string
+	// Kafka is the broker list with the TLS and SASL of the environment
+	// (CHURNWATCH_KAFKA_TLS_*, _SASL_*), for clients of the stack's Kafka.
+	Kafka     kafkax.Cluster
 	RedisAddr string
 	Ingester  *ingesterapp.App
 	Rules     *rulesapp.App
@@ -106,12 +109,21 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	env["CHURNWATCH_AUTH_PUBLIC_KEYS"] = s.PubPath
 
-	topics := config.LoadCommon(config.FromMap(env), "", "", "").Topics
+	cenv := config.FromMap(env)
+	common := config.LoadCommon(cenv, "", "", "")
+	if err := cenv.Err(); err != nil {
+		return nil, err
+	}
+	topics := common.Topics
 	if b := env["CHURNWATCH_KAFKA_BROKERS"]; b != "" {
 		s.Brokers = strings.Split(b, ",")
+		var err error
+		if s.Kafka, err = kafkax.ClusterFrom(common); err != nil {
+			return nil, err
+		}
 		// Replication min(3, brokers) and min.insync.replicas to match, the
 		// same policy as churnctl topics create; existing topics are kept.
-		if _, err := kafkax.EnsureTopics(ctx, s.Brokers, kafkax.TopicPolicy{}, kafkax.Specs(topics, o.Partitions)...); err != nil {
+		if _, err := kafkax.EnsureTopics(ctx, s.Kafka, kafkax.TopicPolicy{}, kafkax.Specs(topics, o.Partitions)...); err != nil {
 			return nil, fmt.Errorf("topics on %s: %w", b, err)
 		}
 	} else {
@@ -119,7 +131,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.kafka, s.Brokers = k, k.Brokers
+		s.kafka, s.Brokers, s.Kafka = k, k.Brokers, kafkax.Plain(k.Brokers)
 		env["CHURNWATCH_KAFKA_BROKERS"] = strings.Join(k.Brokers, ",")
 	}
 	if a := env["CHURNWATCH_REDIS_ADDR"]; a != "" || env["CHURNWATCH_REDIS_ADDRS"] != "" {
