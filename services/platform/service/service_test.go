@@ -6,7 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -319,4 +322,77 @@ func TestConcurrentLargeBodiesCapped(t *testing.T) {
 	if code := <-first; code != 200 {
 		t.Fatalf("first large body: %d", code)
 	}
+}
+
+// A service on a TLS + ACL Redis becomes ready; neither the Redis nor the
+// Kafka SASL password appears in its logs (start, serving, shutdown).
+func TestSecureRedisReadyAndSecretsNotLogged(t *testing.T) {
+	r := testkit.StartSecureRedis(t)
+	kpw := filepath.Join(t.TempDir(), "kafka.password")
+	const kafkaPassword = "kafka-sasl-password-0815"
+	if err := os.WriteFile(kpw, []byte(kafkaPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := r.Env()
+	env["CHURNWATCH_KAFKA_SASL_MECHANISM"] = "SCRAM-SHA-512"
+	env["CHURNWATCH_KAFKA_SASL_USERNAME"] = "churnwatch"
+	env["CHURNWATCH_KAFKA_SASL_PASSWORD_FILE"] = kpw
+	env["CHURNWATCH_LOG_LEVEL"] = "debug"
+	e := config.FromMap(env)
+	cfg := config.LoadCommon(e, "test", "127.0.0.1:0", "127.0.0.1:0")
+	if err := e.Err(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.AuthPublicKeys = []string{testkit.NewKeys(t).PublicPEM}
+	cfg.ShutdownGrace = 5 * time.Second
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	b, err := service.New(ctx, cfg, service.Options{LogOutput: &logs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + b.HTTPAddr() + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never ready on the TLS + ACL Redis; logs:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	out := logs.String()
+	if !strings.Contains(out, `"redis_password":"***"`) || !strings.Contains(out, `"kafka_sasl_password":"***"`) {
+		t.Fatalf("start log does not show the passwords masked:\n%s", out)
+	}
+	for _, secret := range []string{r.Password, kafkaPassword} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("a password is in the logs:\n%s", out)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -14,6 +15,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/churnwatch/churnwatch/services/platform/embedded"
 )
 
 // PKI is a throw-away certificate authority with one server certificate
@@ -113,4 +116,44 @@ func (p *PKI) ClientTLS(t testing.TB, withCert bool) *tls.Config {
 		tc.Certificates = []tls.Certificate{c}
 	}
 	return tc
+}
+
+// SecureRedis is a redis-server speaking TLS only (certificate from a
+// fresh PKI) with one ACL user, the default user disabled.
+type SecureRedis struct {
+	*embedded.Redis
+	PKI          *PKI
+	User         string
+	Password     string
+	PasswordFile string
+}
+
+// StartSecureRedis starts a SecureRedis for the test, stopped at cleanup.
+func StartSecureRedis(t testing.TB) *SecureRedis {
+	t.Helper()
+	pki := NewPKI(t)
+	buf := make([]byte, 16)
+	if _, err := rand.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	s := &SecureRedis{PKI: pki, User: "churnwatch", Password: hex.EncodeToString(buf), PasswordFile: filepath.Join(pki.Dir, "redis.password")}
+	if err := os.WriteFile(s.PasswordFile, []byte(s.Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := embedded.StartSecureRedis(t.TempDir(), 0, embedded.RedisSecurity{
+		CertFile: pki.ServerCert, KeyFile: pki.ServerKey, CAFile: pki.CAFile, User: s.User, Password: s.Password})
+	if err != nil {
+		t.Fatalf("secure redis: %v", err)
+	}
+	t.Cleanup(r.Close)
+	s.Redis = r
+	return s
+}
+
+// Env is the churnwatch configuration that reaches s.
+func (s *SecureRedis) Env() map[string]string {
+	return map[string]string{
+		"CHURNWATCH_REDIS_ADDR": "rediss://" + s.Addr, "CHURNWATCH_REDIS_USERNAME": s.User,
+		"CHURNWATCH_REDIS_PASSWORD_FILE": s.PasswordFile, "CHURNWATCH_REDIS_TLS_CA": s.PKI.CAFile,
+	}
 }
