@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -195,7 +196,7 @@ type Setting struct{ Name, Default, Help string }
 var TransportSettings = []Setting{
 	{"CHURNWATCH_TLS_CERT, _TLS_KEY", "", "PEM certificate and key: TLS on the gRPC and HTTP ports"},
 	{"CHURNWATCH_TLS_CLIENT_CA", "", "PEM CA: clients of both ports must present a certificate it signed (mTLS)"},
-	{"CHURNWATCH_HTTP_PLAIN_ADDR", "", "extra plaintext listener serving only /healthz /readyz /metrics (probes); off unless set"},
+	{"CHURNWATCH_HTTP_PLAIN_ADDR", "", "extra plaintext listener serving only /healthz /readyz /metrics (for probes)"},
 	{"CHURNWATCH_KAFKA_TLS_CA", "", "PEM CA of the brokers' certificates: TLS to Kafka"},
 	{"CHURNWATCH_KAFKA_TLS_CERT, _KAFKA_TLS_KEY", "", "client certificate for the brokers (optional, needs _KAFKA_TLS_CA)"},
 	{"CHURNWATCH_KAFKA_SASL_MECHANISM", "", "SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (PLAIN only with TLS)"},
@@ -210,6 +211,17 @@ var TransportSettings = []Setting{
 	{"CHURNWATCH_HTTP_WRITE_TIMEOUT", "2m", "time to answer a request"},
 	{"CHURNWATCH_HTTP_IDLE_TIMEOUT", "60s", "a keep-alive HTTP connection idle this long is closed"},
 	{"CHURNWATCH_HTTP_MAX_BODIES", "8", "concurrent request bodies over 64 KiB (or of unknown length); more get 503 + Retry-After"},
+}
+
+// WriteSettings prints settings as --help lines.
+func WriteSettings(w io.Writer, settings []Setting) {
+	for _, s := range settings {
+		def := s.Default
+		if def == "" {
+			def = "off"
+		}
+		fmt.Fprintf(w, "  %-40s %s (%s)\n", s.Name, s.Help, def)
+	}
 }
 
 // LoadCommon reads the shared settings; grpcDefault and httpDefault are the
