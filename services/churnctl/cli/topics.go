@@ -59,11 +59,12 @@ left as they are and reported with their partitions and replication.
 	if *replication < 0 || *minInsync < 0 {
 		return Usagef("--replication and --min-insync must not be negative")
 	}
-	common := config.LoadCommon(env.Config(), "churnctl", "", "")
+	cenv := env.Config()
+	common := config.LoadCommon(cenv, "churnctl", "", "")
 	if env.Getenv("CHURNWATCH_KAFKA_BROKERS") == "" {
 		return Usagef("set CHURNWATCH_KAFKA_BROKERS to the cluster's bootstrap list (scripts/kafka.sh start writes it to D/kafka.env)")
 	}
-	if err := env.Config().Err(); err != nil {
+	if err := cenv.Err(); err != nil {
 		return Usagef("%v", err)
 	}
 	cluster, err := kafkax.ClusterFrom(common)
