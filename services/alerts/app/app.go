@@ -97,9 +97,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	a.hub.onCut = func() { a.met.cutoffs.Add(context.Background(), 1) }
-	a.signals = kafka.NewReader(kafkax.ReaderConfig(cfg.Common.KafkaBrokers, cfg.SignalsGroup, cfg.Common.Topics.Signals))
-	a.customers = kafka.NewReader(kafkax.ReaderConfig(cfg.Common.KafkaBrokers, cfg.CustomersGroup, cfg.Common.Topics.Customers))
-	topic := newTopicLog(cfg.Common.KafkaBrokers, cfg.Common.Topics.Alerts)
+	a.signals = kafka.NewReader(kafkax.ReaderConfig(base.Kafka, cfg.SignalsGroup, cfg.Common.Topics.Signals))
+	a.customers = kafka.NewReader(kafkax.ReaderConfig(base.Kafka, cfg.CustomersGroup, cfg.Common.Topics.Customers))
+	topic := newTopicLog(base.Kafka, cfg.Common.Topics.Alerts)
 	a.pub = &publisher{
 		rdb: a.hub.rdb, lease: newLease(base.Redis, kPubLease, cfg.PublishLeaseTTL, cfg.PublishLeaseRenew),
 		topic: topic, log: base.Log, batch: cfg.PublishBatch, grace: cfg.Common.ShutdownGrace,
@@ -107,14 +107,14 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		onTakeover:  func(ctx context.Context) { a.met.takeovers.Add(ctx, 1) },
 		onReconcile: func(ctx context.Context, n int) { a.met.reconciled.Add(ctx, int64(n)) },
 	}
-	a.dlq = kafkax.SmallWriter(cfg.Common.KafkaBrokers, cfg.Common.Topics.DLQ)
+	a.dlq = kafkax.SmallWriter(base.Kafka, cfg.Common.Topics.DLQ)
 	if err := a.startReceivers(ctx, receivers, rcvOpts); err != nil {
 		return nil, err
 	}
 
 	cwv1.RegisterAlertServiceServer(base.GRPC, &server{app: a})
 	cwv1.RegisterStatusServiceServer(base.GRPC, &status.Server{
-		Service: "alerts", Brokers: cfg.Common.KafkaBrokers, Ready: base.Ready,
+		Service: "alerts", Kafka: base.Kafka, Ready: base.Ready,
 		Consumers: []status.Consumer{
 			{Group: cfg.SignalsGroup, Topic: cfg.Common.Topics.Signals, Idle: a.sigBusy.Idle},
 			{Group: cfg.CustomersGroup, Topic: cfg.Common.Topics.Customers, Idle: a.custBusy.Idle},

@@ -553,7 +553,7 @@ func TestUndecodableSignalGoesToTheDLQ(t *testing.T) {
 	e.alertOf("C-DLQ", func(*cwv1.Alert) bool { return true })
 	e.signalsCaughtUp()
 
-	r := kafka.NewReader(kafkax.ReaderConfig(e.kafka.Brokers, "dlq-check", e.cfg.Common.Topics.DLQ))
+	r := kafka.NewReader(kafkax.ReaderConfig(kafkax.Plain(e.kafka.Brokers), "dlq-check", e.cfg.Common.Topics.DLQ))
 	defer r.Close()
 	m, err := r.FetchMessage(ctx)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 )
 
 // WithPublishHook calls hook at the publisher's stages ("written": after a
@@ -38,7 +39,7 @@ type TopicRecord struct {
 
 // ReadTopic reads every record of topic, partition by partition.
 func ReadTopic(ctx context.Context, brokers []string, topic string) ([]TopicRecord, error) {
-	t := newTopicLog(brokers, topic)
+	t := newTopicLog(kafkax.Plain(brokers), topic)
 	defer t.close()
 	parts, err := t.partitions(ctx)
 	if err != nil {

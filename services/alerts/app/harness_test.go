@@ -98,7 +98,7 @@ func startOn(t *testing.T, r testkit.RedisTarget, k *embedded.Kafka, keys *testk
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	e := &env{t: t, app: a, cfg: cfg, keys: keys, kafka: k, redis: r, clock: clk,
-		signals: kafkax.NewWriter(k.Brokers, cfg.Common.Topics.Signals), custs: kafkax.NewWriter(k.Brokers, cfg.Common.Topics.Customers)}
+		signals: kafkax.NewWriter(kafkax.Plain(k.Brokers), cfg.Common.Topics.Signals), custs: kafkax.NewWriter(kafkax.Plain(k.Brokers), cfg.Common.Topics.Customers)}
 	t.Cleanup(func() {
 		e.signals.Close()
 		e.custs.Close()
@@ -180,7 +180,7 @@ func sig(id, cust, rule string, score int32) *cwv1.RiskSignal {
 func (e *env) caughtUp(group, topic string) {
 	e.t.Helper()
 	waitFor(e.t, 20*time.Second, group+" caught up", func() bool {
-		lag, err := kafkax.GroupLag(context.Background(), e.kafka.Brokers, group, topic)
+		lag, err := kafkax.GroupLag(context.Background(), kafkax.Plain(e.kafka.Brokers), group, topic)
 		if err != nil {
 			return false
 		}

@@ -105,7 +105,7 @@ func newMetrics(a *App) (*metrics, error) {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
 			for _, g := range [][2]string{{a.cfg.SignalsGroup, a.cfg.Common.Topics.Signals}, {a.cfg.CustomersGroup, a.cfg.Common.Topics.Customers}} {
-				lag, err := kafkax.GroupLag(ctx, a.cfg.Common.KafkaBrokers, g[0], g[1])
+				lag, err := kafkax.GroupLag(ctx, a.base.Kafka, g[0], g[1])
 				if err != nil {
 					continue
 				}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 )
 
 // outboxHeader names the header carrying a record's outbox entry id (the
@@ -283,9 +285,9 @@ type topicLog struct {
 	topic     string
 }
 
-func newTopicLog(brokers []string, topic string) *topicLog {
-	tr := &kafka.Transport{DialTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, MetadataTTL: 5 * time.Second, ClientID: "churnwatch-alerts-publisher"}
-	return &topicLog{client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: tr}, transport: tr, topic: topic}
+func newTopicLog(cl kafkax.Cluster, topic string) *topicLog {
+	tr := cl.Secure(&kafka.Transport{DialTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, MetadataTTL: 5 * time.Second, ClientID: "churnwatch-alerts-publisher"})
+	return &topicLog{client: &kafka.Client{Addr: kafka.TCP(cl.Brokers...), Timeout: 10 * time.Second, Transport: tr}, transport: tr, topic: topic}
 }
 
 func (t *topicLog) close() { t.transport.CloseIdleConnections() }

@@ -18,6 +18,7 @@ import (
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/platform/embedded"
+	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 	"github.com/churnwatch/churnwatch/services/platform/testkit"
 )
 
@@ -77,7 +78,7 @@ func (o *outboxRig) start(hook func(*publisher, string) error, takeovers, reconc
 	rdb := redis.NewClient(&redis.Options{Addr: o.rdb.Options().Addr, ContextTimeoutEnabled: true})
 	p := &publisher{
 		rdb: rdb, lease: newLease(rdb, kPubLease, 600*time.Millisecond, 100*time.Millisecond),
-		topic: newTopicLog(o.kafka.Brokers, o.topic), log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		topic: newTopicLog(kafkax.Plain(o.kafka.Brokers), o.topic), log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		batch: 7, grace: 5 * time.Second, posKey: kPubLast, streamKey: kStream(audAll),
 		onTakeover:  func(context.Context) { takeovers.Add(1) },
 		onReconcile: func(_ context.Context, n int) { reconciled.Add(int64(n)) },
@@ -267,7 +268,7 @@ func TestPublisherFencedAfterLosingLease(t *testing.T) {
 func TestPublisherWriteNeedsValidLease(t *testing.T) {
 	o := newOutboxRig(t)
 	l := newLease(o.rdb, kPubLease, time.Second, 100*time.Millisecond)
-	p := &publisher{lease: l, topic: newTopicLog(o.kafka.Brokers, o.topic), grace: time.Second}
+	p := &publisher{lease: l, topic: newTopicLog(kafkax.Plain(o.kafka.Brokers), o.topic), grace: time.Second}
 	defer p.topic.close()
 	ctx := context.Background()
 	if ok, err := l.acquire(ctx); !ok || err != nil {

@@ -176,7 +176,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// two, so it is run three times and the median kept.
 	var raws []float64
 	for range 3 {
-		eps, err := rawConsume(ctx, st.Brokers, res.Events)
+		eps, err := rawConsume(ctx, st.Kafka, res.Events)
 		if err != nil {
 			return nil, err
 		}
@@ -192,7 +192,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// Phase 3: steady load, event accepted → alert on a subscriber's stream.
 	// Start from a quiet system: the alert publisher may still be copying
 	// phase 1's alert changes to Kafka.
-	if err := waitQuiet(ctx, st.Brokers, "churnwatch.alerts.v1"); err != nil {
+	if err := waitQuiet(ctx, st.Kafka, "churnwatch.alerts.v1"); err != nil {
 		return nil, err
 	}
 	lat, err := latency(ctx, st, ing, o.LatencyRate, o.LatencyFor, lastEvent.Add(time.Hour))
@@ -254,7 +254,7 @@ func publishAll(ctx context.Context, ing cwv1.IngestServiceClient, events []*cwv
 	return <-errc
 }
 
-func rawConsume(ctx context.Context, brokers []string, n int) (float64, error) {
+func rawConsume(ctx context.Context, brokers kafkax.Cluster, n int) (float64, error) {
 	cfg := kafkax.ReaderConfig(brokers, "bench-raw-"+strconv.FormatInt(time.Now().UnixNano(), 36), "churnwatch.events.v1")
 	r := kafka.NewReader(cfg)
 	defer r.Close()
@@ -480,7 +480,7 @@ func latency(ctx context.Context, st *devstack.Stack, ing cwv1.IngestServiceClie
 }
 
 // waitQuiet returns when topic's end offsets have not moved for a second.
-func waitQuiet(ctx context.Context, brokers []string, topic string) error {
+func waitQuiet(ctx context.Context, brokers kafkax.Cluster, topic string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	var last int64 = -1

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 )
 
 // readTopic calls fn for every record of topic, every partition from its
@@ -25,7 +26,7 @@ func readTopic(ctx context.Context, brokers []string, topic string, fn func(kafk
 		if end == 0 {
 			continue
 		}
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: p, MinBytes: 1, MaxBytes: 16 << 20,
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Dialer: kafkax.Plain(brokers).Dialer(), Topic: topic, Partition: p, MinBytes: 1, MaxBytes: 16 << 20,
 			MaxWait: 100 * time.Millisecond, StartOffset: kafka.FirstOffset})
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		for {
@@ -48,7 +49,7 @@ func readTopic(ctx context.Context, brokers []string, topic string, fn func(kafk
 
 // endOffsets returns each partition's log end offset.
 func endOffsets(ctx context.Context, brokers []string, topic string) (map[int]int64, error) {
-	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	cl := kafkax.Plain(brokers).Client(10 * time.Second)
 	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, fmt.Errorf("metadata %s: %w", topic, err)

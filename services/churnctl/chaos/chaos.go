@@ -37,6 +37,7 @@ import (
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/client"
 	"github.com/churnwatch/churnwatch/services/platform/config"
+	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 )
 
 // Options configure a run. Zero values take the defaults of `make chaos`.
@@ -705,7 +706,8 @@ func createTopics(ctx context.Context, churnctl string, brokers []string, partit
 		}
 		req = append(req, tc)
 	}
-	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second}
+	// The chaos cluster is scripts/kafka.sh's plaintext one.
+	cl := kafkax.Plain(brokers).Client(30 * time.Second)
 	resp, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: req})
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)

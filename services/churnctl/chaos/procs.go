@@ -398,4 +398,3 @@ func (k *realKafka) Restart(ctx context.Context, node int) error {
 func (k *realKafka) Close() {
 	_ = k.run(context.Background(), "stop", "--dir", k.dir)
 }
-

@@ -69,7 +69,7 @@ func alertsFixture(t *testing.T) (addr string, keys *testkit.Keys, produce func(
 	produce = func(m proto.Message, topic, key string) {
 		w := writers[topic]
 		if w == nil {
-			w = kafkax.NewWriter(k.Brokers, topic)
+			w = kafkax.NewWriter(kafkax.Plain(k.Brokers), topic)
 			writers[topic] = w
 		}
 		b, _ := proto.Marshal(m)

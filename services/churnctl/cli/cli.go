@@ -206,7 +206,9 @@ Environment:
   CHURNWATCH_TOKEN           bearer token (churnctl token mint)
   CHURNWATCH_DEV_KEY         signing key file for token mint (churnwatch dev writes one)
   CHURNWATCH_KAFKA_BROKERS   broker list, for status, wait and topics create
-  CHURNWATCH_TLS_CA, CHURNWATCH_TLS_CLIENT_CERT, CHURNWATCH_TLS_CLIENT_KEY   TLS / mTLS
+  CHURNWATCH_TLS_CA, CHURNWATCH_TLS_CLIENT_CERT, CHURNWATCH_TLS_CLIENT_KEY   TLS / mTLS to the services
+  CHURNWATCH_KAFKA_TLS_CA, _KAFKA_TLS_CERT, _KAFKA_TLS_KEY, _KAFKA_SASL_MECHANISM,
+  _KAFKA_SASL_USERNAME, _KAFKA_SASL_PASSWORD_FILE   TLS / SASL to Kafka (topics create; kafka.sh --sasl-ssl writes them)
   source DIR/dev.env after 'churnwatch dev --dir DIR' to set them all.
 
 Exit codes: 0 ok, 1 failure or service unreachable, 2 usage, 3 records rejected, 4 wait timed out.`)

@@ -59,13 +59,22 @@ left as they are and reported with their partitions and replication.
 	if *replication < 0 || *minInsync < 0 {
 		return Usagef("--replication and --min-insync must not be negative")
 	}
-	common := config.LoadCommon(env.Config(), "churnctl", "", "")
+	cenv := env.Config()
+	common := config.LoadCommon(cenv, "churnctl", "", "")
 	if env.Getenv("CHURNWATCH_KAFKA_BROKERS") == "" {
 		return Usagef("set CHURNWATCH_KAFKA_BROKERS to the cluster's bootstrap list (scripts/kafka.sh start writes it to D/kafka.env)")
 	}
+	if err := cenv.Err(); err != nil {
+		return Usagef("%v", err)
+	}
+	cluster, err := kafkax.ClusterFrom(common)
+	if err != nil {
+		return Usagef("%v", err)
+	}
+	defer cluster.Close()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	reports, err := kafkax.EnsureTopics(ctx, common.KafkaBrokers,
+	reports, err := kafkax.EnsureTopics(ctx, cluster,
 		kafkax.TopicPolicy{Replication: *replication, MinInsync: *minInsync}, kafkax.Specs(common.Topics, *partitions)...)
 	if err != nil {
 		var nb *kafkax.NotEnoughBrokersError

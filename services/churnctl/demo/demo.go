@@ -97,7 +97,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 
 	ingestTok, _ := st.Token("demo-core-banking", auth.RoleIngest, "", time.Hour)
 	opsTok, _ := st.Token("demo-ops", auth.RoleOps, "", time.Hour)
-	ic, err := client.Dial(st.Ingester.GRPCAddr(), ingestTok, client.TLS{})
+	ic, err := client.Dial(st.Ingester.GRPCAddr(), ingestTok, st.ClientTLS())
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +121,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 
-	ac, err := client.Dial(st.Alerts.GRPCAddr(), opsTok, client.TLS{})
+	ac, err := client.Dial(st.Alerts.GRPCAddr(), opsTok, st.ClientTLS())
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	rulesapp "github.com/churnwatch/churnwatch/services/rules/app"
 
 	"github.com/churnwatch/churnwatch/services/platform/auth"
+	"github.com/churnwatch/churnwatch/services/platform/client"
 	"github.com/churnwatch/churnwatch/services/platform/config"
 	"github.com/churnwatch/churnwatch/services/platform/embedded"
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
@@ -48,8 +49,11 @@ type Options struct {
 
 // Stack is a running churnwatch.
 type Stack struct {
-	Dir       string
-	Brokers   []string
+	Dir     string
+	Brokers []string
+	// Kafka is the broker list with the TLS and SASL of the environment
+	// (CHURNWATCH_KAFKA_TLS_*, _SASL_*), for clients of the stack's Kafka.
+	Kafka     kafkax.Cluster
 	RedisAddr string
 	Ingester  *ingesterapp.App
 	Rules     *rulesapp.App
@@ -57,14 +61,15 @@ type Stack struct {
 	KeyPath   string
 	PubPath   string
 
-	signer  crypto.Signer
-	kafka   *embedded.Kafka
-	redis   *embedded.Redis
-	cancel  context.CancelFunc
-	release func()
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	errs    []error
+	signer    crypto.Signer
+	clientEnv map[string]string
+	kafka     *embedded.Kafka
+	redis     *embedded.Redis
+	cancel    context.CancelFunc
+	release   func()
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	errs      []error
 }
 
 // Start brings the stack up and returns once every service is serving.
@@ -106,12 +111,27 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	env["CHURNWATCH_AUTH_PUBLIC_KEYS"] = s.PubPath
 
-	topics := config.LoadCommon(config.FromMap(env), "", "", "").Topics
+	s.clientEnv = map[string]string{}
+	for _, k := range clientSettings {
+		if v := env[k]; v != "" {
+			s.clientEnv[k] = v
+		}
+	}
+	cenv := config.FromMap(env)
+	common := config.LoadCommon(cenv, "", "", "")
+	if err := cenv.Err(); err != nil {
+		return nil, err
+	}
+	topics := common.Topics
 	if b := env["CHURNWATCH_KAFKA_BROKERS"]; b != "" {
 		s.Brokers = strings.Split(b, ",")
+		var err error
+		if s.Kafka, err = kafkax.ClusterFrom(common); err != nil {
+			return nil, err
+		}
 		// Replication min(3, brokers) and min.insync.replicas to match, the
 		// same policy as churnctl topics create; existing topics are kept.
-		if _, err := kafkax.EnsureTopics(ctx, s.Brokers, kafkax.TopicPolicy{}, kafkax.Specs(topics, o.Partitions)...); err != nil {
+		if _, err := kafkax.EnsureTopics(ctx, s.Kafka, kafkax.TopicPolicy{}, kafkax.Specs(topics, o.Partitions)...); err != nil {
 			return nil, fmt.Errorf("topics on %s: %w", b, err)
 		}
 	} else {
@@ -119,7 +139,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.kafka, s.Brokers = k, k.Brokers
+		s.kafka, s.Brokers, s.Kafka = k, k.Brokers, kafkax.Plain(k.Brokers)
 		env["CHURNWATCH_KAFKA_BROKERS"] = strings.Join(k.Brokers, ",")
 	}
 	if a := env["CHURNWATCH_REDIS_ADDR"]; a != "" || env["CHURNWATCH_REDIS_ADDRS"] != "" {
@@ -259,9 +279,27 @@ func (s *Stack) Token(subject string, role auth.Role, branch string, ttl time.Du
 	return auth.Mint(s.signer, auth.Principal{Subject: subject, Role: role, Branch: branch}, ttl)
 }
 
-// Env lists every address a client needs, as CHURNWATCH_* variables.
+// clientSettings are the transport-security settings a client of the stack
+// needs as well as the services (the CA of the services' certificates, a
+// client certificate for mTLS, how to reach Kafka and Redis): passed through
+// to Env and dev.env when set. Files only: no secret is copied.
+var clientSettings = []string{
+	"CHURNWATCH_TLS_CA", "CHURNWATCH_TLS_CLIENT_CERT", "CHURNWATCH_TLS_CLIENT_KEY",
+	"CHURNWATCH_KAFKA_TLS_CA", "CHURNWATCH_KAFKA_TLS_CERT", "CHURNWATCH_KAFKA_TLS_KEY",
+	"CHURNWATCH_KAFKA_SASL_MECHANISM", "CHURNWATCH_KAFKA_SASL_USERNAME", "CHURNWATCH_KAFKA_SASL_PASSWORD_FILE",
+	"CHURNWATCH_REDIS_USERNAME", "CHURNWATCH_REDIS_PASSWORD_FILE", "CHURNWATCH_REDIS_TLS_CA",
+}
+
+// ClientTLS is how a gRPC client reaches the stack's services: TLS when
+// CHURNWATCH_TLS_CA was given, with the client certificate for mTLS.
+func (s *Stack) ClientTLS() client.TLS {
+	return client.TLS{CAFile: s.clientEnv["CHURNWATCH_TLS_CA"], CertFile: s.clientEnv["CHURNWATCH_TLS_CLIENT_CERT"], KeyFile: s.clientEnv["CHURNWATCH_TLS_CLIENT_KEY"]}
+}
+
+// Env lists every address a client needs, as CHURNWATCH_* variables, with
+// the transport-security settings clients need (clientSettings).
 func (s *Stack) Env() map[string]string {
-	return map[string]string{
+	env := map[string]string{
 		"CHURNWATCH_INGESTER_ADDR":    s.Ingester.GRPCAddr(),
 		"CHURNWATCH_RULES_ADDR":       s.Rules.GRPCAddr(),
 		"CHURNWATCH_ALERTS_ADDR":      s.Alerts.GRPCAddr(),
@@ -273,6 +311,10 @@ func (s *Stack) Env() map[string]string {
 		"CHURNWATCH_DEV_KEY":          s.KeyPath,
 		"CHURNWATCH_AUTH_PUBLIC_KEYS": s.PubPath,
 	}
+	for k, v := range s.clientEnv {
+		env[k] = v
+	}
+	return env
 }
 
 // WriteEnvFile writes Dir/dev.env: export lines for every address, the
@@ -287,6 +329,11 @@ func (s *Stack) WriteEnvFile() (string, error) {
 	keys := []string{"CHURNWATCH_INGESTER_ADDR", "CHURNWATCH_RULES_ADDR", "CHURNWATCH_ALERTS_ADDR",
 		"CHURNWATCH_INGESTER_HTTP", "CHURNWATCH_RULES_HTTP", "CHURNWATCH_ALERTS_HTTP",
 		"CHURNWATCH_KAFKA_BROKERS", "CHURNWATCH_REDIS_ADDR", "CHURNWATCH_DEV_KEY", "CHURNWATCH_AUTH_PUBLIC_KEYS", "CHURNWATCH_TOKEN"}
+	for _, k := range clientSettings {
+		if env[k] != "" {
+			keys = append(keys, k)
+		}
+	}
 	var b strings.Builder
 	b.WriteString("# churnwatch dev stack — source this file: . " + filepath.Join(s.Dir, "dev.env") + "\n")
 	b.WriteString("# CHURNWATCH_TOKEN is an admin token for the dev key, valid 24 h; mint others with churnctl token mint.\n")

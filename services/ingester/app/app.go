@@ -78,8 +78,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	// One transport per instance (not kafka-go's global one), so that
 	// several services in one process keep their connections apart and a
 	// dead broker is noticed within the dial timeout.
-	a.transport = &kafka.Transport{DialTimeout: 2 * time.Second, IdleTimeout: 30 * time.Second,
-		MetadataTTL: 2 * time.Second, ClientID: "churnwatch-ingester"}
+	a.transport = base.Kafka.Secure(&kafka.Transport{DialTimeout: 2 * time.Second, IdleTimeout: 30 * time.Second,
+		MetadataTTL: 2 * time.Second, ClientID: "churnwatch-ingester"})
 	a.events = a.writer(cfg.Common.Topics.Events, &intake.Balancer{})
 	a.customers = a.writer(cfg.Common.Topics.Customers, &kafka.Murmur2Balancer{})
 	a.dlq = a.writer(cfg.Common.Topics.DLQ, &kafka.Murmur2Balancer{})
@@ -111,7 +111,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	cancel()
 
 	cwv1.RegisterIngestServiceServer(base.GRPC, &ingestServer{app: a})
-	cwv1.RegisterStatusServiceServer(base.GRPC, &status.Server{Service: "ingester", Brokers: cfg.Common.KafkaBrokers, Ready: base.Ready})
+	cwv1.RegisterStatusServiceServer(base.GRPC, &status.Server{Service: "ingester", Kafka: base.Kafka, Ready: base.Ready})
 	a.routes()
 	base.AddReadyCheck(func(ctx context.Context) error {
 		_, err := a.partitions(ctx, cfg.Common.Topics.Events)
@@ -127,7 +127,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 }
 
 func (a *App) writer(topic string, b kafka.Balancer) *kafka.Writer {
-	w := kafkax.NewWriter(a.cfg.Common.KafkaBrokers, topic)
+	w := kafkax.NewWriter(a.base.Kafka, topic)
 	w.Balancer = b
 	w.Transport = a.transport
 	w.WriteTimeout = a.cfg.KafkaWriteTimeout

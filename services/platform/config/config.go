@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -153,11 +154,74 @@ type Common struct {
 	TLSCert           string
 	TLSKey            string
 	TLSClientCA       string // when set, clients must present a certificate (mTLS)
-	LogLevel          string
-	HomeBank          string
-	Topics            Topics
-	ShutdownGrace     time.Duration
-	OTLPEndpoint      string
+	// HTTPPlainAddr, when set, is a second, plaintext HTTP listener serving
+	// only /healthz, /readyz and /metrics (probes that cannot speak TLS).
+	HTTPPlainAddr string
+	// Kafka: TLS to the brokers (CA, optional client certificate) and SASL.
+	KafkaTLSCA            string
+	KafkaTLSCert          string
+	KafkaTLSKey           string
+	KafkaSASLMechanism    string // SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN
+	KafkaSASLUsername     string
+	KafkaSASLPassword     string // secret: from the file _KAFKA_SASL_PASSWORD_FILE names
+	KafkaSASLPasswordFile string
+	Limits                Limits
+	LogLevel              string
+	HomeBank              string
+	Topics                Topics
+	ShutdownGrace         time.Duration
+	OTLPEndpoint          string
+}
+
+// Limits bound what one client can hold of a server: connections,
+// streams, message and body sizes, and time.
+type Limits struct {
+	GRPCMaxMessage        int           // largest request message accepted (bytes)
+	GRPCMaxStreams        int           // concurrent streams per connection
+	GRPCConnectionTimeout time.Duration // TCP accept to TLS + HTTP/2 handshake done
+	GRPCMaxConnectionIdle time.Duration // a connection without RPCs is closed after this
+	HTTPReadHeaderTimeout time.Duration
+	HTTPReadTimeout       time.Duration // the whole request, body included
+	HTTPWriteTimeout      time.Duration
+	HTTPIdleTimeout       time.Duration
+	HTTPMaxBodies         int // concurrent request bodies over 64 KiB or of unknown length
+}
+
+// Setting documents one environment variable: its default and meaning,
+// for --help and docs/deployment.md.
+type Setting struct{ Name, Default, Help string }
+
+// TransportSettings are the shared transport-security and resource-limit
+// settings (SPEC §6), listed by every service's --help.
+var TransportSettings = []Setting{
+	{"CHURNWATCH_TLS_CERT, _TLS_KEY", "", "PEM certificate and key: TLS on the gRPC and HTTP ports"},
+	{"CHURNWATCH_TLS_CLIENT_CA", "", "PEM CA: clients of both ports must present a certificate it signed (mTLS)"},
+	{"CHURNWATCH_HTTP_PLAIN_ADDR", "", "extra plaintext listener serving only /healthz /readyz /metrics (for probes)"},
+	{"CHURNWATCH_KAFKA_TLS_CA", "", "PEM CA of the brokers' certificates: TLS to Kafka"},
+	{"CHURNWATCH_KAFKA_TLS_CERT, _KAFKA_TLS_KEY", "", "client certificate for the brokers (optional, needs _KAFKA_TLS_CA)"},
+	{"CHURNWATCH_KAFKA_SASL_MECHANISM", "", "SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (PLAIN only with TLS)"},
+	{"CHURNWATCH_KAFKA_SASL_USERNAME", "", "SASL user"},
+	{"CHURNWATCH_KAFKA_SASL_PASSWORD_FILE", "", "file holding the SASL password (secret, never logged)"},
+	{"CHURNWATCH_GRPC_MAX_MESSAGE", "4194304", "largest gRPC request message in bytes; larger ones get RESOURCE_EXHAUSTED"},
+	{"CHURNWATCH_GRPC_MAX_STREAMS", "256", "concurrent gRPC streams per connection"},
+	{"CHURNWATCH_GRPC_CONNECTION_TIMEOUT", "10s", "time a new gRPC connection has to finish its TLS and HTTP/2 handshake"},
+	{"CHURNWATCH_GRPC_MAX_CONNECTION_IDLE", "5m", "a gRPC connection with no RPC for this long is closed"},
+	{"CHURNWATCH_HTTP_READ_HEADER_TIMEOUT", "5s", "time to send the request headers (and the TLS handshake)"},
+	{"CHURNWATCH_HTTP_READ_TIMEOUT", "30s", "time to send a whole request, body included (a slow body is cut off)"},
+	{"CHURNWATCH_HTTP_WRITE_TIMEOUT", "2m", "time to answer a request"},
+	{"CHURNWATCH_HTTP_IDLE_TIMEOUT", "60s", "a keep-alive HTTP connection idle this long is closed"},
+	{"CHURNWATCH_HTTP_MAX_BODIES", "8", "concurrent request bodies over 64 KiB (or of unknown length); more get 503 + Retry-After"},
+}
+
+// WriteSettings prints settings as --help lines.
+func WriteSettings(w io.Writer, settings []Setting) {
+	for _, s := range settings {
+		def := s.Default
+		if def == "" {
+			def = "off"
+		}
+		fmt.Fprintf(w, "  %-40s %s (%s)\n", s.Name, s.Help, def)
+	}
 }
 
 // LoadCommon reads the shared settings; grpcDefault and httpDefault are the
@@ -177,6 +241,14 @@ func LoadCommon(e *Env, service, grpcDefault, httpDefault string) Common {
 			c.RedisPassword = strings.TrimRight(string(b), "\r\n")
 		}
 	}
+	if c.KafkaSASLPasswordFile != "" {
+		b, err := os.ReadFile(c.KafkaSASLPasswordFile)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("CHURNWATCH_KAFKA_SASL_PASSWORD_FILE: %w", err))
+		} else {
+			c.KafkaSASLPassword = strings.TrimRight(string(b), "\r\n")
+		}
+	}
 	return c
 }
 
@@ -186,25 +258,43 @@ const DefaultRedisAddr = "127.0.0.1:6379"
 
 func loadCommon(e *Env, service, grpcDefault, httpDefault string) Common {
 	return Common{
-		Service:           service,
-		GRPCAddr:          e.String("CHURNWATCH_GRPC_ADDR", grpcDefault),
-		HTTPAddr:          e.String("CHURNWATCH_HTTP_ADDR", httpDefault),
-		KafkaBrokers:      e.List("CHURNWATCH_KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
-		RedisAddr:         e.String("CHURNWATCH_REDIS_ADDR", ""),
-		RedisAddrs:        e.List("CHURNWATCH_REDIS_ADDRS", nil),
-		RedisMasterName:   e.String("CHURNWATCH_REDIS_MASTER_NAME", ""),
-		RedisCluster:      e.Bool("CHURNWATCH_REDIS_CLUSTER", false),
-		RedisUsername:     e.String("CHURNWATCH_REDIS_USERNAME", ""),
-		RedisPassword:     e.String("CHURNWATCH_REDIS_PASSWORD", ""),
-		RedisPasswordFile: e.String("CHURNWATCH_REDIS_PASSWORD_FILE", ""),
-		RedisTLSCA:        e.String("CHURNWATCH_REDIS_TLS_CA", ""),
-		RedisDB:           e.Int("CHURNWATCH_REDIS_DB", 0),
-		AuthPublicKeys:    e.List("CHURNWATCH_AUTH_PUBLIC_KEYS", nil),
-		TLSCert:           e.String("CHURNWATCH_TLS_CERT", ""),
-		TLSKey:            e.String("CHURNWATCH_TLS_KEY", ""),
-		TLSClientCA:       e.String("CHURNWATCH_TLS_CLIENT_CA", ""),
-		LogLevel:          e.String("CHURNWATCH_LOG_LEVEL", "info"),
-		HomeBank:          e.String("CHURNWATCH_HOME_BANK", "HOME"),
+		Service:               service,
+		GRPCAddr:              e.String("CHURNWATCH_GRPC_ADDR", grpcDefault),
+		HTTPAddr:              e.String("CHURNWATCH_HTTP_ADDR", httpDefault),
+		KafkaBrokers:          e.List("CHURNWATCH_KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
+		RedisAddr:             e.String("CHURNWATCH_REDIS_ADDR", ""),
+		RedisAddrs:            e.List("CHURNWATCH_REDIS_ADDRS", nil),
+		RedisMasterName:       e.String("CHURNWATCH_REDIS_MASTER_NAME", ""),
+		RedisCluster:          e.Bool("CHURNWATCH_REDIS_CLUSTER", false),
+		RedisUsername:         e.String("CHURNWATCH_REDIS_USERNAME", ""),
+		RedisPassword:         e.String("CHURNWATCH_REDIS_PASSWORD", ""),
+		RedisPasswordFile:     e.String("CHURNWATCH_REDIS_PASSWORD_FILE", ""),
+		RedisTLSCA:            e.String("CHURNWATCH_REDIS_TLS_CA", ""),
+		RedisDB:               e.Int("CHURNWATCH_REDIS_DB", 0),
+		AuthPublicKeys:        e.List("CHURNWATCH_AUTH_PUBLIC_KEYS", nil),
+		TLSCert:               e.String("CHURNWATCH_TLS_CERT", ""),
+		TLSKey:                e.String("CHURNWATCH_TLS_KEY", ""),
+		TLSClientCA:           e.String("CHURNWATCH_TLS_CLIENT_CA", ""),
+		HTTPPlainAddr:         e.String("CHURNWATCH_HTTP_PLAIN_ADDR", ""),
+		KafkaTLSCA:            e.String("CHURNWATCH_KAFKA_TLS_CA", ""),
+		KafkaTLSCert:          e.String("CHURNWATCH_KAFKA_TLS_CERT", ""),
+		KafkaTLSKey:           e.String("CHURNWATCH_KAFKA_TLS_KEY", ""),
+		KafkaSASLMechanism:    strings.ToUpper(e.String("CHURNWATCH_KAFKA_SASL_MECHANISM", "")),
+		KafkaSASLUsername:     e.String("CHURNWATCH_KAFKA_SASL_USERNAME", ""),
+		KafkaSASLPasswordFile: e.String("CHURNWATCH_KAFKA_SASL_PASSWORD_FILE", ""),
+		Limits: Limits{
+			GRPCMaxMessage:        e.Int("CHURNWATCH_GRPC_MAX_MESSAGE", 4<<20),
+			GRPCMaxStreams:        e.Int("CHURNWATCH_GRPC_MAX_STREAMS", 256),
+			GRPCConnectionTimeout: e.Duration("CHURNWATCH_GRPC_CONNECTION_TIMEOUT", 10*time.Second),
+			GRPCMaxConnectionIdle: e.Duration("CHURNWATCH_GRPC_MAX_CONNECTION_IDLE", 5*time.Minute),
+			HTTPReadHeaderTimeout: e.Duration("CHURNWATCH_HTTP_READ_HEADER_TIMEOUT", 5*time.Second),
+			HTTPReadTimeout:       e.Duration("CHURNWATCH_HTTP_READ_TIMEOUT", 30*time.Second),
+			HTTPWriteTimeout:      e.Duration("CHURNWATCH_HTTP_WRITE_TIMEOUT", 2*time.Minute),
+			HTTPIdleTimeout:       e.Duration("CHURNWATCH_HTTP_IDLE_TIMEOUT", 60*time.Second),
+			HTTPMaxBodies:         e.Int("CHURNWATCH_HTTP_MAX_BODIES", 8),
+		},
+		LogLevel: e.String("CHURNWATCH_LOG_LEVEL", "info"),
+		HomeBank: e.String("CHURNWATCH_HOME_BANK", "HOME"),
 		Topics: Topics{
 			Events:    e.String("CHURNWATCH_TOPIC_EVENTS", "churnwatch.events.v1"),
 			Customers: e.String("CHURNWATCH_TOPIC_CUSTOMERS", "churnwatch.customers.v1"),
@@ -236,6 +326,8 @@ func (c Common) Validate() error {
 	if c.TLSClientCA != "" && c.TLSCert == "" {
 		errs = append(errs, errors.New("CHURNWATCH_TLS_CLIENT_CA needs CHURNWATCH_TLS_CERT"))
 	}
+	errs = append(errs, c.validateKafkaSecurity()...)
+	errs = append(errs, c.Limits.validate()...)
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -283,10 +375,66 @@ func (c Common) Fields() map[string]any {
 		"redis_cluster": c.RedisCluster, "redis_username": c.RedisUsername, "redis_password": c.RedisPassword,
 		"redis_password_file": c.RedisPasswordFile, "redis_tls_ca": c.RedisTLSCA, "redis_db": c.RedisDB,
 		"auth_public_keys": len(c.AuthPublicKeys), "tls": c.TLSCert != "", "mtls": c.TLSClientCA != "",
+		"http_plain_addr": c.HTTPPlainAddr, "kafka_tls": c.KafkaTLSCA != "", "kafka_tls_client_cert": c.KafkaTLSCert != "",
+		"kafka_sasl_mechanism": c.KafkaSASLMechanism, "kafka_sasl_username": c.KafkaSASLUsername,
+		"kafka_sasl_password": c.KafkaSASLPassword, "kafka_sasl_password_file": c.KafkaSASLPasswordFile,
+		"grpc_max_message": c.Limits.GRPCMaxMessage, "grpc_max_streams": c.Limits.GRPCMaxStreams,
+		"http_read_timeout": c.Limits.HTTPReadTimeout.String(), "http_max_bodies": c.Limits.HTTPMaxBodies,
 		"log_level": c.LogLevel, "home_bank": c.HomeBank, "topic_events": c.Topics.Events,
 		"topic_customers": c.Topics.Customers, "topic_signals": c.Topics.Signals, "topic_alerts": c.Topics.Alerts,
 		"topic_dlq": c.Topics.DLQ, "otlp_endpoint": c.OTLPEndpoint, "shutdown_grace": c.ShutdownGrace.String(),
 	}
+}
+
+// validateKafkaSecurity checks the TLS and SASL settings for the brokers.
+func (c Common) validateKafkaSecurity() []error {
+	var errs []error
+	if (c.KafkaTLSCert == "") != (c.KafkaTLSKey == "") {
+		errs = append(errs, errors.New("CHURNWATCH_KAFKA_TLS_CERT and CHURNWATCH_KAFKA_TLS_KEY must be set together"))
+	}
+	if c.KafkaTLSCert != "" && c.KafkaTLSCA == "" {
+		errs = append(errs, errors.New("CHURNWATCH_KAFKA_TLS_CERT needs CHURNWATCH_KAFKA_TLS_CA (the client certificate is sent over TLS only)"))
+	}
+	switch c.KafkaSASLMechanism {
+	case "":
+		if c.KafkaSASLUsername != "" || c.KafkaSASLPasswordFile != "" {
+			errs = append(errs, errors.New("CHURNWATCH_KAFKA_SASL_USERNAME or _PASSWORD_FILE set without CHURNWATCH_KAFKA_SASL_MECHANISM"))
+		}
+	case "SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN":
+		if c.KafkaSASLUsername == "" || c.KafkaSASLPasswordFile == "" {
+			errs = append(errs, fmt.Errorf("CHURNWATCH_KAFKA_SASL_MECHANISM %s needs CHURNWATCH_KAFKA_SASL_USERNAME and CHURNWATCH_KAFKA_SASL_PASSWORD_FILE", c.KafkaSASLMechanism))
+		}
+		if c.KafkaSASLMechanism == "PLAIN" && c.KafkaTLSCA == "" {
+			errs = append(errs, errors.New("CHURNWATCH_KAFKA_SASL_MECHANISM PLAIN sends the password as it is: set CHURNWATCH_KAFKA_TLS_CA too"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("CHURNWATCH_KAFKA_SASL_MECHANISM %q: want SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN", c.KafkaSASLMechanism))
+	}
+	return errs
+}
+
+func (l Limits) validate() []error {
+	var errs []error
+	if l.GRPCMaxMessage < 1024 {
+		errs = append(errs, errors.New("CHURNWATCH_GRPC_MAX_MESSAGE must be at least 1024 bytes"))
+	}
+	if l.GRPCMaxStreams <= 0 {
+		errs = append(errs, errors.New("CHURNWATCH_GRPC_MAX_STREAMS must be positive"))
+	}
+	if l.HTTPMaxBodies <= 0 {
+		errs = append(errs, errors.New("CHURNWATCH_HTTP_MAX_BODIES must be positive"))
+	}
+	for name, d := range map[string]time.Duration{
+		"CHURNWATCH_GRPC_CONNECTION_TIMEOUT": l.GRPCConnectionTimeout, "CHURNWATCH_GRPC_MAX_CONNECTION_IDLE": l.GRPCMaxConnectionIdle,
+		"CHURNWATCH_HTTP_READ_HEADER_TIMEOUT": l.HTTPReadHeaderTimeout, "CHURNWATCH_HTTP_READ_TIMEOUT": l.HTTPReadTimeout,
+		"CHURNWATCH_HTTP_WRITE_TIMEOUT": l.HTTPWriteTimeout, "CHURNWATCH_HTTP_IDLE_TIMEOUT": l.HTTPIdleTimeout,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", name))
+		}
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errs
 }
 
 // validateRedis checks that the Redis settings name one topology.

@@ -6,6 +6,8 @@ package embedded
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -50,6 +53,7 @@ type Redis struct {
 	Addr string
 	dir  string
 	port int
+	sec  RedisSecurity
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -86,12 +90,70 @@ func StartRedis(dir string, port int) (*Redis, error) {
 	return r, nil
 }
 
+// RedisSecurity makes a Redis that speaks TLS only and knows one ACL user
+// (the default user is disabled). The password goes to redis-server in an
+// ACL file (0600), never on its command line.
+type RedisSecurity struct {
+	CertFile, KeyFile, CAFile string
+	User, Password            string
+}
+
+// StartSecureRedis is StartRedis with TLS on the port (no plaintext port)
+// and the ACL user of sec.
+func StartSecureRedis(dir string, port int, sec RedisSecurity) (*Redis, error) {
+	if sec.CertFile == "" || sec.KeyFile == "" || sec.CAFile == "" || sec.User == "" || sec.Password == "" {
+		return nil, errors.New("secure redis: certificate, key, CA, user and password are all needed")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, ErrNoRedisServer
+	}
+	if dir == "" {
+		d, err := os.MkdirTemp("", "churnwatch-redis-")
+		if err != nil {
+			return nil, err
+		}
+		dir = d
+	}
+	if port == 0 {
+		p, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		port = p
+	}
+	acl := fmt.Sprintf("user default off\nuser %s on >%s ~* &* +@all\n", sec.User, sec.Password)
+	if err := os.WriteFile(filepath.Join(dir, "users.acl"), []byte(acl), 0o600); err != nil {
+		return nil, err
+	}
+	r := &Redis{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, port: port, sec: sec}
+	if err := r.start(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
 func (r *Redis) start() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+	args := []string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--dir", r.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "no",
-		"--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning")
+		"--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"}
+	var tc *tls.Config
+	if r.sec.CertFile != "" {
+		args = append(args[:0:0], "--port", "0", "--tls-port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+			"--tls-cert-file", r.sec.CertFile, "--tls-key-file", r.sec.KeyFile, "--tls-ca-cert-file", r.sec.CAFile,
+			"--tls-auth-clients", "no", "--aclfile", filepath.Join(r.dir, "users.acl"),
+			"--dir", r.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "no",
+			"--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning")
+		pem, err := os.ReadFile(r.sec.CAFile)
+		if err != nil {
+			return err
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		tc = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	}
+	cmd := exec.Command("redis-server", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	logf, err := os.Create(filepath.Join(r.dir, "redis.log"))
 	if err != nil {
@@ -106,7 +168,7 @@ func (r *Redis) start() error {
 	go func(done chan struct{}) { _ = cmd.Wait(); logf.Close(); close(done) }(r.done)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if ping(r.Addr) == nil {
+		if ping(r.Addr, tc) == nil {
 			return nil
 		}
 		select {
@@ -118,8 +180,16 @@ func (r *Redis) start() error {
 	return fmt.Errorf("redis-server on %s not ready after 10s", r.Addr)
 }
 
-func ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+// ping checks that redis-server answers; over TLS (tc set), an answer
+// asking for authentication counts as up.
+func ping(addr string, tc *tls.Config) error {
+	var c net.Conn
+	var err error
+	if tc != nil {
+		c, err = tls.DialWithDialer(&net.Dialer{Timeout: 200 * time.Millisecond}, "tcp", addr, tc)
+	} else {
+		c, err = net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	}
 	if err != nil {
 		return err
 	}
@@ -131,6 +201,9 @@ func ping(addr string) error {
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
 		return err
+	}
+	if tc != nil && strings.HasPrefix(line, "-NOAUTH") {
+		return nil
 	}
 	if line != "+PONG\r\n" {
 		return fmt.Errorf("unexpected reply %q", line)

@@ -68,7 +68,7 @@ func newFixture(t *testing.T, n int) *fixture {
 	t.Helper()
 	k := testkit.Kafka(t)
 	topics := testkit.DefaultTopics()
-	w := kafkax.NewWriter(k.Brokers, topics.Events)
+	w := kafkax.NewWriter(kafkax.Plain(k.Brokers), topics.Events)
 	defer w.Close()
 	msgs := make([]kafka.Message, n)
 	for i := range msgs {
@@ -80,7 +80,7 @@ func newFixture(t *testing.T, n int) *fixture {
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatalf("write: %v", err)
 	}
-	dlq := kafkax.SmallWriter(k.Brokers, topics.DLQ)
+	dlq := kafkax.SmallWriter(kafkax.Plain(k.Brokers), topics.DLQ)
 	t.Cleanup(func() { dlq.Close() })
 	return &fixture{k: k, topic: topics.Events, dlq: dlq, n: n, reader: &metricReader{sdkmetric.NewManualReader()}}
 }
@@ -89,7 +89,7 @@ func newFixture(t *testing.T, n int) *fixture {
 // handle, if not nil, runs first in Handle and land first in Land.
 func (f *fixture) consumer(t *testing.T, group string, led *ledger, handle func([]kafka.Message) error, land func([]string) error) (*kafkax.BatchConsumer[struct{}], *kafka.Reader) {
 	t.Helper()
-	r := kafka.NewReader(kafkax.ReaderConfig(f.k.Brokers, group, f.topic))
+	r := kafka.NewReader(kafkax.ReaderConfig(kafkax.Plain(f.k.Brokers), group, f.topic))
 	t.Cleanup(func() { r.Close() })
 	mt, err := kafkax.NewConsumerMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(f.reader)).Meter("test"))
 	if err != nil {
@@ -165,7 +165,7 @@ func (f *fixture) totalLag(t *testing.T, group string) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	lag, err := kafkax.GroupLag(ctx, f.k.Brokers, group, f.topic)
+	lag, err := kafkax.GroupLag(ctx, kafkax.Plain(f.k.Brokers), group, f.topic)
 	if err != nil {
 		t.Fatalf("lag: %v", err)
 	}
@@ -179,7 +179,7 @@ func (f *fixture) totalLag(t *testing.T, group string) int64 {
 // readDLQ reads n records from the DLQ topic.
 func (f *fixture) readDLQ(t *testing.T, n int) []kafka.Message {
 	t.Helper()
-	r := kafka.NewReader(kafkax.ReaderConfig(f.k.Brokers, "dlq-check", testkit.DefaultTopics().DLQ))
+	r := kafka.NewReader(kafkax.ReaderConfig(kafkax.Plain(f.k.Brokers), "dlq-check", testkit.DefaultTopics().DLQ))
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -241,7 +241,7 @@ func TestBatchConsumerDeadLettersTheRecordItsHandlerPanicsOn(t *testing.T) {
 	}
 	// The consumer keeps going: records produced after the poison one are
 	// handled too.
-	w := kafkax.NewWriter(f.k.Brokers, f.topic)
+	w := kafkax.NewWriter(kafkax.Plain(f.k.Brokers), f.topic)
 	defer w.Close()
 	if err := w.WriteMessages(context.Background(), kafka.Message{Key: []byte("C999"), Value: []byte("after")}); err != nil {
 		t.Fatal(err)

@@ -58,9 +58,10 @@ func Header(m kafka.Message, key string) string {
 // producers; kafka-go allocates room for a whole batch per partition and
 // request, so a writer that mostly sends a few records should lower it
 // (SmallWriter).
-func NewWriter(brokers []string, topic string) *kafka.Writer {
+func NewWriter(cl Cluster, topic string) *kafka.Writer {
 	return &kafka.Writer{
-		Addr:                   kafka.TCP(brokers...),
+		Addr:                   kafka.TCP(cl.Brokers...),
+		Transport:              cl.Transport(),
 		Topic:                  topic,
 		Balancer:               &kafka.Murmur2Balancer{},
 		RequiredAcks:           kafka.RequireAll,
@@ -76,8 +77,8 @@ func NewWriter(brokers []string, topic string) *kafka.Writer {
 
 // SmallWriter is NewWriter for a topic that gets a few records at a time
 // (signals, alert changes, dead letters).
-func SmallWriter(brokers []string, topic string) *kafka.Writer {
-	w := NewWriter(brokers, topic)
+func SmallWriter(cl Cluster, topic string) *kafka.Writer {
+	w := NewWriter(cl, topic)
 	w.BatchSize = 500
 	return w
 }
@@ -85,9 +86,10 @@ func SmallWriter(brokers []string, topic string) *kafka.Writer {
 // ReaderConfig returns a consumer-group reader configuration that commits
 // only when told to (CommitMessages after the state write) and starts at the
 // earliest offset for a new group.
-func ReaderConfig(brokers []string, group, topic string) kafka.ReaderConfig {
+func ReaderConfig(cl Cluster, group, topic string) kafka.ReaderConfig {
 	return kafka.ReaderConfig{
-		Brokers:       brokers,
+		Brokers:       cl.Brokers,
+		Dialer:        cl.Dialer(),
 		GroupID:       group,
 		Topic:         topic,
 		MinBytes:      1,
@@ -159,8 +161,8 @@ type PartitionLag struct {
 
 // GroupLag reads the committed offsets of group on topic and the log end
 // offsets, one request each.
-func GroupLag(ctx context.Context, brokers []string, group, topic string) ([]PartitionLag, error) {
-	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second}
+func GroupLag(ctx context.Context, c Cluster, group, topic string) ([]PartitionLag, error) {
+	cl := c.Client(5 * time.Second)
 	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, fmt.Errorf("metadata %s: %w", topic, err)

@@ -37,7 +37,7 @@ func TestConsumerGroupResumesOnRealKafka(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	topic := "kafkax.group-resume"
-	if _, err := kafkax.EnsureTopics(ctx, k.Brokers, kafkax.TopicPolicy{}, kafkax.TopicSpec{Name: topic, Partitions: testkit.Partitions}); err != nil {
+	if _, err := kafkax.EnsureTopics(ctx, kafkax.Plain(k.Brokers), kafkax.TopicPolicy{}, kafkax.TopicSpec{Name: topic, Partitions: testkit.Partitions}); err != nil {
 		t.Fatalf("topics: %v", err)
 	}
 	testGroupResumes(t, k.Brokers, topic)
@@ -48,7 +48,7 @@ func testGroupResumes(t *testing.T, brokers []string, topic string) {
 	defer cancel()
 	k := struct{ Brokers []string }{brokers}
 
-	w := kafkax.NewWriter(k.Brokers, topic)
+	w := kafkax.NewWriter(kafkax.Plain(k.Brokers), topic)
 	defer w.Close()
 	const n = 300
 	var msgs []kafka.Message
@@ -61,7 +61,7 @@ func testGroupResumes(t *testing.T, brokers []string, topic string) {
 
 	seen := map[string]int{}
 	// First consumer: read a part, commit it, stop without committing the rest.
-	r1 := kafka.NewReader(kafkax.ReaderConfig(k.Brokers, "g1", topic))
+	r1 := kafka.NewReader(kafkax.ReaderConfig(kafkax.Plain(k.Brokers), "g1", topic))
 	var committed int
 	for committed < 120 {
 		batch, err := kafkax.FetchBatch(ctx, r1, 40, 20*time.Millisecond)
@@ -85,7 +85,7 @@ func testGroupResumes(t *testing.T, brokers []string, topic string) {
 		t.Fatalf("close: %v", err)
 	}
 
-	lag, err := kafkax.GroupLag(ctx, k.Brokers, "g1", topic)
+	lag, err := kafkax.GroupLag(ctx, kafkax.Plain(k.Brokers), "g1", topic)
 	if err != nil {
 		t.Fatalf("lag: %v", err)
 	}
@@ -98,7 +98,7 @@ func testGroupResumes(t *testing.T, brokers []string, topic string) {
 	}
 
 	// Restart: the group resumes from the committed offsets.
-	r2 := kafka.NewReader(kafkax.ReaderConfig(k.Brokers, "g1", topic))
+	r2 := kafka.NewReader(kafkax.ReaderConfig(kafkax.Plain(k.Brokers), "g1", topic))
 	redelivered := map[string]bool{}
 	got := 0
 	for got < n-committed {
@@ -132,7 +132,7 @@ func testGroupResumes(t *testing.T, brokers []string, topic string) {
 	if err := r2.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	lag, err = kafkax.GroupLag(ctx, k.Brokers, "g1", topic)
+	lag, err = kafkax.GroupLag(ctx, kafkax.Plain(k.Brokers), "g1", topic)
 	if err != nil {
 		t.Fatalf("lag: %v", err)
 	}

@@ -24,7 +24,7 @@ func TestNoAcknowledgedRecordLostWhenABrokerIsKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	const topic = "kafkax.broker-kill"
-	rep, err := kafkax.EnsureTopics(ctx, k.Brokers, kafkax.TopicPolicy{}, kafkax.TopicSpec{Name: topic, Partitions: 3})
+	rep, err := kafkax.EnsureTopics(ctx, kafkax.Plain(k.Brokers), kafkax.TopicPolicy{}, kafkax.TopicSpec{Name: topic, Partitions: 3})
 	if err != nil {
 		t.Fatalf("topics: %v", err)
 	}
@@ -43,7 +43,7 @@ func TestNoAcknowledgedRecordLostWhenABrokerIsKilled(t *testing.T) {
 		t.Logf("%6.1fs %s (%d acknowledged)", time.Since(start).Seconds(), what, nAcked.Load())
 	}
 
-	w := kafkax.NewWriter(k.Brokers, topic)
+	w := kafkax.NewWriter(kafkax.Plain(k.Brokers), topic)
 	w.MaxAttempts = 3
 	pctx, stopProducing := context.WithCancel(ctx)
 	done := make(chan struct{})

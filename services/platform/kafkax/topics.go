@@ -89,11 +89,12 @@ func (p TopicPolicy) Resolve(n int) (TopicPolicy, error) {
 // topic, what it made or what was there already. Existing topics are left as
 // they are. The requests negotiate their versions, so this works on Kafka
 // 3.x and 4.x and on the embedded broker.
-func EnsureTopics(ctx context.Context, brokers []string, policy TopicPolicy, topics ...TopicSpec) ([]TopicReport, error) {
+func EnsureTopics(ctx context.Context, c Cluster, policy TopicPolicy, topics ...TopicSpec) ([]TopicReport, error) {
+	brokers := c.Brokers
 	if len(brokers) == 0 {
 		return nil, errors.New("no brokers given (set CHURNWATCH_KAFKA_BROKERS)")
 	}
-	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second}
+	cl := c.Client(15 * time.Second)
 	names := make([]string, 0, len(topics))
 	for _, t := range topics {
 		names = append(names, t.Name)

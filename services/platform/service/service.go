@@ -1,7 +1,9 @@
 // Package service is the runtime every churnwatch service shares: logger,
-// telemetry, token verification, Redis, the gRPC server (auth, health,
-// reflection, keepalive, tracing) and the HTTP server (/healthz, /readyz,
-// /metrics), with an ordered, bounded shutdown.
+// telemetry, token verification, Redis, the Kafka cluster (TLS, SASL), the
+// gRPC server (auth, health, reflection, keepalive, resource limits,
+// tracing) and the HTTP server (/healthz, /readyz, /metrics; TLS/mTLS like
+// gRPC, optionally a plaintext probe port), with an ordered, bounded
+// shutdown.
 package service
 
 import (
@@ -30,6 +32,7 @@ import (
 
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/config"
+	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 	"github.com/churnwatch/churnwatch/services/platform/logging"
 	"github.com/churnwatch/churnwatch/services/platform/redisx"
 	"github.com/churnwatch/churnwatch/services/platform/telemetry"
@@ -46,18 +49,23 @@ type Base struct {
 	Tel      *telemetry.Telemetry
 	Verifier *auth.Verifier
 	Redis    redis.UniversalClient
-	GRPC     *grpc.Server
-	Mux      *http.ServeMux
-	Health   *health.Server
+	// Kafka is how every reader, writer and admin client of the service
+	// reaches the brokers (TLS, SASL from the configuration).
+	Kafka  kafkax.Cluster
+	GRPC   *grpc.Server
+	Mux    *http.ServeMux
+	Health *health.Server
 
-	grpcLis, httpLis net.Listener
-	httpSrv          *http.Server
-	ready            atomic.Bool
-	readyChecks      []func(context.Context) error
-	workers          []namedWorker
-	closers          []func(context.Context) error
-	streamsCtx       context.Context
-	cancelStreams    context.CancelFunc
+	grpcLis, httpLis, plainLis net.Listener
+	httpSrv, plainSrv          *http.Server
+	tlsConfig                  *tls.Config // nil: plaintext
+	probes                     *http.ServeMux
+	ready                      atomic.Bool
+	readyChecks                []func(context.Context) error
+	workers                    []namedWorker
+	closers                    []func(context.Context) error
+	streamsCtx                 context.Context
+	cancelStreams              context.CancelFunc
 }
 
 type namedWorker struct {
@@ -100,20 +108,29 @@ func New(ctx context.Context, cfg config.Common, opts Options) (*Base, error) {
 		b.readyChecks = append(b.readyChecks, func(ctx context.Context) error { return b.Redis.Ping(ctx).Err() })
 		b.closers = append(b.closers, func(context.Context) error { return b.Redis.Close() })
 	}
+	if b.Kafka, err = kafkax.ClusterFrom(cfg); err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	b.closers = append(b.closers, func(context.Context) error { b.Kafka.Close(); return nil })
+	lim := cfg.Limits
 	sopts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(b.Tel.TracerProvider), otelgrpc.WithMeterProvider(b.Tel.MeterProvider))),
 		grpc.ChainUnaryInterceptor(auth.UnaryInterceptor(b.Verifier, opts.Policy, b.Log)),
 		grpc.ChainStreamInterceptor(auth.StreamInterceptor(b.Verifier, opts.Policy, b.Log)),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// An idle connection (no RPC, so nothing authenticated on it) is
+		// closed after MaxConnectionIdle; pings are answered every 30 s and a
+		// client pinging more often than every 10 s is disconnected.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, MaxConnectionIdle: lim.GRPCMaxConnectionIdle}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxRecvMsgSize(64 << 20),
+		grpc.ConnectionTimeout(lim.GRPCConnectionTimeout),
+		grpc.MaxConcurrentStreams(uint32(lim.GRPCMaxStreams)),
+		grpc.MaxRecvMsgSize(lim.GRPCMaxMessage),
 	}
 	if cfg.TLSCert != "" {
-		tc, err := serverTLS(cfg)
-		if err != nil {
+		if b.tlsConfig, err = serverTLS(cfg); err != nil {
 			return nil, err
 		}
-		sopts = append(sopts, grpc.Creds(credentials.NewTLS(tc)))
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(b.tlsConfig)))
 	}
 	b.GRPC = grpc.NewServer(sopts...)
 	b.Health = health.NewServer()
@@ -121,9 +138,12 @@ func New(ctx context.Context, cfg config.Common, opts Options) (*Base, error) {
 	reflection.Register(b.GRPC)
 	b.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 
-	b.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	b.Mux.HandleFunc("GET /readyz", b.serveReady)
-	b.Mux.Handle("GET /metrics", b.Tel.MetricsHandler())
+	b.probes = http.NewServeMux()
+	for _, m := range []*http.ServeMux{b.Mux, b.probes} {
+		m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+		m.HandleFunc("GET /readyz", b.serveReady)
+		m.Handle("GET /metrics", b.Tel.MetricsHandler())
+	}
 
 	if b.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("listen grpc %s: %w", cfg.GRPCAddr, err)
@@ -131,6 +151,13 @@ func New(ctx context.Context, cfg config.Common, opts Options) (*Base, error) {
 	if b.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		b.grpcLis.Close()
 		return nil, fmt.Errorf("listen http %s: %w", cfg.HTTPAddr, err)
+	}
+	if cfg.HTTPPlainAddr != "" {
+		if b.plainLis, err = net.Listen("tcp", cfg.HTTPPlainAddr); err != nil {
+			b.grpcLis.Close()
+			b.httpLis.Close()
+			return nil, fmt.Errorf("listen plain http %s: %w", cfg.HTTPPlainAddr, err)
+		}
 	}
 	b.streamsCtx, b.cancelStreams = context.WithCancel(context.Background())
 	b.Log.Info("configured", config.Attrs(cfg.Fields())...)
@@ -160,8 +187,20 @@ func serverTLS(cfg config.Common) (*tls.Config, error) {
 // GRPCAddr is the bound gRPC address.
 func (b *Base) GRPCAddr() string { return b.grpcLis.Addr().String() }
 
-// HTTPAddr is the bound HTTP address.
+// HTTPAddr is the bound HTTP address (HTTPS when TLS is configured).
 func (b *Base) HTTPAddr() string { return b.httpLis.Addr().String() }
+
+// HTTPPlainAddr is the bound address of the plaintext probe listener
+// (/healthz, /readyz, /metrics only), or "" when none is configured.
+func (b *Base) HTTPPlainAddr() string {
+	if b.plainLis == nil {
+		return ""
+	}
+	return b.plainLis.Addr().String()
+}
+
+// TLS reports whether the gRPC and HTTP ports serve TLS.
+func (b *Base) TLS() bool { return b.tlsConfig != nil }
 
 // StreamsContext ends when shutdown begins: long-lived server streams select
 // on it so that GracefulStop does not wait for them.
@@ -207,12 +246,29 @@ func (b *Base) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("grpc serve: %w", err)
 		}
 	}()
-	b.httpSrv = &http.Server{Handler: b.Mux, ReadHeaderTimeout: 10 * time.Second}
+	b.httpSrv = b.httpServer(limitBodies(b.Mux, b.Cfg.Limits.HTTPMaxBodies))
 	go func() {
-		if err := b.httpSrv.Serve(b.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if b.tlsConfig != nil {
+			// Same certificate and client CA as gRPC: with mTLS, a client
+			// without a certificate fails the handshake on both ports.
+			b.httpSrv.TLSConfig = b.tlsConfig.Clone()
+			err = b.httpSrv.ServeTLS(b.httpLis, "", "")
+		} else {
+			err = b.httpSrv.Serve(b.httpLis)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http serve: %w", err)
 		}
 	}()
+	if b.plainLis != nil {
+		b.plainSrv = b.httpServer(b.probes)
+		go func() {
+			if err := b.plainSrv.Serve(b.plainLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("plain http serve: %w", err)
+			}
+		}()
+	}
 	wctx, stopWorkers := context.WithCancel(context.Background())
 	defer stopWorkers()
 	var wg sync.WaitGroup
@@ -227,7 +283,7 @@ func (b *Base) Run(ctx context.Context) error {
 	}
 	b.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	b.ready.Store(true)
-	b.Log.Info("serving", "grpc_addr", b.GRPCAddr(), "http_addr", b.HTTPAddr())
+	b.Log.Info("serving", "grpc_addr", b.GRPCAddr(), "http_addr", b.HTTPAddr(), "http_plain_addr", b.HTTPPlainAddr(), "tls", b.TLS())
 
 	var runErr error
 	select {
@@ -255,6 +311,9 @@ func (b *Base) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	_ = b.httpSrv.Shutdown(sctx)
+	if b.plainSrv != nil {
+		_ = b.plainSrv.Shutdown(sctx)
+	}
 	for i := len(b.closers) - 1; i >= 0; i-- {
 		if err := b.closers[i](sctx); err != nil {
 			b.Log.Warn("shutdown step failed", "err", err)
@@ -265,6 +324,53 @@ func (b *Base) Run(ctx context.Context) error {
 	}
 	b.Log.Info("stopped")
 	return runErr
+}
+
+// httpServer bounds every phase of a request: the headers (and the TLS
+// handshake, which net/http bounds by the shortest timeout), the whole
+// request with its body (a slowloris body is cut off), the answer, and
+// idle keep-alive connections.
+func (b *Base) httpServer(h http.Handler) *http.Server {
+	l := b.Cfg.Limits
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: l.HTTPReadHeaderTimeout,
+		ReadTimeout:       l.HTTPReadTimeout,
+		WriteTimeout:      l.HTTPWriteTimeout,
+		IdleTimeout:       l.HTTPIdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(b.Log.Handler(), slog.LevelWarn),
+	}
+}
+
+// largeBody is the size from which a request body takes a slot of the
+// concurrency cap (limitBodies); smaller ones (probes, one-record posts)
+// pass freely.
+const largeBody = 64 << 10
+
+// limitBodies lets at most n requests with a large or unknown-length body
+// run at once, so that many clients posting big bodies cannot hold the
+// memory of n×CHURNWATCH_HTTP_MAX_BODY (or more) at once; the others are
+// told to come back (503, Retry-After) after a short wait for a slot.
+func limitBodies(next http.Handler, n int) http.Handler {
+	slots := make(chan struct{}, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody || (r.ContentLength >= 0 && r.ContentLength < largeBody) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			next.ServeHTTP(w, r)
+		case <-t.C:
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many large requests at once: retry", http.StatusServiceUnavailable)
+		case <-r.Context().Done():
+		}
+	})
 }
 
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {

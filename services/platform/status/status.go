@@ -28,7 +28,7 @@ type Consumer struct {
 type Server struct {
 	cwv1.UnimplementedStatusServiceServer
 	Service   string
-	Brokers   []string
+	Kafka     kafkax.Cluster
 	Consumers []Consumer
 	Ready     func() bool
 	Version   string
@@ -38,7 +38,7 @@ type Server struct {
 func (s *Server) GetStatus(ctx context.Context, _ *cwv1.GetStatusRequest) (*cwv1.GetStatusResponse, error) {
 	resp := &cwv1.GetStatusResponse{Service: s.Service, Ready: s.Ready == nil || s.Ready(), Version: s.Version}
 	for _, c := range s.Consumers {
-		lag, err := kafkax.GroupLag(ctx, s.Brokers, c.Group, c.Topic)
+		lag, err := kafkax.GroupLag(ctx, s.Kafka, c.Group, c.Topic)
 		if err != nil {
 			return nil, err
 		}

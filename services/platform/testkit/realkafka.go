@@ -22,6 +22,11 @@ type KafkaCluster struct {
 	Dir     string
 	Brokers []string
 	Nodes   int
+	// Secure clusters (SecureRealKafka) take SASL_SSL only; Env holds the
+	// CHURNWATCH_KAFKA_* client settings from D/kafka.env (CA, client
+	// certificate, SASL user and password file).
+	Secure  bool
+	Env     map[string]string
 	script  string
 	stopped sync.Once
 }
@@ -79,10 +84,30 @@ func StopSharedKafka() error {
 	return errors.Join(errs...)
 }
 
+// SecureRealKafka is RealKafka started with scripts/kafka.sh --sasl-ssl.
+func SecureRealKafka(t testing.TB, n int) *KafkaCluster {
+	t.Helper()
+	c, err := startRealKafka(n, true)
+	if err != nil {
+		t.Fatalf("real kafka (SASL_SSL): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("stop kafka: %v", err)
+		}
+	})
+	return c
+}
+
 // StartRealKafka starts a cluster in a fresh temporary directory; the
 // caller stops it. If the process dies first, the script stops the nodes
 // (KAFKA_WATCH_PID).
-func StartRealKafka(n int) (*KafkaCluster, error) {
+func StartRealKafka(n int) (*KafkaCluster, error) { return startRealKafka(n, false) }
+
+// StartSecureRealKafka is StartRealKafka with --sasl-ssl.
+func StartSecureRealKafka(n int) (*KafkaCluster, error) { return startRealKafka(n, true) }
+
+func startRealKafka(n int, secure bool) (*KafkaCluster, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -91,12 +116,16 @@ func StartRealKafka(n int) (*KafkaCluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &KafkaCluster{Dir: dir, Nodes: n, script: filepath.Join(root, "scripts", "kafka.sh")}
-	port, err := freePortRange(2 * n)
+	c := &KafkaCluster{Dir: dir, Nodes: n, Secure: secure, script: filepath.Join(root, "scripts", "kafka.sh")}
+	ports, args := 2*n, []string{"start", "--brokers", strconv.Itoa(n)}
+	if secure {
+		ports, args = 3*n, append(args, "--sasl-ssl")
+	}
+	port, err := freePortRange(ports)
 	if err != nil {
 		return nil, err
 	}
-	out, err := c.run("start", "--brokers", strconv.Itoa(n), "--base-port", strconv.Itoa(port))
+	out, err := c.run(append(args, "--base-port", strconv.Itoa(port))...)
 	if err != nil {
 		_, _ = c.run("stop", "--now")
 		return nil, err
@@ -106,6 +135,10 @@ func StartRealKafka(n int) (*KafkaCluster, error) {
 	if len(c.Brokers) != n {
 		_ = c.Stop()
 		return nil, fmt.Errorf("kafka.sh start printed %q, want %d brokers", out, n)
+	}
+	if c.Env, err = readEnvFile(filepath.Join(dir, "kafka.env")); err != nil {
+		_ = c.Stop()
+		return nil, err
 	}
 	return c, nil
 }
@@ -199,4 +232,20 @@ func freePortRange(n int) (int, error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return 0, errors.New("no range of free loopback ports found")
+}
+
+// readEnvFile reads `export K=V` lines.
+func readEnvFile(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "export "), "=")
+		if ok && !strings.HasPrefix(k, "#") {
+			env[k] = strings.Trim(v, `"'`)
+		}
+	}
+	return env, nil
 }

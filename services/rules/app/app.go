@@ -199,7 +199,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 
-	brokers, topics := cfg.Common.KafkaBrokers, cfg.Common.Topics
+	brokers, topics := base.Kafka, cfg.Common.Topics
 	events := kafka.NewReader(kafkax.ReaderConfig(brokers, cfg.Group, topics.Events))
 	signals := kafkax.SmallWriter(brokers, topics.Signals)
 	dlq := kafkax.SmallWriter(brokers, topics.DLQ)
@@ -254,7 +254,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		return out, nil
 	}
 	cwv1.RegisterStatusServiceServer(base.GRPC, &status.Server{
-		Service: "rules", Brokers: brokers, Ready: base.Ready, Version: Version,
+		Service: "rules", Kafka: brokers, Ready: base.Ready, Version: Version,
 		Consumers: []status.Consumer{
 			{Group: cfg.Group, Topic: topics.Events, Clocks: clocks, Idle: eventsBusy.Idle},
 		},
@@ -278,7 +278,7 @@ func (a *App) refreshLag(ctx context.Context) error {
 		next := map[lagKey]int64{}
 		for _, g := range [][2]string{{a.cfg.Group, a.cfg.Common.Topics.Events}} {
 			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			lag, err := kafkax.GroupLag(lctx, a.cfg.Common.KafkaBrokers, g[0], g[1])
+			lag, err := kafkax.GroupLag(lctx, a.base.Kafka, g[0], g[1])
 			cancel()
 			if err != nil {
 				continue // keep the last known values of this group

@@ -115,7 +115,7 @@ func (s *stack) dial(addr string, sub string, role auth.Role, branch string) *gr
 // produce writes records to topic and waits for the acks.
 func (s *stack) produce(topic string, msgs ...kafka.Message) {
 	s.t.Helper()
-	w := kafkax.NewWriter(s.brokers, topic)
+	w := kafkax.NewWriter(kafkax.Plain(s.brokers), topic)
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -129,7 +129,7 @@ func (s *stack) produce(topic string, msgs ...kafka.Message) {
 // produceToPartition writes one record to a chosen partition of topic.
 func (s *stack) produceToPartition(topic string, partition int, m kafka.Message) {
 	s.t.Helper()
-	w := kafkax.NewWriter(s.brokers, topic)
+	w := kafkax.NewWriter(kafkax.Plain(s.brokers), topic)
 	w.Balancer = kafka.BalancerFunc(func(kafka.Message, ...int) int { return partition })
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -143,7 +143,7 @@ func (s *stack) partitions(topic string) []int {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	lag, err := kafkax.GroupLag(ctx, s.brokers, "probe", topic)
+	lag, err := kafkax.GroupLag(ctx, kafkax.Plain(s.brokers), "probe", topic)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func (s *stack) waitCaughtUp(group, topic string, within time.Duration) {
 	var last []kafkax.PartitionLag
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		lag, err := kafkax.GroupLag(ctx, s.brokers, group, topic)
+		lag, err := kafkax.GroupLag(ctx, kafkax.Plain(s.brokers), group, topic)
 		cancel()
 		if err == nil {
 			last = lag
@@ -194,7 +194,7 @@ func (s *stack) waitProgress(group, topic string, n int64, within time.Duration)
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		lag, err := kafkax.GroupLag(ctx, s.brokers, group, topic)
+		lag, err := kafkax.GroupLag(ctx, kafkax.Plain(s.brokers), group, topic)
 		cancel()
 		if err == nil {
 			done := int64(0)
@@ -215,7 +215,7 @@ func (s *stack) readAll(topic string) []kafka.Message {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	lag, err := kafkax.GroupLag(ctx, s.brokers, "probe", topic)
+	lag, err := kafkax.GroupLag(ctx, kafkax.Plain(s.brokers), "probe", topic)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -79,7 +79,6 @@ Environment (default):
   CHURNWATCH_REDIS_PASSWORD_FILE    (empty) file holding the Redis password
   CHURNWATCH_REDIS_TLS_CA           (empty) CA of Redis's certificate: TLS to Redis
   CHURNWATCH_AUTH_PUBLIC_KEYS       (required) PEM files or PEM text, comma separated
-  CHURNWATCH_TLS_CERT, CHURNWATCH_TLS_KEY, CHURNWATCH_TLS_CLIENT_CA   (empty: plaintext)
   CHURNWATCH_LOG_LEVEL              info
   CHURNWATCH_HOME_BANK              HOME
   CHURNWATCH_TOPIC_EVENTS           churnwatch.events.v1
@@ -93,4 +92,6 @@ Environment (default):
 	for _, v := range app.Vars {
 		fmt.Printf("  %-33s %s\n", v[0], v[1])
 	}
+	fmt.Println("\nTransport security and limits (every service):")
+	config.WriteSettings(os.Stdout, config.TransportSettings)
 }

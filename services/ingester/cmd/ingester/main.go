@@ -96,8 +96,6 @@ Environment (default):
   CHURNWATCH_REDIS_PASSWORD_FILE   file holding the Redis password (none)
   CHURNWATCH_REDIS_TLS_CA          CA of Redis's certificate: TLS to Redis (off)
   CHURNWATCH_AUTH_PUBLIC_KEYS      PEM files or PEM text of the token signers (required)
-  CHURNWATCH_TLS_CERT, CHURNWATCH_TLS_KEY   serve gRPC over TLS (off)
-  CHURNWATCH_TLS_CLIENT_CA         require client certificates signed by this CA (off)
   CHURNWATCH_TLS_CA                CA the healthcheck trusts when TLS is on (none)
   CHURNWATCH_LOG_LEVEL             debug, info, warn or error (info)
   CHURNWATCH_HOME_BANK             the bank's own code for counterpartyBank (HOME)
@@ -112,4 +110,6 @@ Environment (default):
 	for _, s := range app.Settings {
 		fmt.Fprintf(w, "  %-32s %s (%s)\n", s.Name, s.Help, s.Default)
 	}
+	fmt.Fprintln(w, "\nTransport security and limits (every service):")
+	config.WriteSettings(w, config.TransportSettings)
 }

@@ -86,8 +86,6 @@ Environment (default):
   CHURNWATCH_REDIS_PASSWORD_FILE    (empty) file holding the Redis password
   CHURNWATCH_REDIS_TLS_CA           (empty) CA of Redis's certificate: TLS to Redis
   CHURNWATCH_AUTH_PUBLIC_KEYS       (required) PEM files or PEM text of token signers, comma-separated
-  CHURNWATCH_TLS_CERT, CHURNWATCH_TLS_KEY   (empty) serve TLS
-  CHURNWATCH_TLS_CLIENT_CA          (empty) require client certificates (mTLS)
   CHURNWATCH_LOG_LEVEL              info
   CHURNWATCH_HOME_BANK              HOME
   CHURNWATCH_TOPIC_EVENTS           churnwatch.events.v1
@@ -101,4 +99,6 @@ Environment (default):
 	for _, kv := range app.Env {
 		fmt.Printf("  %-33s %s\n", kv[0], kv[1])
 	}
+	fmt.Println("\nTransport security and limits (every service):")
+	config.WriteSettings(os.Stdout, config.TransportSettings)
 }

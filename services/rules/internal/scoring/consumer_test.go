@@ -40,7 +40,7 @@ func TestEventTheEngineChokesOnGoesToTheDLQ(t *testing.T) {
 		msgs[i].Partition, msgs[i].Offset = 0, 0 // the balancer picks by key
 	}
 	poison := msgs[333].Value
-	w := kafkax.NewWriter(k.Brokers, topics.Events)
+	w := kafkax.NewWriter(kafkax.Plain(k.Brokers), topics.Events)
 	defer w.Close()
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatal(err)
@@ -51,9 +51,9 @@ func TestEventTheEngineChokesOnGoesToTheDLQ(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reader := kafka.NewReader(kafkax.ReaderConfig(k.Brokers, "rules", topics.Events))
+	reader := kafka.NewReader(kafkax.ReaderConfig(kafkax.Plain(k.Brokers), "rules", topics.Events))
 	defer reader.Close()
-	signals, dlq := kafkax.SmallWriter(k.Brokers, topics.Signals), kafkax.SmallWriter(k.Brokers, topics.DLQ)
+	signals, dlq := kafkax.SmallWriter(kafkax.Plain(k.Brokers), topics.Signals), kafkax.SmallWriter(kafkax.Plain(k.Brokers), topics.DLQ)
 	defer signals.Close()
 	defer dlq.Close()
 	sc := newScorer(10000)
@@ -100,7 +100,7 @@ func TestEventTheEngineChokesOnGoesToTheDLQ(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	dr := kafka.NewReader(kafkax.ReaderConfig(k.Brokers, "dlq-check", topics.DLQ))
+	dr := kafka.NewReader(kafkax.ReaderConfig(kafkax.Plain(k.Brokers), "dlq-check", topics.DLQ))
 	defer dr.Close()
 	dl, err := dr.FetchMessage(ctx)
 	if err != nil {
@@ -126,7 +126,7 @@ func TestEventTheEngineChokesOnGoesToTheDLQ(t *testing.T) {
 	if err := reader.Close(); err != nil {
 		t.Fatal(err)
 	}
-	lag, err := kafkax.GroupLag(ctx, k.Brokers, "rules", topics.Events)
+	lag, err := kafkax.GroupLag(ctx, kafkax.Plain(k.Brokers), "rules", topics.Events)
 	if err != nil {
 		t.Fatal(err)
 	}
