@@ -37,20 +37,6 @@ type App struct {
 	sigBusy, custBusy  status.Busy
 }
 
-var alertRoles = []auth.Role{auth.RoleManager, auth.RoleBranchHead, auth.RoleOps, auth.RoleAdmin}
-
-// Policy is who may call what (SPEC §6): AlertService for managers, branch
-// heads, ops and admins (what each sees is narrowed per alert); status for
-// every role.
-func Policy() auth.Policy {
-	p := auth.Policy{}
-	for _, m := range []string{"Subscribe", "ListAlerts", "GetAlert", "AcknowledgeAlert", "ResolveAlert", "SnoozeAlert", "GetRulePrecision"} {
-		p["/"+cwv1.AlertService_ServiceDesc.ServiceName+"/"+m] = alertRoles
-	}
-	p["/"+cwv1.StatusService_ServiceDesc.ServiceName+"/GetStatus"] = []auth.Role{auth.RoleManager, auth.RoleBranchHead, auth.RoleOps, auth.RoleAdmin, auth.RoleIngest}
-	return p
-}
-
 // New builds the service: listeners bound, Redis and Kafka clients made,
 // the playbook loaded. It does not block.
 func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
@@ -65,7 +51,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	base, err := service.New(ctx, cfg.Common, service.Options{LogOutput: o.logOutput, Policy: Policy()})
+	base, err := service.New(ctx, cfg.Common, service.Options{LogOutput: o.logOutput, Policy: auth.Access})
 	if err != nil {
 		return nil, err
 	}

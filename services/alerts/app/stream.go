@@ -251,6 +251,7 @@ func (s *server) Subscribe(req *cwv1.SubscribeRequest, stream grpc.ServerStreami
 	}
 	aud, ok := audienceOf(p)
 	if !ok {
+		s.denied(stream.Context(), p, "")
 		return status.Error(codes.PermissionDenied, "no alerts are routed to this principal")
 	}
 	var from cursor
