@@ -7,6 +7,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -30,6 +31,10 @@ type App struct {
 	store  *store
 	hub    *hub
 	met    *metrics
+	// streams counts open Subscribe streams per principal (the cap);
+	// openStreams those whose sender goroutine still runs (tests).
+	streams     streamCount
+	openStreams atomic.Int64
 
 	signals, customers *kafka.Reader
 	pub                *publisher
