@@ -58,6 +58,7 @@ type Stack struct {
 	PubPath   string
 
 	signer  crypto.Signer
+	mint    auth.MintOptions // the stack's CHURNWATCH_AUTH_ISSUER / _AUDIENCE
 	kafka   *embedded.Kafka
 	redis   *embedded.Redis
 	cancel  context.CancelFunc
@@ -105,6 +106,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	env["CHURNWATCH_AUTH_PUBLIC_KEYS"] = s.PubPath
+	s.mint = auth.MintOptions{Issuer: env["CHURNWATCH_AUTH_ISSUER"], Audience: env["CHURNWATCH_AUTH_AUDIENCE"]}
 
 	topics := config.LoadCommon(config.FromMap(env), "", "", "").Topics
 	if b := env["CHURNWATCH_KAFKA_BROKERS"]; b != "" {
@@ -256,7 +258,7 @@ func (s *Stack) devKey() error {
 
 // Token mints a token with the dev key.
 func (s *Stack) Token(subject string, role auth.Role, branch string, ttl time.Duration) (string, error) {
-	return auth.Mint(s.signer, auth.Principal{Subject: subject, Role: role, Branch: branch}, ttl)
+	return auth.MintWith(s.signer, auth.Principal{Subject: subject, Role: role, Branch: branch}, ttl, s.mint)
 }
 
 // Env lists every address a client needs, as CHURNWATCH_* variables.

@@ -19,6 +19,7 @@ type Method struct {
 	ClientStream bool
 	ServerStream bool
 	Input        protoreflect.MessageDescriptor
+	Output       protoreflect.MessageDescriptor
 }
 
 // ProtoPackage is the package of churnwatch's gRPC services.
@@ -35,7 +36,7 @@ func Methods() []Method {
 				md := sd.Methods().Get(j)
 				out = append(out, Method{
 					FullName: fmt.Sprintf("/%s/%s", sd.FullName(), md.Name()), Service: string(sd.Name()), Name: string(md.Name()),
-					ClientStream: md.IsStreamingClient(), ServerStream: md.IsStreamingServer(), Input: md.Input(),
+					ClientStream: md.IsStreamingClient(), ServerStream: md.IsStreamingServer(), Input: md.Input(), Output: md.Output(),
 				})
 			}
 		}
