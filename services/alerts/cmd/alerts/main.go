@@ -93,4 +93,8 @@ Environment (default):
 	for _, v := range app.Vars {
 		fmt.Printf("  %-33s %s\n", v[0], v[1])
 	}
+	fmt.Println("Token verification (docs/security-identity.md); a public key or a JWKS URL is required:")
+	for _, s := range config.AuthSettings {
+		fmt.Printf("  %-33s %s (%s)\n", s.Name, s.Help, s.Default)
+	}
 }

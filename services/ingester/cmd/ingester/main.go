@@ -112,4 +112,8 @@ Environment (default):
 	for _, s := range app.Settings {
 		fmt.Fprintf(w, "  %-32s %s (%s)\n", s.Name, s.Help, s.Default)
 	}
+	fmt.Fprintln(w, "Token verification (docs/security-identity.md); a public key or a JWKS URL is required:")
+	for _, s := range config.AuthSettings {
+		fmt.Fprintf(w, "  %-32s %s (%s)\n", s.Name, s.Help, s.Default)
+	}
 }

@@ -101,4 +101,8 @@ Environment (default):
 	for _, kv := range app.Env {
 		fmt.Printf("  %-33s %s\n", kv[0], kv[1])
 	}
+	fmt.Println("Token verification (docs/security-identity.md); a public key or a JWKS URL is required:")
+	for _, s := range config.AuthSettings {
+		fmt.Printf("  %-33s %s (%s)\n", s.Name, s.Help, s.Default)
+	}
 }
