@@ -7,6 +7,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -31,6 +32,10 @@ type App struct {
 	store  *store
 	hub    *hub
 	met    *metrics
+	// streams counts open Subscribe streams per principal (the cap);
+	// openStreams those whose sender goroutine still runs (tests).
+	streams     streamCount
+	openStreams atomic.Int64
 
 	signals, customers *kafka.Reader
 	pub                *publisher
@@ -38,20 +43,6 @@ type App struct {
 	rcvMet             *receiverMetrics
 	dlq                *kafka.Writer // records the consumers cannot process
 	sigBusy, custBusy  status.Busy
-}
-
-var alertRoles = []auth.Role{auth.RoleManager, auth.RoleBranchHead, auth.RoleOps, auth.RoleAdmin}
-
-// Policy is who may call what (SPEC §6): AlertService for managers, branch
-// heads, ops and admins (what each sees is narrowed per alert); status for
-// every role.
-func Policy() auth.Policy {
-	p := auth.Policy{}
-	for _, m := range []string{"Subscribe", "ListAlerts", "GetAlert", "AcknowledgeAlert", "ResolveAlert", "SnoozeAlert", "ReassignAlert", "GetRulePrecision"} {
-		p["/"+cwv1.AlertService_ServiceDesc.ServiceName+"/"+m] = alertRoles
-	}
-	p["/"+cwv1.StatusService_ServiceDesc.ServiceName+"/GetStatus"] = []auth.Role{auth.RoleManager, auth.RoleBranchHead, auth.RoleOps, auth.RoleAdmin, auth.RoleIngest}
-	return p
 }
 
 // New builds the service: listeners bound, Redis and Kafka clients made,
@@ -75,7 +66,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 			return nil, fmt.Errorf("CHURNWATCH_ALERTS_RECEIVERS: %w", err)
 		}
 	}
-	base, err := service.New(ctx, cfg.Common, service.Options{LogOutput: o.logOutput, Policy: Policy()})
+	base, err := service.New(ctx, cfg.Common, service.Options{LogOutput: o.logOutput, Policy: auth.Access})
 	if err != nil {
 		return nil, err
 	}

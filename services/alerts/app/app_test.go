@@ -161,8 +161,12 @@ func TestDeniedAccessLogged(t *testing.T) {
 			line = l
 		}
 	}
-	if !strings.Contains(line, `"principal":"rm-2"`) || !strings.Contains(line, `"alert_id":"`+id+`"`) {
-		t.Fatalf("denial not logged with principal and alert id: %q", line)
+	if !strings.Contains(line, `"principal":"rm-2"`) || !strings.Contains(line, `"role":"manager"`) ||
+		!strings.Contains(line, `"method":"/churnwatch.v1.AlertService/AcknowledgeAlert"`) || !strings.Contains(line, `"ref":"`+auth.Ref(id)+`"`) {
+		t.Fatalf("denial not logged with principal, role, method and the alert's ref: %q", line)
+	}
+	if strings.Contains(logs.String(), id) {
+		t.Fatal("the alert id (which holds the customer id) reached the logs")
 	}
 	if strings.Contains(logs.String(), tok[:20]) || strings.Contains(logs.String(), "Bearer") {
 		t.Fatal("a token reached the logs")

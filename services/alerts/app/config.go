@@ -28,6 +28,11 @@ type Config struct {
 	StreamRetention int
 	// SubscriberQueue bounds each subscriber's queue; a full queue cuts it off.
 	SubscriberQueue int
+	// StreamSendTimeout bounds one Send on a Subscribe stream: a client that
+	// stops reading has its stream, goroutines and queue released after it.
+	StreamSendTimeout time.Duration
+	// StreamMaxPerPrincipal caps the open Subscribe streams of one principal.
+	StreamMaxPerPrincipal int
 	// SignalMemory bounds the merged signal ids kept per customer for dedupe.
 	SignalMemory int
 	// BatchSize is the most records handled per consumer batch.
@@ -62,6 +67,8 @@ var Vars = [][2]string{
 	{"CHURNWATCH_ESCALATION_INTERVAL", "30s"},
 	{"CHURNWATCH_STREAM_RETENTION", "100000"},
 	{"CHURNWATCH_SUBSCRIBER_QUEUE", "1024"},
+	{"CHURNWATCH_STREAM_SEND_TIMEOUT", "30s"},
+	{"CHURNWATCH_STREAM_MAX_PER_PRINCIPAL", "8"},
 	{"CHURNWATCH_SIGNAL_MEMORY", "1000"},
 	{"CHURNWATCH_ALERTS_BATCH", "500"},
 	{"CHURNWATCH_PUBLISH_LEASE_TTL", "5s"},
@@ -89,7 +96,10 @@ func LoadConfig(e *config.Env) (Config, error) {
 		StreamRetention: e.Int("CHURNWATCH_STREAM_RETENTION", 100000),
 		SubscriberQueue: e.Int("CHURNWATCH_SUBSCRIBER_QUEUE", 1024),
 		SignalMemory:    e.Int("CHURNWATCH_SIGNAL_MEMORY", 1000),
-		BatchSize:       e.Int("CHURNWATCH_ALERTS_BATCH", 500),
+
+		StreamSendTimeout:     e.Duration("CHURNWATCH_STREAM_SEND_TIMEOUT", 30*time.Second),
+		StreamMaxPerPrincipal: e.Int("CHURNWATCH_STREAM_MAX_PER_PRINCIPAL", 8),
+		BatchSize:             e.Int("CHURNWATCH_ALERTS_BATCH", 500),
 
 		PublishLeaseTTL:   e.Duration("CHURNWATCH_PUBLISH_LEASE_TTL", 5*time.Second),
 		PublishLeaseRenew: e.Duration("CHURNWATCH_PUBLISH_LEASE_RENEW", time.Second),
@@ -125,6 +135,12 @@ func (c Config) Validate() error {
 	if c.SubscriberQueue < 1 {
 		errs = append(errs, errors.New("CHURNWATCH_SUBSCRIBER_QUEUE must be at least 1"))
 	}
+	if c.StreamSendTimeout < 10*time.Millisecond {
+		errs = append(errs, errors.New("CHURNWATCH_STREAM_SEND_TIMEOUT must be at least 10ms"))
+	}
+	if c.StreamMaxPerPrincipal < 1 {
+		errs = append(errs, errors.New("CHURNWATCH_STREAM_MAX_PER_PRINCIPAL must be at least 1"))
+	}
 	if c.SignalMemory < 10 {
 		errs = append(errs, errors.New("CHURNWATCH_SIGNAL_MEMORY must be at least 10"))
 	}
@@ -158,6 +174,7 @@ func (c Config) fields() map[string]any {
 	}
 	f["scan_interval"], f["stream_retention"], f["subscriber_queue"] = c.ScanInterval.String(), c.StreamRetention, c.SubscriberQueue
 	f["signal_memory"], f["batch_size"] = c.SignalMemory, c.BatchSize
+	f["stream_send_timeout"], f["stream_max_per_principal"] = c.StreamSendTimeout.String(), c.StreamMaxPerPrincipal
 	f["publish_lease_ttl"], f["publish_lease_renew"], f["publish_batch"] = c.PublishLeaseTTL.String(), c.PublishLeaseRenew.String(), c.PublishBatch
 	f["receivers"], f["receivers_reload"], f["console_url"] = c.Receivers, c.ReceiversReload.String(), c.ConsoleURL
 	return f

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
@@ -151,4 +152,25 @@ func CheckExactlyOnce(recs []TopicRecord, want map[string]int64) error {
 		errs = append(errs[:10], fmt.Errorf("… and %d more", len(errs)-10))
 	}
 	return errors.Join(errs...)
+}
+
+// OpenStreams is the number of Subscribe streams whose sender goroutine is
+// still running.
+func (a *App) OpenStreams() int64 { return a.openStreams.Load() }
+
+// HubSubscribers is the number of subscriber queues the fan-out holds.
+func (a *App) HubSubscribers() int {
+	a.hub.mu.Lock()
+	defer a.hub.mu.Unlock()
+	return len(a.hub.subs)
+}
+
+// AppendAll appends u to the all-alerts stream as a change of the store
+// would (every ops/admin subscriber receives it live).
+func (a *App) AppendAll(ctx context.Context, u *cwv1.AlertUpdate) error {
+	b, err := proto.Marshal(u)
+	if err != nil {
+		return err
+	}
+	return a.store.rdb.XAdd(ctx, &redis.XAddArgs{Stream: kStream(audAll), Values: []any{"u", b, "n", "1", "tp", "", "i", "0"}}).Err()
 }

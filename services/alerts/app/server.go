@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -27,29 +28,22 @@ type server struct {
 	app *App
 }
 
-// visible reports whether p may see and act on a: ops and admins on every
-// alert, a branch head on its branch's, a manager on its customers'. An
-// alert of an unknown customer (no branch) is only for ops and admins.
+// visible reports whether p may see and act on a, by the scope of p's role
+// in the one policy table (auth.ScopeOf): ops and admins every alert, a
+// branch head its branch's, a manager its customers'. An alert of an
+// unknown customer (no branch, no manager) is only for ops and admins.
 func visible(p auth.Principal, a *cwv1.Alert) bool {
-	switch p.Role {
-	case auth.RoleAdmin, auth.RoleOps:
-		return true
-	case auth.RoleBranchHead:
-		return a.GetBranchId() != "" && a.GetBranchId() == p.Branch
-	case auth.RoleManager:
-		return a.GetManagerId() != "" && a.GetManagerId() == p.Subject
-	}
-	return false
+	return p.Sees(a.GetManagerId(), a.GetBranchId())
 }
 
 // audienceOf is the stream and listing index that hold what p sees.
 func audienceOf(p auth.Principal) (string, bool) {
-	switch p.Role {
-	case auth.RoleAdmin, auth.RoleOps:
+	switch auth.ScopeOf(p.Role) {
+	case auth.ScopeAll:
 		return audAll, true
-	case auth.RoleBranchHead:
+	case auth.ScopeBranch:
 		return audBranch(p.Branch), p.Branch != ""
-	case auth.RoleManager:
+	case auth.ScopeOwn:
 		return audManager(p.Subject), p.Subject != ""
 	}
 	return "", false
@@ -97,8 +91,11 @@ func (s *server) lookup(ctx context.Context, p auth.Principal, id string, histor
 	return a, nil
 }
 
+// denied logs a refused alert access once. Alert ids contain the customer
+// id: only their Ref is logged.
 func (s *server) denied(ctx context.Context, p auth.Principal, id string) {
-	s.app.base.Log.WarnContext(ctx, "alert access denied", "principal", p.Subject, "role", string(p.Role), "alert_id", id)
+	method, _ := grpc.Method(ctx)
+	auth.LogDenied(ctx, s.app.base.Log, "alert access denied", p, method, "alert not routed to the principal ("+auth.ScopeOf(p.Role).String()+")", auth.Ref(id))
 }
 
 func (s *server) GetAlert(ctx context.Context, req *cwv1.GetAlertRequest) (*cwv1.GetAlertResponse, error) {
@@ -247,6 +244,7 @@ func (s *server) ListAlerts(ctx context.Context, req *cwv1.ListAlertsRequest) (*
 	}
 	aud, ok := audienceOf(p)
 	if !ok {
+		s.denied(ctx, p, "")
 		return nil, status.Error(codes.PermissionDenied, "no alerts are routed to this principal")
 	}
 	key := kIndex(aud)

@@ -234,8 +234,40 @@ func (h *hub) unsubscribe(sub *subscriber) {
 	h.mu.Unlock()
 }
 
+// streamCount caps the open streams of each principal.
+type streamCount struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// acquire counts a new stream of key unless max are open already.
+func (c *streamCount) acquire(key string, max int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	if c.n[key] >= max {
+		return false
+	}
+	c.n[key]++
+	return true
+}
+
+func (c *streamCount) release(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[key]--; c.n[key] <= 0 {
+		delete(c.n, key)
+	}
+}
+
 var (
-	errCutOff    = status.Error(codes.ResourceExhausted, "subscriber fell behind; resume with your last cursor")
+	errCutOff  = status.Error(codes.ResourceExhausted, "subscriber fell behind; resume with your last cursor")
+	errStalled = status.Error(codes.ResourceExhausted, "subscriber stopped reading; resume with your last cursor")
+	errTooMany = func(max int) error {
+		return status.Errorf(codes.ResourceExhausted, "too many open Subscribe streams for this principal (at most %d); close one first", max)
+	}
 	errShutdown  = status.Error(codes.Unavailable, "alert service is shutting down; resume with your last cursor")
 	errExpired   = status.Error(codes.Unauthenticated, "token expired; resume with a fresh token and your last cursor")
 	errBadCursor = func(msg string) error { return status.Error(codes.InvalidArgument, msg) }
@@ -251,6 +283,7 @@ func (s *server) Subscribe(req *cwv1.SubscribeRequest, stream grpc.ServerStreami
 	}
 	aud, ok := audienceOf(p)
 	if !ok {
+		s.denied(stream.Context(), p, "")
 		return status.Error(codes.PermissionDenied, "no alerts are routed to this principal")
 	}
 	var from cursor
@@ -262,6 +295,12 @@ func (s *server) Subscribe(req *cwv1.SubscribeRequest, stream grpc.ServerStreami
 			return errBadCursor("cursor belongs to another audience; subscribe without one")
 		}
 	}
+	key := string(p.Role) + "|" + p.Subject
+	if !a.streams.acquire(key, a.cfg.StreamMaxPerPrincipal) {
+		auth.LogDenied(stream.Context(), a.base.Log, "subscribe refused", p, cwv1.AlertService_Subscribe_FullMethodName, "too many open streams", "")
+		return errTooMany(a.cfg.StreamMaxPerPrincipal)
+	}
+	defer a.streams.release(key)
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	stop := context.AfterFunc(a.base.StreamsContext(), cancel)
@@ -272,6 +311,22 @@ func (s *server) Subscribe(req *cwv1.SubscribeRequest, stream grpc.ServerStreami
 		defer t.Stop()
 		expired = t.C
 	}
+
+	// One sender goroutine does every Send; this goroutine hands it each
+	// message and waits at most StreamSendTimeout for it to return. A
+	// client that stops reading blocks Send on flow control forever; giving
+	// up and returning ends the RPC, which cancels the stream and so
+	// unblocks the Send: stream, goroutines and queue are then released.
+	sendq := make(chan *cwv1.SubscribeResponse)
+	sent := make(chan error, 1)
+	a.openStreams.Add(1)
+	go func() {
+		defer a.openStreams.Add(-1)
+		for m := range sendq {
+			sent <- stream.Send(m)
+		}
+	}()
+	defer close(sendq)
 
 	sub, pos, err := a.hub.subscribe(ctx, aud, a.cfg.SubscriberQueue)
 	if err != nil {
@@ -299,9 +354,12 @@ func (s *server) Subscribe(req *cwv1.SubscribeRequest, stream grpc.ServerStreami
 			sctx = a.base.Tel.Propagator.Extract(ctx, propagation.MapCarrier{"traceparent": e.tp})
 		}
 		_, span := a.base.Tel.Tracer.Start(sctx, "alert.deliver", trace.WithSpanKind(trace.SpanKindProducer))
-		err := stream.Send(&cwv1.SubscribeResponse{Update: u})
+		err := s.sendBounded(ctx, sendq, sent, &cwv1.SubscribeResponse{Update: u}, sub.cut, expired)
 		span.End()
 		if err != nil {
+			if errors.Is(err, errStalled) {
+				a.base.Log.WarnContext(ctx, "subscriber stopped reading", "principal", p.Subject, "role", string(p.Role), "send_timeout", a.cfg.StreamSendTimeout.String())
+			}
 			return err
 		}
 		a.met.sends.Add(ctx, 1)
@@ -353,10 +411,37 @@ func (s *server) Subscribe(req *cwv1.SubscribeRequest, stream grpc.ServerStreami
 	}
 }
 
+// sendBounded hands m to the sender goroutine and waits for the Send to
+// return, at most StreamSendTimeout, or until the hub cuts the subscriber
+// off, the token expires or the stream ends.
+func (s *server) sendBounded(ctx context.Context, sendq chan<- *cwv1.SubscribeResponse, sent <-chan error, m *cwv1.SubscribeResponse, cut <-chan struct{}, expired <-chan time.Time) error {
+	select {
+	case sendq <- m:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	t := time.NewTimer(s.app.cfg.StreamSendTimeout)
+	defer t.Stop()
+	select {
+	case err := <-sent:
+		return err
+	case <-t.C:
+		return errStalled
+	case <-cut:
+		return errCutOff
+	case <-expired:
+		return errExpired
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // streamEnd maps why a stream stopped to its status.
 func (s *server) streamEnd(ctx context.Context, err error) error {
-	if errors.Is(err, errCutOff) {
-		return errCutOff
+	for _, e := range []error{errCutOff, errStalled, errExpired} {
+		if errors.Is(err, e) {
+			return e
+		}
 	}
 	if s.app.base.StreamsContext().Err() != nil {
 		return errShutdown

@@ -97,7 +97,12 @@ func TestThresholdCommands(t *testing.T) {
 
 func TestStatusAndWait(t *testing.T) {
 	r := newRulesRig(t)
+	// StatusService is for ops and admin only (SPEC §6).
 	r.as("rm-1", auth.RoleManager)
+	if _, out, _ := r.run("status", "--json"); !strings.Contains(out, "PermissionDenied") && !strings.Contains(out, "permission") {
+		t.Fatalf("a manager read the status: %s", out)
+	}
+	r.as("ops-1", auth.RoleOps)
 	code, out, errs := r.run("status", "--json")
 	if code != 0 {
 		t.Fatalf("status: %d %s", code, errs)

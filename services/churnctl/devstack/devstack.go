@@ -63,6 +63,7 @@ type Stack struct {
 
 	signer    crypto.Signer
 	clientEnv map[string]string
+	mint      auth.MintOptions // the stack's CHURNWATCH_AUTH_ISSUER / _AUDIENCE
 	kafka     *embedded.Kafka
 	redis     *embedded.Redis
 	cancel    context.CancelFunc
@@ -110,6 +111,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	env["CHURNWATCH_AUTH_PUBLIC_KEYS"] = s.PubPath
+	s.mint = auth.MintOptions{Issuer: env["CHURNWATCH_AUTH_ISSUER"], Audience: env["CHURNWATCH_AUTH_AUDIENCE"]}
 
 	s.clientEnv = map[string]string{}
 	for _, k := range clientSettings {
@@ -276,7 +278,7 @@ func (s *Stack) devKey() error {
 
 // Token mints a token with the dev key.
 func (s *Stack) Token(subject string, role auth.Role, branch string, ttl time.Duration) (string, error) {
-	return auth.Mint(s.signer, auth.Principal{Subject: subject, Role: role, Branch: branch}, ttl)
+	return auth.MintWith(s.signer, auth.Principal{Subject: subject, Role: role, Branch: branch}, ttl, s.mint)
 }
 
 // clientSettings are the transport-security settings a client of the stack

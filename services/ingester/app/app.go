@@ -32,20 +32,6 @@ type Option func(*options)
 // WithLogOutput sends the service's logs to w (stderr by default).
 func WithLogOutput(w io.Writer) Option { return func(o *options) { o.logOutput = w } }
 
-// ingestRoles may call IngestService and the HTTP intake.
-var ingestRoles = []auth.Role{auth.RoleIngest, auth.RoleAdmin}
-
-// Policy is who may call what on the ingester.
-var Policy = auth.Policy{
-	cwv1.IngestService_PublishEvents_FullMethodName:    ingestRoles,
-	cwv1.IngestService_StreamEvents_FullMethodName:     ingestRoles,
-	cwv1.IngestService_UpsertCustomers_FullMethodName:  ingestRoles,
-	cwv1.IngestService_CloseBusinessDay_FullMethodName: ingestRoles,
-	// Status is harmless (lag, readiness) and churnctl status/wait ask every
-	// service with whatever token the operator holds.
-	cwv1.StatusService_GetStatus_FullMethodName: {auth.RoleManager, auth.RoleBranchHead, auth.RoleOps, auth.RoleAdmin, auth.RoleIngest},
-}
-
 // App is one ingester instance.
 type App struct {
 	cfg       Config
@@ -68,7 +54,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	base, err := service.New(ctx, cfg.Common, service.Options{LogOutput: o.logOutput, Policy: Policy})
+	base, err := service.New(ctx, cfg.Common, service.Options{LogOutput: o.logOutput, Policy: auth.Access})
 	if err != nil {
 		return nil, err
 	}

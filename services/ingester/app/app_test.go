@@ -245,8 +245,12 @@ func TestIngestPolicy(t *testing.T) {
 	}
 	_, err = cwv1.NewIngestServiceClient(s.dial(t, a.GRPCAddr(), "")).PublishEvents(ctxT(t), &cwv1.PublishEventsRequest{})
 	wantCode(t, err, codes.Unauthenticated)
-	// Status answers every role (churnctl status / wait).
-	st, err := cwv1.NewStatusServiceClient(s.dial(t, a.GRPCAddr(), s.keys.Token(t, "rm-001", auth.RoleManager, ""))).
+	// Status is for ops and admin (SPEC §6): not the ingest role, not managers.
+	for _, r := range []auth.Role{auth.RoleIngest, auth.RoleManager} {
+		_, err := cwv1.NewStatusServiceClient(s.dial(t, a.GRPCAddr(), s.keys.Token(t, "x-1", r, ""))).GetStatus(ctxT(t), &cwv1.GetStatusRequest{})
+		wantCode(t, err, codes.PermissionDenied)
+	}
+	st, err := cwv1.NewStatusServiceClient(s.dial(t, a.GRPCAddr(), s.keys.Token(t, "ops-1", auth.RoleOps, ""))).
 		GetStatus(ctxT(t), &cwv1.GetStatusRequest{})
 	if err != nil || st.Service != "ingester" || !st.Ready {
 		t.Fatalf("status: %v %v", st, err)

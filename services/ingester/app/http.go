@@ -27,7 +27,7 @@ import (
 
 func (a *App) routes() {
 	mw := func(h http.HandlerFunc) http.Handler {
-		return auth.HTTPMiddleware(a.base.Verifier, ingestRoles, a.base.Log, h)
+		return auth.HTTPMiddleware(a.base.Verifier, auth.HTTPIntake, a.base.Log, h)
 	}
 	a.base.Mux.Handle("POST /v1/events", mw(a.serveEvents))
 	a.base.Mux.Handle("POST /v1/customers", mw(a.serveCustomers))

@@ -63,76 +63,6 @@ type Principal struct {
 	Expires time.Time
 }
 
-type claims struct {
-	Role   string `json:"role"`
-	Branch string `json:"branch,omitempty"`
-	jwt.RegisteredClaims
-}
-
-// Verifier checks token signatures against the configured public keys.
-type Verifier struct {
-	keys []crypto.PublicKey
-	now  func() time.Time
-}
-
-// LoadVerifier reads PEM public keys; each entry is a file path or PEM text.
-func LoadVerifier(entries []string) (*Verifier, error) {
-	v := &Verifier{now: time.Now}
-	for _, e := range entries {
-		data := []byte(e)
-		if !strings.Contains(e, "-----BEGIN") {
-			b, err := os.ReadFile(e)
-			if err != nil {
-				return nil, fmt.Errorf("read public key: %w", err)
-			}
-			data = b
-		}
-		for {
-			var blk *pem.Block
-			blk, data = pem.Decode(data)
-			if blk == nil {
-				break
-			}
-			k, err := x509.ParsePKIXPublicKey(blk.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("parse public key: %w", err)
-			}
-			v.keys = append(v.keys, k)
-		}
-	}
-	if len(v.keys) == 0 {
-		return nil, errors.New("no public keys configured")
-	}
-	return v, nil
-}
-
-// Verify checks a token and returns its principal.
-func (v *Verifier) Verify(token string) (Principal, error) {
-	var lastErr error
-	for _, k := range v.keys {
-		var c claims
-		_, err := jwt.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) { return k, nil },
-			jwt.WithValidMethods([]string{"EdDSA", "ES256", "ES384", "RS256", "PS256"}),
-			jwt.WithExpirationRequired(), jwt.WithTimeFunc(v.now), jwt.WithLeeway(30*time.Second))
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		p := Principal{Subject: c.Subject, Role: Role(c.Role), Branch: c.Branch}
-		if c.ExpiresAt != nil {
-			p.Expires = c.ExpiresAt.Time
-		}
-		if p.Subject == "" || !p.Role.Valid() {
-			return Principal{}, fmt.Errorf("%w: sub and a known role are required", ErrInvalidToken)
-		}
-		if p.Role == RoleBranchHead && p.Branch == "" {
-			return Principal{}, fmt.Errorf("%w: branch_head needs a branch claim", ErrInvalidToken)
-		}
-		return p, nil
-	}
-	return Principal{}, fmt.Errorf("%w: %v", ErrInvalidToken, lastErr)
-}
-
 type ctxKey struct{}
 
 // WithPrincipal stores p in ctx.
@@ -162,24 +92,26 @@ func bearer(v string) (string, bool) {
 	return strings.TrimSpace(tok), ok && strings.TrimSpace(tok) != ""
 }
 
-// Authorize verifies the call's token and checks the role against policy.
+// authorize verifies the call's token and checks the role against policy.
+// A refusal is logged once, without the token.
 func (v *Verifier) authorize(ctx context.Context, policy Policy, method string, log *slog.Logger) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
-	if len(vals) == 0 {
-		return nil, status.Error(codes.Unauthenticated, ErrNoToken.Error())
+	tok, ok := "", false
+	if len(vals) > 0 {
+		tok, ok = bearer(vals[0])
 	}
-	tok, ok := bearer(vals[0])
 	if !ok {
+		log.InfoContext(ctx, "unauthenticated call", "method", method, "reason", ErrNoToken.Error())
 		return nil, status.Error(codes.Unauthenticated, ErrNoToken.Error())
 	}
-	p, err := v.Verify(tok)
+	p, err := v.VerifyContext(ctx, tok)
 	if err != nil {
-		log.WarnContext(ctx, "unauthenticated call", "method", method)
+		log.WarnContext(ctx, "unauthenticated call", "method", method, "reason", err.Error())
 		return nil, status.Error(codes.Unauthenticated, "invalid or expired token")
 	}
 	if !slices.Contains(policy[method], p.Role) {
-		log.WarnContext(ctx, "permission denied", "method", method, "principal", p.Subject, "role", string(p.Role))
+		LogDenied(ctx, log, "permission denied", p, method, "role not allowed", "")
 		return nil, status.Errorf(codes.PermissionDenied, "role %s may not call %s", p.Role, method)
 	}
 	return WithPrincipal(ctx, p), nil
@@ -230,15 +162,15 @@ func HTTPMiddleware(v *Verifier, roles []Role, log *slog.Logger, next http.Handl
 			http.Error(w, ErrNoToken.Error(), http.StatusUnauthorized)
 			return
 		}
-		p, err := v.Verify(tok)
+		p, err := v.VerifyContext(r.Context(), tok)
 		if err != nil {
-			log.WarnContext(r.Context(), "unauthenticated request", "path", r.URL.Path)
+			log.WarnContext(r.Context(), "unauthenticated request", "path", r.URL.Path, "reason", err.Error())
 			w.Header().Set("WWW-Authenticate", `Bearer realm="churnwatch", error="invalid_token"`)
 			http.Error(w, "invalid or expired token", http.StatusUnauthorized)
 			return
 		}
 		if !slices.Contains(roles, p.Role) {
-			log.WarnContext(r.Context(), "permission denied", "path", r.URL.Path, "principal", p.Subject, "role", string(p.Role))
+			LogDenied(r.Context(), log, "permission denied", p, r.Method+" "+r.URL.Path, "role not allowed", "")
 			http.Error(w, fmt.Sprintf("role %s may not call %s", p.Role, r.URL.Path), http.StatusForbidden)
 			return
 		}
@@ -291,8 +223,23 @@ func LoadSigner(path string) (crypto.Signer, error) {
 	return s, nil
 }
 
-// Mint signs a token for p valid for ttl.
+// MintOptions are the optional claims of a minted token: the issuer
+// (default "churnwatch"), an audience and a key id.
+type MintOptions struct {
+	Issuer   string
+	Audience string
+	KeyID    string
+}
+
+// Mint signs a token for p valid for ttl, issued by "churnwatch".
 func Mint(k crypto.Signer, p Principal, ttl time.Duration) (string, error) {
+	return MintWith(k, p, ttl, MintOptions{})
+}
+
+// MintWith signs a token for p valid for ttl with iat, iss and, when set,
+// aud and kid, so that it passes a verifier configured with the same
+// issuer and audience.
+func MintWith(k crypto.Signer, p Principal, ttl time.Duration, o MintOptions) (string, error) {
 	if !p.Role.Valid() {
 		return "", fmt.Errorf("unknown role %q", p.Role)
 	}
@@ -307,9 +254,22 @@ func Mint(k crypto.Signer, p Principal, ttl time.Duration) (string, error) {
 		return "", errors.New("unsupported signing key type")
 	}
 	now := time.Now()
-	c := claims{Role: string(p.Role), Branch: p.Branch, RegisteredClaims: jwt.RegisteredClaims{
+	c := mintClaims{Role: string(p.Role), Branch: p.Branch, RegisteredClaims: jwt.RegisteredClaims{
 		Subject: p.Subject, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-		Issuer: "churnwatch",
+		Issuer: cmpOr(o.Issuer, "churnwatch"),
 	}}
-	return jwt.NewWithClaims(method, c).SignedString(k)
+	if o.Audience != "" {
+		c.Audience = jwt.ClaimStrings{o.Audience}
+	}
+	t := jwt.NewWithClaims(method, c)
+	if o.KeyID != "" {
+		t.Header["kid"] = o.KeyID
+	}
+	return t.SignedString(k)
+}
+
+type mintClaims struct {
+	Role   string `json:"role"`
+	Branch string `json:"branch,omitempty"`
+	jwt.RegisteredClaims
 }

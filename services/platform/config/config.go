@@ -151,6 +151,7 @@ type Common struct {
 	RedisTLSCA        string // PEM file of the CA that signed Redis's certificate: TLS on
 	RedisDB           int
 	AuthPublicKeys    []string // PEM files (or PEM text) of the token signers
+	Auth              Auth     // JWKS, iss/aud, lifetimes, claim names (auth.go)
 	TLSCert           string
 	TLSKey            string
 	TLSClientCA       string // when set, clients must present a certificate (mTLS)
@@ -272,6 +273,7 @@ func loadCommon(e *Env, service, grpcDefault, httpDefault string) Common {
 		RedisTLSCA:            e.String("CHURNWATCH_REDIS_TLS_CA", ""),
 		RedisDB:               e.Int("CHURNWATCH_REDIS_DB", 0),
 		AuthPublicKeys:        e.List("CHURNWATCH_AUTH_PUBLIC_KEYS", nil),
+		Auth:                  loadAuth(e),
 		TLSCert:               e.String("CHURNWATCH_TLS_CERT", ""),
 		TLSKey:                e.String("CHURNWATCH_TLS_KEY", ""),
 		TLSClientCA:           e.String("CHURNWATCH_TLS_CLIENT_CA", ""),
@@ -317,9 +319,7 @@ func (c Common) Validate() error {
 		errs = append(errs, errors.New("CHURNWATCH_KAFKA_BROKERS is empty"))
 	}
 	errs = append(errs, c.validateRedis()...)
-	if len(c.AuthPublicKeys) == 0 {
-		errs = append(errs, errors.New("CHURNWATCH_AUTH_PUBLIC_KEYS is empty: every RPC needs a verified token"))
-	}
+	errs = append(errs, c.Auth.validate(len(c.AuthPublicKeys) > 0)...)
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("CHURNWATCH_TLS_CERT and CHURNWATCH_TLS_KEY must be set together"))
 	}
@@ -374,7 +374,7 @@ func (c Common) Fields() map[string]any {
 		"redis_addr": MaskURL(c.RedisAddr), "redis_addrs": strings.Join(c.RedisAddrs, ","), "redis_master_name": c.RedisMasterName,
 		"redis_cluster": c.RedisCluster, "redis_username": c.RedisUsername, "redis_password": c.RedisPassword,
 		"redis_password_file": c.RedisPasswordFile, "redis_tls_ca": c.RedisTLSCA, "redis_db": c.RedisDB,
-		"auth_public_keys": len(c.AuthPublicKeys), "tls": c.TLSCert != "", "mtls": c.TLSClientCA != "",
+		"auth_public_keys": len(c.AuthPublicKeys), "auth": c.Auth.fields(), "tls": c.TLSCert != "", "mtls": c.TLSClientCA != "",
 		"http_plain_addr": c.HTTPPlainAddr, "kafka_tls": c.KafkaTLSCA != "", "kafka_tls_client_cert": c.KafkaTLSCert != "",
 		"kafka_sasl_mechanism": c.KafkaSASLMechanism, "kafka_sasl_username": c.KafkaSASLUsername,
 		"kafka_sasl_password": c.KafkaSASLPassword, "kafka_sasl_password_file": c.KafkaSASLPasswordFile,

@@ -98,9 +98,10 @@ func New(ctx context.Context, cfg config.Common, opts Options) (*Base, error) {
 	if b.Tel, err = telemetry.Setup(ctx, cfg.Service, cfg.OTLPEndpoint); err != nil {
 		return nil, err
 	}
-	if b.Verifier, err = auth.LoadVerifier(cfg.AuthPublicKeys); err != nil {
+	if b.Verifier, err = auth.FromConfig(ctx, cfg, b.Log); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
+	b.closers = append(b.closers, func(context.Context) error { b.Verifier.Close(); return nil })
 	if !opts.NoRedis {
 		if b.Redis, err = redisx.New(cfg); err != nil {
 			return nil, fmt.Errorf("redis: %w", err)

@@ -74,6 +74,16 @@ func (k *Keys) Token(t testing.TB, subject string, role auth.Role, branch string
 	return tok
 }
 
+// TokenTTL mints a token valid for ttl.
+func (k *Keys) TokenTTL(t testing.TB, subject string, role auth.Role, branch string, ttl time.Duration) string {
+	t.Helper()
+	tok, err := auth.Mint(k.signer, auth.Principal{Subject: subject, Role: role, Branch: branch}, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
 // Common returns a service configuration bound to 127.0.0.1:0 and pointed at
 // the given broker and Redis, trusting k.
 func Common(service string, k *Keys, brokers []string, redisAddr string) config.Common {

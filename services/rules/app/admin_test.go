@@ -271,7 +271,11 @@ func TestCustomerRiskAndStatus(t *testing.T) {
 		t.Fatalf("unknown customer: %v, want NotFound", err)
 	}
 
-	st, err := cwv1.NewStatusServiceClient(s.dial(addr, "rm-1", auth.RoleManager, "")).GetStatus(ctx, &cwv1.GetStatusRequest{})
+	// StatusService is for ops and admin (SPEC §6).
+	if _, err := cwv1.NewStatusServiceClient(s.dial(addr, "rm-1", auth.RoleManager, "")).GetStatus(ctx, &cwv1.GetStatusRequest{}); code(err) != codes.PermissionDenied {
+		t.Fatalf("manager read the status: %v", err)
+	}
+	st, err := cwv1.NewStatusServiceClient(s.dial(addr, "ops-1", auth.RoleOps, "")).GetStatus(ctx, &cwv1.GetStatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -162,10 +162,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	policy := admin.Policy()
-	everyone := []auth.Role{auth.RoleManager, auth.RoleBranchHead, auth.RoleOps, auth.RoleAdmin, auth.RoleIngest}
-	policy[cwv1.StatusService_GetStatus_FullMethodName] = everyone
-	base, err := service.New(ctx, cfg.Common, service.Options{LogOutput: o.logOutput, Policy: policy})
+	base, err := service.New(ctx, cfg.Common, service.Options{LogOutput: o.logOutput, Policy: auth.Access})
 	if err != nil {
 		return nil, err
 	}

@@ -112,4 +112,8 @@ Environment (default):
 	}
 	fmt.Fprintln(w, "\nTransport security and limits (every service):")
 	config.WriteSettings(w, config.TransportSettings)
+	fmt.Fprintln(w, "Token verification (docs/security-identity.md); a public key or a JWKS URL is required:")
+	for _, s := range config.AuthSettings {
+		fmt.Fprintf(w, "  %-32s %s (%s)\n", s.Name, s.Help, s.Default)
+	}
 }

@@ -101,4 +101,8 @@ Environment (default):
 	}
 	fmt.Println("\nTransport security and limits (every service):")
 	config.WriteSettings(os.Stdout, config.TransportSettings)
+	fmt.Println("Token verification (docs/security-identity.md); a public key or a JWKS URL is required:")
+	for _, s := range config.AuthSettings {
+		fmt.Printf("  %-33s %s (%s)\n", s.Name, s.Help, s.Default)
+	}
 }

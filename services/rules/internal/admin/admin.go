@@ -23,17 +23,6 @@ import (
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
 
-// Policy is the role policy of RulesAdminService (SPEC §6).
-func Policy() auth.Policy {
-	read := []auth.Role{auth.RoleOps, auth.RoleAdmin}
-	return auth.Policy{
-		cwv1.RulesAdminService_GetThresholds_FullMethodName:        read,
-		cwv1.RulesAdminService_ListThresholdChanges_FullMethodName: read,
-		cwv1.RulesAdminService_UpdateThresholds_FullMethodName:     {auth.RoleAdmin},
-		cwv1.RulesAdminService_GetCustomerRisk_FullMethodName:      {auth.RoleManager, auth.RoleBranchHead, auth.RoleOps, auth.RoleAdmin},
-	}
-}
-
 // Watcher holds the current threshold set of this instance and reloads it
 // from Redis when its version changes.
 type Watcher struct {
@@ -190,19 +179,13 @@ func (s *Server) GetCustomerRisk(ctx context.Context, req *cwv1.GetCustomerRiskR
 	if err != nil {
 		return nil, s.toStatus(err)
 	}
+	// The scope comes from the one policy table (auth.ScopeOf): managers see
+	// their customers, branch heads their branch's, ops and admin all.
 	p, _ := auth.FromContext(ctx)
-	switch p.Role {
-	case auth.RoleOps, auth.RoleAdmin:
-	case auth.RoleManager:
-		if !c.Known || c.Profile.Manager != p.Subject {
-			return nil, status.Error(codes.PermissionDenied, "managers see only their own customers")
-		}
-	case auth.RoleBranchHead:
-		if !c.Known || p.Branch == "" || c.Profile.Branch != p.Branch {
-			return nil, status.Error(codes.PermissionDenied, "branch heads see only their branch's customers")
-		}
-	default:
-		return nil, status.Error(codes.PermissionDenied, "role may not read customer risk")
+	if auth.ScopeOf(p.Role) != auth.ScopeAll && (!c.Known || !p.Sees(c.Profile.Manager, c.Profile.Branch)) {
+		auth.LogDenied(ctx, s.Log, "customer risk access denied", p, cwv1.RulesAdminService_GetCustomerRisk_FullMethodName,
+			"customer outside the principal's scope ("+auth.ScopeOf(p.Role).String()+")", auth.Ref(id))
+		return nil, status.Error(codes.PermissionDenied, "this customer is outside your scope ("+auth.ScopeOf(p.Role).String()+")")
 	}
 	if c.Envelope == nil && !c.Known {
 		return nil, status.Errorf(codes.NotFound, "customer %s: no events or record seen", id)
