@@ -35,6 +35,7 @@ type TopicRecord struct {
 	Key       string
 	OutboxID  string
 	Headers   map[string]string
+	Value     []byte
 	Update    *cwv1.AlertUpdate
 }
 
@@ -78,7 +79,7 @@ func ReadTopic(ctx context.Context, brokers []string, topic string) ([]TopicReco
 				tr := TopicRecord{Partition: pt, Offset: r.Offset, Update: &cwv1.AlertUpdate{}, Headers: map[string]string{}}
 				k, _ := kafka.ReadAll(r.Key)
 				v, _ := kafka.ReadAll(r.Value)
-				tr.Key = string(k)
+				tr.Key, tr.Value = string(k), v
 				if err := proto.Unmarshal(v, tr.Update); err != nil {
 					return nil, fmt.Errorf("partition %d offset %d: %w", pt, r.Offset, err)
 				}
