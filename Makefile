@@ -62,9 +62,9 @@ lint: setup ## gofmt, go vet, buf lint, staticcheck on every module
 	@set -e; for m in $(MODULES); do echo "== vet+staticcheck $$m"; (cd $$m && go vet ./... && staticcheck ./...); done
 	cd proto && buf lint
 
-proto: setup ## regenerate proto/gen/go from proto/churnwatch/v1
+proto: setup ## regenerate proto/gen/go and the descriptor set proto/churnwatch.binpb from proto/churnwatch/v1
 	rm -rf proto/gen/go/churnwatch
-	cd proto && buf lint && buf generate
+	cd proto && buf lint && buf generate && buf build --as-file-descriptor-set -o gen/go/descriptorset/churnwatch.binpb
 
 clean: ## remove build output, the dev directory and a stopped .kafka cluster
 	@[ ! -f .kafka/cluster.conf ] || scripts/kafka.sh stop --dir .kafka

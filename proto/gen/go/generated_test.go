@@ -55,3 +55,33 @@ func TestGeneratedCodeIsCurrent(t *testing.T) {
 		return nil
 	})
 }
+
+// TestDescriptorSetIsCurrent checks the committed descriptor set (with
+// source info) against a fresh buf build, and that proto/churnwatch.binpb
+// is that file.
+func TestDescriptorSetIsCurrent(t *testing.T) {
+	buf, err := exec.LookPath("buf")
+	if err != nil {
+		t.Fatalf("buf not on PATH (make test installs it into .tools/bin): %v", err)
+	}
+	fresh := filepath.Join(t.TempDir(), "churnwatch.binpb")
+	cmd := exec.Command(buf, "build", "--as-file-descriptor-set", "-o", fresh)
+	cmd.Dir = "../.."
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("buf build: %v\n%s", err, b)
+	}
+	want, err := os.ReadFile(fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"descriptorset/churnwatch.binpb", "../../churnwatch.binpb"} {
+		got, err := os.ReadFile(p)
+		if err != nil {
+			t.Errorf("%s: %v; run make proto", p, err)
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: stale; run make proto", p)
+		}
+	}
+}

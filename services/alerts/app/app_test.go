@@ -339,6 +339,26 @@ func TestMergeRenotifyAndKafka(t *testing.T) {
 	if len(lines) != 5 {
 		t.Fatalf("kcat read %d updates for CM, want 5: %q", len(lines), lines)
 	}
+	// kcat sees the CloudEvents headers of every record (binary mode).
+	out, err := exec.Command("kcat", "-b", e.kafka.Brokers[0], "-C", "-t", e.cfg.Common.Topics.Alerts, "-e", "-q", "-f", "%k\t%h\n").Output()
+	if err != nil {
+		t.Fatalf("kcat headers: %v", err)
+	}
+	var created int
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		for _, want := range []string{"ce_specversion=1.0", "ce_source=churnwatch/alerts", "ce_id=", "ce_type=com.churnwatch.alert.",
+			"content-type=application/protobuf; messageType=churnwatch.v1.AlertUpdate"} {
+			if !strings.Contains(l, want) {
+				t.Fatalf("kcat: record without %s: %q", want, l)
+			}
+		}
+		if strings.HasPrefix(l, "CM\t") && strings.Contains(l, "ce_type=com.churnwatch.alert.created") {
+			created++
+		}
+	}
+	if created != 2 {
+		t.Fatalf("kcat: %d com.churnwatch.alert.created records for CM, want 2:\n%s", created, out)
+	}
 }
 
 func TestEscalationWithClock(t *testing.T) {
@@ -566,7 +586,10 @@ func TestUndecodableSignalGoesToTheDLQ(t *testing.T) {
 	if string(m.Value) != "\xff\xff not a signal" || string(m.Key) != "C-DLQ" {
 		t.Fatalf("DLQ record %q/%q", m.Key, m.Value)
 	}
-	for k, want := range map[string]string{kafkax.HeaderReasonClass: "decode", kafkax.HeaderSourceTopic: e.cfg.Common.Topics.Signals} {
+	// Written without CloudEvents headers, it gets a dead-letter identity.
+	for k, want := range map[string]string{kafkax.HeaderReasonClass: "decode", kafkax.HeaderSourceTopic: e.cfg.Common.Topics.Signals,
+		kafkax.HeaderCESpecVersion: "1.0", kafkax.HeaderCEType: kafkax.TypeDeadLetter,
+		kafkax.HeaderCEID: e.cfg.Common.Topics.Signals + "/" + kafkax.Header(m, kafkax.HeaderSourcePartition) + "/" + kafkax.Header(m, kafkax.HeaderSourceOffset)} {
 		if got := kafkax.Header(m, k); got != want {
 			t.Errorf("header %s = %q, want %q", k, got, want)
 		}

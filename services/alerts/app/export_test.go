@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,6 +36,8 @@ type TopicRecord struct {
 	Offset    int64
 	Key       string
 	OutboxID  string
+	Headers   map[string]string
+	Value     []byte
 	Update    *cwv1.AlertUpdate
 }
 
@@ -75,14 +78,15 @@ func ReadTopic(ctx context.Context, brokers []string, topic string) ([]TopicReco
 				}
 				n++
 				off = r.Offset + 1
-				tr := TopicRecord{Partition: pt, Offset: r.Offset, Update: &cwv1.AlertUpdate{}}
+				tr := TopicRecord{Partition: pt, Offset: r.Offset, Update: &cwv1.AlertUpdate{}, Headers: map[string]string{}}
 				k, _ := kafka.ReadAll(r.Key)
 				v, _ := kafka.ReadAll(r.Value)
-				tr.Key = string(k)
+				tr.Key, tr.Value = string(k), v
 				if err := proto.Unmarshal(v, tr.Update); err != nil {
 					return nil, fmt.Errorf("partition %d offset %d: %w", pt, r.Offset, err)
 				}
 				for _, h := range r.Headers {
+					tr.Headers[h.Key] = string(h.Value)
 					if h.Key == outboxHeader {
 						tr.OutboxID = string(h.Value)
 					}
@@ -100,7 +104,7 @@ func ReadTopic(ctx context.Context, brokers []string, topic string) ([]TopicReco
 // CheckExactlyOnce reports what is wrong with recs given the number of
 // versions each alert should have: every (alert, version) exactly once, an
 // alert's records on one partition in version order, every record with its
-// outbox id, no outbox id twice.
+// outbox id and its CloudEvents headers, no outbox id twice.
 func CheckExactlyOnce(recs []TopicRecord, want map[string]int64) error {
 	var errs []error
 	type last struct {
@@ -120,6 +124,9 @@ func CheckExactlyOnce(recs []TopicRecord, want map[string]int64) error {
 		outbox[r.OutboxID] = true
 		if r.Key != a.GetCustomerId() {
 			errs = append(errs, fmt.Errorf("%s v%d keyed %q", id, v, r.Key))
+		}
+		if err := CheckCloudEvent(r); err != nil {
+			errs = append(errs, err)
 		}
 		l := seen[id]
 		if l == nil {
@@ -173,4 +180,28 @@ func (a *App) AppendAll(ctx context.Context, u *cwv1.AlertUpdate) error {
 		return err
 	}
 	return a.store.rdb.XAdd(ctx, &redis.XAddArgs{Stream: kStream(audAll), Values: []any{"u", b, "n", "1", "tp", "", "i", "0"}}).Err()
+}
+
+// CheckCloudEvent reports what is wrong with r's CloudEvents Kafka binding
+// headers (binary content mode).
+func CheckCloudEvent(r TopicRecord) error {
+	a := r.Update.GetAlert()
+	want := map[string]string{
+		"ce_specversion": "1.0",
+		"ce_type":        "com.churnwatch.alert." + strings.ToLower(strings.TrimPrefix(r.Update.GetChange().String(), "ALERT_CHANGE_")),
+		"ce_source":      "churnwatch/alerts",
+		"ce_id":          fmt.Sprintf("%s.v%d", a.GetAlertId(), a.GetVersion()),
+		"ce_subject":     a.GetCustomerId(),
+		"content-type":   "application/protobuf; messageType=churnwatch.v1.AlertUpdate",
+	}
+	if r.Update.GetAt() != nil {
+		want["ce_time"] = r.Update.GetAt().AsTime().UTC().Format(time.RFC3339Nano)
+	}
+	var errs []error
+	for k, v := range want {
+		if got := r.Headers[k]; got != v {
+			errs = append(errs, fmt.Errorf("%s v%d at %d/%d: header %s = %q, want %q", a.GetAlertId(), a.GetVersion(), r.Partition, r.Offset, k, got, v))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -248,7 +248,9 @@ func (p *publisher) records(ctx context.Context, res []redis.XStream, onTopic ma
 			if e.tp != "" {
 				h = append(h, kafka.Header{Key: "traceparent", Value: []byte(e.tp)})
 			}
-			recs = append(recs, kafka.Message{Time: now, Key: []byte(key), Value: e.update, Headers: h})
+			m := kafka.Message{Time: now, Key: []byte(key), Value: e.update, Headers: h}
+			alertCloudEvent(e.update).Stamp(&m)
+			recs = append(recs, m)
 		}
 	}
 	return recs, lastID

@@ -49,6 +49,8 @@ type Command struct {
 	Name    string // words, e.g. "alerts list"
 	Args    string // synopsis of arguments and flags
 	Summary string
+	// Help, when set, is said in --help after the summary.
+	Help string
 	// Run parses args (flags after the command words) and does the work.
 	Run func(ctx context.Context, env *Env, args []string) error
 }
@@ -121,10 +123,22 @@ func RPCError(service string, err error) error {
 	}
 }
 
-// NewFlags returns a flag set for a command that reports errors to stderr.
+// NewFlags returns a flag set for a command that reports errors to stderr;
+// -h/--help prints the command's help (from its synopsis and the flag
+// set) to stdout.
 func NewFlags(env *Env, name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("churnctl "+name, flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
+	var help bool
+	fs.BoolVar(&help, "h", false, "show this help")
+	fs.BoolVar(&help, "help", false, "show this help")
+	fs.Usage = func() {
+		w := env.Stderr
+		if help {
+			w = env.Stdout
+		}
+		writeHelp(w, name, fs)
+	}
 	return fs
 }
 
@@ -137,6 +151,10 @@ func Parse(fs *flag.FlagSet, args []string) ([]string, error) {
 				return nil, &ExitError{Code: ExitOK, Err: err}
 			}
 			return nil, &ExitError{Code: ExitUsage, Err: err}
+		}
+		if h := fs.Lookup("help"); h != nil && h.Value.String() == "true" {
+			fs.Usage()
+			return nil, &ExitError{Code: ExitOK, Err: flag.ErrHelp}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -164,6 +182,14 @@ func Main(ctx context.Context, env *Env, args []string) int {
 		}
 	}
 	if cmd == nil {
+		if cs := group(args[0]); len(cs) > 0 && (len(args) == 1 || isHelp(args[1])) {
+			if len(args) == 1 {
+				writeGroupHelp(env.Stderr, args[0], cs)
+				return ExitUsage
+			}
+			writeGroupHelp(env.Stdout, args[0], cs)
+			return ExitOK
+		}
 		fmt.Fprintf(env.Stderr, "churnctl: unknown command %q\n\n", strings.Join(args, " "))
 		usage(env.Stderr)
 		return ExitUsage
@@ -186,7 +212,7 @@ func Main(ctx context.Context, env *Env, args []string) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, `churnctl — operate churnwatch and work its alerts
 
-Usage: churnctl COMMAND [ARGS] [FLAGS]   (churnctl COMMAND -h for its flags)
+Usage: churnctl COMMAND [ARGS] [FLAGS]   (churnctl COMMAND --help for its arguments and flags)
 
 Commands:`)
 	names := make([]string, 0, len(commands))

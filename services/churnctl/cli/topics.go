@@ -20,7 +20,10 @@ const DefaultPartitions = 12
 
 func init() {
 	Register(&Command{Name: "topics create", Args: "[--partitions 12] [--replication R] [--min-insync N] [--json]",
-		Summary: "create churnwatch's Kafka topics (idempotent; replication min(3, brokers))", Run: topicsCreate})
+		Summary: "create churnwatch's Kafka topics (idempotent; replication min(3, brokers))",
+		Help: `Creates the churnwatch topics (names from CHURNWATCH_TOPIC_*; customers
+compacted) on the cluster in CHURNWATCH_KAFKA_BROKERS. Topics that exist are
+left as they are and reported with their partitions and replication.`, Run: topicsCreate})
 }
 
 // TopicsCreateResult is what `topics create --json` prints.
@@ -36,16 +39,6 @@ func topicsCreate(ctx context.Context, env *Env, args []string) error {
 	minInsync := fs.Int("min-insync", 0, "min.insync.replicas of each new topic (0: 2 when replication ≥ 3, else 1)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), `Usage: churnctl topics create [flags]
-
-Creates the churnwatch topics (names from CHURNWATCH_TOPIC_*; customers
-compacted) on the cluster in CHURNWATCH_KAFKA_BROKERS. Topics that exist are
-left as they are and reported with their partitions and replication.
-
-`)
-		fs.PrintDefaults()
-	}
 	pos, err := Parse(fs, args)
 	if err != nil {
 		return err

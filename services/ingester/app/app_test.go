@@ -317,6 +317,28 @@ func TestUpsertCustomers(t *testing.T) {
 	if n := topicCount(t, s.brokers, "churnwatch.customers.v1"); n != 2 {
 		t.Fatalf("%d customers on the topic, want 2", n)
 	}
+	// Both records of a profile update are one CloudEvent: the customers
+	// topic's and the events topic's (PROFILE_UPDATED) share their ce_id.
+	ids := map[string]bool{}
+	for _, evs := range readEvents(t, s.brokers, "churnwatch.events.v1") {
+		for _, ev := range evs {
+			ids[ev.EventId] = ev.Type == cwv1.EventType_EVENT_TYPE_PROFILE_UPDATED
+		}
+	}
+	n := 0
+	for _, ms := range readRecords(t, s.brokers, "churnwatch.customers.v1") {
+		for _, m := range ms {
+			id := kafkaHeader(m, "ce_id")
+			checkCloudEvent(t, m, "com.churnwatch.customer_profile", id, "churnwatch.v1.CustomerProfile")
+			if !ids[id] || kafkaHeader(m, "ce_subject") != string(m.Key) || kafkaHeader(m, "ce_time") == "" {
+				t.Fatalf("customer record %s: ce_id %q (profile records on the events topic: %v), ce_subject %q", m.Key, id, ids, kafkaHeader(m, "ce_subject"))
+			}
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("read %d customer records, want 2", n)
+	}
 }
 
 func TestCloseBusinessDayWritesOneMarkerPerPartition(t *testing.T) {

@@ -158,10 +158,65 @@ func topicCount(t testing.TB, brokers []string, topic string) int64 {
 	return 0
 }
 
-// readEvents reads every record of the events topic, partition by partition.
+// readEvents reads every record of the events topic, partition by
+// partition, checking each one's key and headers.
 func readEvents(t testing.TB, brokers []string, topic string) map[int][]*cwv1.AccountEvent {
 	t.Helper()
 	out := map[int][]*cwv1.AccountEvent{}
+	for p, ms := range readRecords(t, brokers, topic) {
+		for _, m := range ms {
+			var ev cwv1.AccountEvent
+			if err := proto.Unmarshal(m.Value, &ev); err != nil {
+				t.Fatalf("partition %d offset %d: %v", p, m.Offset, err)
+			}
+			if string(m.Key) != ev.CustomerId {
+				t.Fatalf("key %q, customer %q", m.Key, ev.CustomerId)
+			}
+			if kafkaHeader(m, "traceparent") == "" && ev.Type != cwv1.EventType_EVENT_TYPE_BUSINESS_DAY_CLOSED {
+				t.Fatalf("record without traceparent header")
+			}
+			typ := "com.churnwatch.account_event"
+			switch ev.Type {
+			case cwv1.EventType_EVENT_TYPE_BUSINESS_DAY_CLOSED:
+				typ = "com.churnwatch.business_day_closed"
+			case cwv1.EventType_EVENT_TYPE_PROFILE_UPDATED:
+				typ = "com.churnwatch.customer_profile"
+			}
+			checkCloudEvent(t, m, typ, ev.EventId, "churnwatch.v1.AccountEvent")
+			if ev.CustomerId != "" && kafkaHeader(m, "ce_subject") != ev.CustomerId {
+				t.Fatalf("%s: ce_subject %q", ev.EventId, kafkaHeader(m, "ce_subject"))
+			}
+			if ev.OccurredAt != nil && kafkaHeader(m, "ce_time") != ev.OccurredAt.AsTime().UTC().Format(time.RFC3339Nano) {
+				t.Fatalf("%s: ce_time %q, occurredAt %s", ev.EventId, kafkaHeader(m, "ce_time"), ev.OccurredAt.AsTime())
+			}
+			out[p] = append(out[p], &ev)
+		}
+	}
+	return out
+}
+
+// checkCloudEvent fails unless m carries the CloudEvents Kafka binding
+// headers (binary content mode) of an ingester record.
+func checkCloudEvent(t testing.TB, m kafka.Message, typ, id, messageType string) {
+	t.Helper()
+	want := map[string]string{
+		"ce_specversion": "1.0",
+		"ce_type":        typ,
+		"ce_source":      "churnwatch/ingester",
+		"ce_id":          id,
+		"content-type":   "application/protobuf; messageType=" + messageType,
+	}
+	for k, v := range want {
+		if got := kafkaHeader(m, k); got != v {
+			t.Fatalf("%s@%d: header %s = %q, want %q", m.Topic, m.Offset, k, got, v)
+		}
+	}
+}
+
+// readRecords reads every record of topic, partition by partition.
+func readRecords(t testing.TB, brokers []string, topic string) map[int][]kafka.Message {
+	t.Helper()
+	out := map[int][]kafka.Message{}
 	for p := 0; p < testkit.Partitions; p++ {
 		conn, err := kafka.DialLeader(context.Background(), "tcp", brokers[0], topic, p)
 		if err != nil {
@@ -182,17 +237,7 @@ func readEvents(t testing.TB, brokers []string, topic string) map[int][]*cwv1.Ac
 			if err != nil {
 				t.Fatalf("read partition %d: %v", p, err)
 			}
-			var ev cwv1.AccountEvent
-			if err := proto.Unmarshal(m.Value, &ev); err != nil {
-				t.Fatalf("partition %d offset %d: %v", p, m.Offset, err)
-			}
-			if string(m.Key) != ev.CustomerId {
-				t.Fatalf("key %q, customer %q", m.Key, ev.CustomerId)
-			}
-			if kafkaHeader(m, "traceparent") == "" && ev.Type != cwv1.EventType_EVENT_TYPE_BUSINESS_DAY_CLOSED {
-				t.Fatalf("record without traceparent header")
-			}
-			out[p] = append(out[p], &ev)
+			out[p] = append(out[p], m)
 			if m.Offset+1 >= last {
 				break
 			}

@@ -57,6 +57,15 @@ func TestLateEventsAreReportedLateNotAccepted(t *testing.T) {
 	if n := topicCount(t, s.brokers, "churnwatch.events.v1.dlq"); n != 1 {
 		t.Fatalf("%d on the DLQ, want 1", n)
 	}
+	// The dead letter is the event's CloudEvent plus its reason headers.
+	for _, ms := range readRecords(t, s.brokers, "churnwatch.events.v1.dlq") {
+		for _, m := range ms {
+			checkCloudEvent(t, m, "com.churnwatch.account_event", late.EventId, "churnwatch.v1.AccountEvent")
+			if kafkaHeader(m, "cw-reason-class") != "too_late" || kafkaHeader(m, "cw-source-topic") != "churnwatch.events.v1" || kafkaHeader(m, "traceparent") == "" {
+				t.Fatalf("dead letter headers: %v", m.Headers)
+			}
+		}
+	}
 	var got []*cwv1.AccountEvent
 	for _, evs := range readEvents(t, s.brokers, "churnwatch.events.v1") {
 		got = append(got, evs...)

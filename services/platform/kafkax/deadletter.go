@@ -9,7 +9,8 @@ import (
 )
 
 // Headers every dead letter carries, whichever consumer parked it, besides
-// the original key, value and headers.
+// the original key, value and headers (the CloudEvents ones included; a
+// record that had none gets TypeDeadLetter ones).
 const (
 	HeaderReason          = "cw-reason"       // the detail: "too late", "decode: …", "panic: …"
 	HeaderReasonClass     = "cw-reason-class" // a short stable class, the DLQ metric's label
@@ -43,7 +44,11 @@ func DeadLetter(m *kafka.Message, topic, class, reason string) kafka.Message {
 		kafka.Header{Key: HeaderSourcePartition, Value: []byte(strconv.Itoa(m.Partition))},
 		kafka.Header{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
 	)
-	return kafka.Message{Key: m.Key, Value: m.Value, Headers: hs}
+	dl := kafka.Message{Key: m.Key, Value: m.Value, Headers: hs}
+	if headerValue(m.Headers, HeaderCEID) == "" {
+		deadLetterEvent(m, topic).Stamp(&dl)
+	}
+	return dl
 }
 
 // PoisonError says that one record of a batch cannot be processed: the

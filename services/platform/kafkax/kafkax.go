@@ -67,7 +67,7 @@ func NewWriter(cl Cluster, topic string) *kafka.Writer {
 		RequiredAcks:           kafka.RequireAll,
 		BatchTimeout:           2 * time.Millisecond,
 		BatchSize:              5000,
-		BatchBytes:             16 << 20,
+		BatchBytes:             1 << 20, // a broker's default message.max.bytes (1 MiB + 12) bounds one partition's record batch
 		MaxAttempts:            5,
 		WriteBackoffMin:        50 * time.Millisecond,
 		WriteBackoffMax:        time.Second,

@@ -28,7 +28,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/reflection"
 
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/config"
@@ -136,7 +135,7 @@ func New(ctx context.Context, cfg config.Common, opts Options) (*Base, error) {
 	b.GRPC = grpc.NewServer(sopts...)
 	b.Health = health.NewServer()
 	healthpb.RegisterHealthServer(b.GRPC, b.Health)
-	reflection.Register(b.GRPC)
+	registerReflection(b.GRPC)
 	b.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 
 	b.probes = http.NewServeMux()

@@ -164,6 +164,19 @@ func TestDLQ(t *testing.T) {
 		header(m, "cw-source-partition") == "" || header(m, "cw-source-offset") == "" || header(m, "traceparent") == "" {
 		t.Fatalf("too-late DLQ record: key %q headers %v", m.Key, m.Headers)
 	}
+	// Dead letters keep the original CloudEvents headers; a record that
+	// had none (written by someone else) gets a dead-letter identity.
+	if header(m, "ce_id") != "e-late" || header(m, "ce_source") != "churnwatch/ingester" || header(m, "content-type") != "application/protobuf; messageType=churnwatch.v1.AccountEvent" {
+		t.Fatalf("too-late DLQ record lost its CloudEvents headers: %v", m.Headers)
+	}
+	for r, m := range reasons {
+		if header(m, "ce_specversion") != "1.0" || header(m, "ce_id") == "" || header(m, "ce_type") == "" || header(m, "ce_source") == "" {
+			t.Fatalf("DLQ record %q without CloudEvents headers: %v", r, m.Headers)
+		}
+		if string(m.Key) == "D3" && (header(m, "ce_type") != "com.churnwatch.dead_letter" || header(m, "ce_id") != s.topics.Events+"/"+header(m, "cw-source-partition")+"/"+header(m, "cw-source-offset")) {
+			t.Fatalf("foreign record's dead letter: %v", m.Headers)
+		}
+	}
 	var decode, invalid bool
 	for r := range reasons {
 		decode = decode || strings.HasPrefix(r, "decode: ") && strings.Contains(r, "proto")

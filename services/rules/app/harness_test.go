@@ -270,6 +270,15 @@ func (s *stack) signals() map[string]signalKey {
 		if string(m.Key) != sg.GetCustomerId() {
 			s.t.Fatalf("signal key %q for customer %q", m.Key, sg.GetCustomerId())
 		}
+		for h, want := range map[string]string{
+			"ce_specversion": "1.0", "ce_type": "com.churnwatch.risk_signal", "ce_source": "churnwatch/rules",
+			"ce_id": sg.GetSignalId(), "ce_subject": sg.GetCustomerId(), "ce_time": sg.GetEventTime().AsTime().Format(time.RFC3339Nano),
+			"content-type": "application/protobuf; messageType=churnwatch.v1.RiskSignal",
+		} {
+			if got := header(m, h); got != want {
+				s.t.Fatalf("signal %s: header %s = %q, want %q", sg.GetSignalId(), h, got, want)
+			}
+		}
 		k := keyOf(&sg)
 		if prev, ok := out[sg.GetSignalId()]; ok && prev != k {
 			s.t.Fatalf("signal %s re-emitted with different content:\n%+v\n%+v", sg.GetSignalId(), prev, k)
@@ -432,8 +441,11 @@ func eventMsg(ev *cwv1.AccountEvent) kafka.Message {
 	if err != nil {
 		panic(err)
 	}
-	return kafka.Message{Key: []byte(ev.GetCustomerId()), Value: b,
+	m := kafka.Message{Key: []byte(ev.GetCustomerId()), Value: b,
 		Headers: []kafka.Header{{Key: "traceparent", Value: []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")}}}
+	// As the ingester writes it.
+	kafkax.CloudEvent{Type: kafkax.TypeAccountEvent, Source: kafkax.Source("ingester"), ID: ev.GetEventId(), Data: ev}.Stamp(&m)
+	return m
 }
 
 func (b *bank) eventMsgs() []kafka.Message {

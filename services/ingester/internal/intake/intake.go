@@ -451,15 +451,18 @@ func (in *Intake) writeClaimed(ctx context.Context, toWrite []candidate, token s
 			in.releaseDetached(ctx, candidateIDs(toWrite), token)
 			return fmt.Errorf("encode event: %w", err)
 		}
+		ce := eventCloudEvent(c.ev)
 		if clock < 0 {
 			late = append(late, c)
-			dead = append(dead, in.lateRecord(c, v, p, headers))
+			dead = append(dead, in.lateRecord(c, v, p, headers, ce))
 			continue
 		}
 		accepted = append(accepted, c)
-		// The headers are shared: the trace context is the batch's. The
-		// partition is the one whose clock judged the event.
-		msgs = append(msgs, kafka.Message{Key: []byte(c.ev.CustomerId), Value: v, Headers: headers, WriterData: Pinned(p)})
+		// The trace context is the batch's. The partition is the one whose
+		// clock judged the event.
+		m := kafka.Message{Key: []byte(c.ev.CustomerId), Value: v, Headers: headers, WriterData: Pinned(p)}
+		ce.Stamp(&m)
+		msgs = append(msgs, m)
 	}
 
 	written, failed, unknown, werr := in.write(ctx, in.deps.Events, in.cfg.EventsTopic, msgs)
@@ -511,8 +514,9 @@ func (in *Intake) writeClaimed(ctx context.Context, toWrite []candidate, token s
 // lateRecord is the DLQ record of a late event, built like every
 // consumer's (kafkax.DeadLetter); cw-source-offset -1: it never was on the
 // events topic.
-func (in *Intake) lateRecord(c candidate, v []byte, partition int, headers []kafka.Header) kafka.Message {
+func (in *Intake) lateRecord(c candidate, v []byte, partition int, headers []kafka.Header, ce kafkax.CloudEvent) kafka.Message {
 	m := kafka.Message{Key: []byte(c.ev.CustomerId), Value: v, Headers: headers, Partition: partition, Offset: -1}
+	ce.Stamp(&m)
 	return kafkax.DeadLetter(&m, in.cfg.EventsTopic, "too_late",
 		"too late: more than the allowed lateness ("+in.cfg.Lateness.String()+") behind the partition clock at intake")
 }
@@ -730,21 +734,26 @@ func (in *Intake) UpsertCustomers(ctx context.Context, customers []*cwv1.Incomin
 		if err != nil {
 			return nil, fmt.Errorf("encode customer: %w", err)
 		}
-		msgs = append(msgs, kafka.Message{Key: []byte(p.CustomerId), Value: v, Headers: headers})
+		m := kafka.Message{Key: []byte(p.CustomerId), Value: v, Headers: headers}
+		profileCloudEvent(p, p).Stamp(&m)
+		msgs = append(msgs, m)
 		// The same profile in event order, on the customer's events
 		// partition: every event accepted after this call is scored with
 		// it (SPEC §4), however far the customers topic's consumers lag.
-		rec, err := proto.Marshal(&cwv1.AccountEvent{
+		pev := &cwv1.AccountEvent{
 			EventId:    "profile:" + p.CustomerId + ":" + strconv.FormatInt(p.GetUpdatedAt().AsTime().UnixNano(), 10),
 			CustomerId: p.CustomerId,
 			Type:       cwv1.EventType_EVENT_TYPE_PROFILE_UPDATED,
 			Profile:    p,
 			IngestedAt: timestamppb.New(now),
-		})
+		}
+		rec, err := proto.Marshal(pev)
 		if err != nil {
 			return nil, fmt.Errorf("encode profile record: %w", err)
 		}
-		inOrder = append(inOrder, kafka.Message{Key: []byte(p.CustomerId), Value: rec, Headers: headers})
+		m = kafka.Message{Key: []byte(p.CustomerId), Value: rec, Headers: headers}
+		profileCloudEvent(p, pev).Stamp(&m)
+		inOrder = append(inOrder, m)
 		idx = append(idx, i)
 	}
 	if len(msgs) > 0 {
@@ -840,7 +849,9 @@ func (in *Intake) CloseBusinessDay(ctx context.Context, date string) (int, time.
 		if err != nil {
 			return 0, time.Time{}, fmt.Errorf("encode marker: %w", err)
 		}
-		msgs = append(msgs, kafka.Message{Value: v, Headers: headers, WriterData: Pinned(p)})
+		m := kafka.Message{Value: v, Headers: headers, WriterData: Pinned(p)}
+		eventCloudEvent(ev).Stamp(&m)
+		msgs = append(msgs, m)
 	}
 	start := time.Now()
 	werr := in.deps.Events.WriteMessages(ctx, msgs...)

@@ -662,6 +662,9 @@ func (pr *partitionRun) sweep(m *kafka.Message, src *convert.Record) {
 	}
 }
 
+// source is the ce_source of the signals the rules service writes.
+var source = kafkax.Source("rules")
+
 func (pr *partitionRun) emit(sigs []engine.Signal, m *kafka.Message, src *convert.Record) {
 	for _, sg := range sigs {
 		rs := convert.Signal(sg, convert.Source{Partition: pr.p, Offset: m.Offset, IngestedAt: src.IngestedAt()})
@@ -675,6 +678,8 @@ func (pr *partitionRun) emit(sigs []engine.Signal, m *kafka.Message, src *conver
 				msg.Headers = append(msg.Headers, h)
 			}
 		}
+		kafkax.CloudEvent{Type: kafkax.TypeRiskSignal, Source: source, ID: rs.GetSignalId(), Time: rs.GetEventTime().AsTime(),
+			Subject: rs.GetCustomerId(), Data: rs}.Stamp(&msg)
 		pr.out.Signals = append(pr.out.Signals, msg)
 		pr.out.Rules[sg.Rule]++
 	}
