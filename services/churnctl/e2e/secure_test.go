@@ -63,10 +63,8 @@ func TestSecureStackNothingInClear(t *testing.T) {
 		}
 	})
 
-	ports := []string{kafkaC.Brokers[0], rds.Addr}
-	for _, a := range []string{st.Ingester.GRPCAddr(), st.Rules.GRPCAddr(), st.Alerts.GRPCAddr(), st.Ingester.HTTPAddr(), st.Rules.HTTPAddr(), st.Alerts.HTTPAddr()} {
-		ports = append(ports, a)
-	}
+	ports := []string{kafkaC.Brokers[0], rds.Addr,
+		st.Ingester.GRPCAddr(), st.Rules.GRPCAddr(), st.Alerts.GRPCAddr(), st.Ingester.HTTPAddr(), st.Rules.HTTPAddr(), st.Alerts.HTTPAddr()}
 	capture := startCapture(t, ports)
 
 	tag := randomHex(t)

@@ -94,9 +94,12 @@ func jwk(kid string, pub crypto.PublicKey) map[string]string {
 	case *rsa.PublicKey:
 		return map[string]string{"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes())}
 	case *ecdsa.PublicKey:
-		x, y := make([]byte, 32), make([]byte, 32)
-		k.X.FillBytes(x)
-		k.Y.FillBytes(y)
+		// Uncompressed point: 0x04 || X || Y (32 bytes each for P-256).
+		raw, err := k.Bytes()
+		if err != nil || len(raw) != 65 {
+			panic("P-256 key")
+		}
+		x, y := raw[1:33], raw[33:]
 		return map[string]string{"kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "crv": "P-256", "x": b64(x), "y": b64(y)}
 	case ed25519.PublicKey:
 		return map[string]string{"kty": "OKP", "kid": kid, "use": "sig", "alg": "EdDSA", "crv": "Ed25519", "x": b64(k)}
