@@ -76,6 +76,22 @@ func alertsFixture(t *testing.T) (addr string, keys *testkit.Keys, produce func(
 		if err := w.WriteMessages(context.Background(), kafka.Message{Key: []byte(key), Value: b}); err != nil {
 			t.Fatal(err)
 		}
+		if topic == cfg.Common.Topics.Customers {
+			// The alerts service reads profiles and signals with two
+			// consumers; a test that routes by profile waits for it.
+			waitUntil(t, "profile consumed", func() bool {
+				lag, err := kafkax.GroupLag(context.Background(), kafkax.Plain(k.Brokers), cfg.CustomersGroup, topic)
+				if err != nil {
+					return false
+				}
+				for _, p := range lag {
+					if p.Lag > 0 {
+						return false
+					}
+				}
+				return len(lag) > 0
+			})
+		}
 	}
 	return a.GRPCAddr(), keys, produce
 }
@@ -96,7 +112,7 @@ func TestAlertsCommands(t *testing.T) {
 	topics := testkit.DefaultTopics()
 	produce(&cwv1.CustomerProfile{CustomerId: "C1", ManagerId: "rm-1", BranchId: "br-1", Tier: cwv1.Tier_TIER_HIGH_NET_WORTH}, topics.Customers, "C1")
 	signal := func(id string, score int32) {
-		produce(&cwv1.RiskSignal{SignalId: id, CustomerId: "C1", RuleId: "outflow.large", Score: score, Stage: cwv1.Stage_STAGE_ACTIVE,
+		produce(&cwv1.RiskSignal{SignalId: id, CustomerId: "C1", RuleId: "outflow.large", Score: score, Stage: cwv1.Stage_STAGE_ACTIVE, Tier: cwv1.Tier_TIER_HIGH_NET_WORTH,
 			EventTime: timestamppb.Now(), IngestedAt: timestamppb.Now(),
 			Explanation: &cwv1.Explanation{RuleId: "outflow.large", Observed: "150000.00", Threshold: "100000", Unit: "EUR"}}, topics.Signals, "C1")
 	}
