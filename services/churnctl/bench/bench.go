@@ -4,15 +4,19 @@
 // same broker in the same run, end-to-end alert latency at a steady rate,
 // Redis bytes per customer, and the pure engine's throughput.
 //
-// The broker (kfake) runs in its own process so that its single request
-// goroutine does not share a scheduler with the services; Redis is a real
-// redis-server. kfake's absolute throughput is not Kafka's: read ratios.
+// The broker is either kfake in its own process (so that its single request
+// goroutine does not share a scheduler with the services) or a three-node
+// Apache Kafka cluster on this machine; Redis is a real redis-server.
+// kfake's absolute throughput is not Kafka's: read ratios. On real Kafka a
+// second reference is taken in the same run: Kafka's own consumer perf tool
+// reading the same events topic.
 package bench
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"sort"
@@ -43,8 +47,14 @@ import (
 
 // Options configure a run.
 type Options struct {
-	Brokers   []string // the broker in its own process
+	Brokers   []string // the broker in its own process, or the real cluster
 	RedisAddr string   // a real redis-server
+	// Kafka names the broker for the report: "embedded" or "real 3.9.1, 3 brokers".
+	Kafka string
+	// KafkaTools, when set (real Kafka), is the Java classpath of Kafka's
+	// jars (.tools/kafka/V/*): org.apache.kafka.tools.ConsumerPerformance
+	// reads the events topic → kafka_perf_consume_eps.
+	KafkaTools string
 	Customers int
 	Months    int
 	Seed      int64
@@ -67,6 +77,7 @@ type Result struct {
 	IngestEPS             float64 `json:"ingest_eps"`
 	PipelineEPS           float64 `json:"pipeline_eps"`
 	RawConsumeEPS         float64 `json:"raw_consume_eps"`
+	KafkaPerfConsumeEPS   float64 `json:"kafka_perf_consume_eps,omitempty"`
 	PipelineRatio         float64 `json:"pipeline_ratio"`
 	E2EP50MS              float64 `json:"e2e_p50_ms"`
 	E2EP99MS              float64 `json:"e2e_p99_ms"`
@@ -79,6 +90,7 @@ type Result struct {
 	Cores                 int     `json:"cores"`
 	GoVersion             string  `json:"go_version"`
 	Broker                string  `json:"broker"`
+	Kafka                 string  `json:"kafka"`
 }
 
 // Run performs the benchmark.
@@ -88,7 +100,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			fmt.Fprintf(o.Log, "bench: "+format+"\n", a...)
 		}
 	}
-	res := &Result{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), Broker: "kfake (separate process)"}
+	res := &Result{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), Broker: "kfake (separate process)", Kafka: o.Kafka}
+	if o.Kafka == "" {
+		res.Kafka = "embedded"
+	}
+	if res.Kafka != "embedded" {
+		res.Broker = "Apache Kafka (KRaft, loopback, replication 3, min.insync.replicas 2)"
+	}
 	bank, err := simulate.Generate(simulate.Config{Customers: o.Customers, Months: o.Months, Seed: o.Seed})
 	if err != nil {
 		return nil, err
@@ -185,6 +203,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.RawConsumeEPS = pct(raws, 0.5)
 	res.PipelineRatio = res.PipelineEPS / res.RawConsumeEPS
 	logf("raw_consume_eps %.0f", res.RawConsumeEPS)
+	if o.KafkaTools != "" {
+		var perf []float64
+		for range 3 {
+			eps, err := kafkaPerfConsume(ctx, o.KafkaTools, st.Brokers, "churnwatch.events.v1", res.Events)
+			if err != nil {
+				return nil, err
+			}
+			perf = append(perf, eps)
+		}
+		res.KafkaPerfConsumeEPS = pct(perf, 0.5)
+		logf("kafka_perf_consume_eps %.0f (%v)", res.KafkaPerfConsumeEPS, perf)
+	}
 
 	res.RedisBytesPerCustomer, res.RedisDedupBytesPerEvt = redisFootprint(ctx, rdb, bank.Customers, res.Events, baseMem)
 	logf("redis bytes/customer %.0f", res.RedisBytesPerCustomer)
@@ -276,6 +306,53 @@ func rawConsume(ctx context.Context, brokers []string, n int) (float64, error) {
 		}
 	}
 	return float64(got) / time.Since(start).Seconds(), nil
+}
+
+// kafkaPerfConsume runs Kafka's consumer perf tool (kafka-consumer-perf-test)
+// with a fresh group over the first n records of topic and returns its
+// fetch.nMsg.sec: records per second from the first fetch on, group join
+// excluded — the same clock as rawConsume's.
+func kafkaPerfConsume(ctx context.Context, classpath string, brokers []string, topic string, n int) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	group := "bench-perf-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	cmd := exec.CommandContext(ctx, "java", "-Xmx512m", "-cp", classpath, "org.apache.kafka.tools.ConsumerPerformance",
+		"--bootstrap-server", strings.Join(brokers, ","), "--topic", topic, "--group", group,
+		"--messages", strconv.Itoa(n), "--timeout", "60000")
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("ConsumerPerformance: %w\n%s", err, out)
+	}
+	// A header line of comma-separated names, then one line of values.
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		names := strings.Split(lines[i], ",")
+		vals := strings.Split(lines[i+1], ",")
+		if len(names) != len(vals) {
+			continue
+		}
+		var got, eps float64 = -1, -1
+		for j, name := range names {
+			v, err := strconv.ParseFloat(strings.TrimSpace(vals[j]), 64)
+			switch strings.TrimSpace(name) {
+			case "data.consumed.in.nMsg":
+				if err == nil {
+					got = v
+				}
+			case "fetch.nMsg.sec":
+				if err == nil {
+					eps = v
+				}
+			}
+		}
+		if eps >= 0 {
+			if int(got) < n {
+				return 0, fmt.Errorf("ConsumerPerformance read %.0f of %d records", got, n)
+			}
+			return eps, nil
+		}
+	}
+	return 0, fmt.Errorf("ConsumerPerformance printed no fetch.nMsg.sec:\n%s", out)
 }
 
 func engineEPS(bank *simulate.Bank) float64 {
