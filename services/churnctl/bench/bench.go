@@ -55,9 +55,9 @@ type Options struct {
 	// jars (.tools/kafka/V/*): org.apache.kafka.tools.ConsumerPerformance
 	// reads the events topic → kafka_perf_consume_eps.
 	KafkaTools string
-	Customers int
-	Months    int
-	Seed      int64
+	Customers  int
+	Months     int
+	Seed       int64
 	// LatencyRate and LatencyFor set the steady load of the latency phase.
 	LatencyRate int
 	LatencyFor  time.Duration
