@@ -56,7 +56,11 @@ func main() {
 // member consumes the topic in the group and prints "p PARTITION SENTNANOS"
 // for every record, committing as the services do.
 func member(ctx context.Context, brokers []string) error {
-	r := kafka.NewReader(kafkax.ReaderConfig(brokers, group, topic))
+	cfg := kafkax.ReaderConfig(brokers, group, topic)
+	// The client id names the process, so that the prober can tell the
+	// group's live members from the killed ones.
+	cfg.Dialer = &kafka.Dialer{ClientID: "probe-" + strconv.Itoa(os.Getpid()), Timeout: 10 * time.Second, DualStack: true}
+	r := kafka.NewReader(cfg)
 	defer r.Close()
 	out := bufio.NewWriter(os.Stdout)
 	for {
@@ -65,11 +69,17 @@ func member(ctx context.Context, brokers []string) error {
 			fmt.Fprintf(out, "p %d %d\n", m.Partition, int64(binary.BigEndian.Uint64(m.Value)))
 		}
 		_ = out.Flush()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// A member lives on through errors, as the services' BatchConsumer
+		// does: only SIGKILL ends it.
 		if err != nil {
-			return err
+			fmt.Fprintln(os.Stderr, "member: fetch:", err)
+			continue
 		}
 		if err := r.CommitMessages(ctx, batch...); err != nil {
-			return err
+			fmt.Fprintln(os.Stderr, "member: commit:", err)
 		}
 	}
 }
@@ -130,6 +140,7 @@ func probe(ctx context.Context, args []string) error {
 	start := func() (*exec.Cmd, error) {
 		cmd := exec.Command(self, "member", strings.Join(brokers, ","))
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		cmd.Stderr = os.Stderr
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			return nil, err
@@ -192,22 +203,34 @@ func probe(ctx context.Context, args []string) error {
 	}()
 
 	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second}
-	describe := func() (string, int) {
+	// describe returns the group's state, its member count and whether
+	// its members are exactly the live processes.
+	describe := func() (string, int, bool) {
 		resp, err := cl.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
 		if err != nil || len(resp.Groups) == 0 {
-			return "error", -1
+			return "error", -1, false
 		}
 		g := resp.Groups[0]
-		return g.GroupState, len(g.Members)
+		live := map[string]bool{}
+		for _, p := range procs {
+			live["probe-"+strconv.Itoa(p.Process.Pid)] = true
+		}
+		for _, m := range g.Members {
+			if !live[m.ClientID] {
+				return g.GroupState, len(g.Members), false
+			}
+			delete(live, m.ClientID)
+		}
+		return g.GroupState, len(g.Members), len(live) == 0
 	}
 	// settled reports when the group is Stable with exactly the live
 	// members and every partition is being consumed within 1 s of sending.
 	settled := func(since time.Time, limit time.Duration) (time.Duration, int, bool) {
 		maxMembers := 0
 		for time.Since(since) < limit {
-			state, n := describe()
+			state, n, exact := describe()
 			maxMembers = max(maxMembers, n)
-			if state == "Stable" && n == *members && tr.fresh(time.Second) {
+			if state == "Stable" && exact && tr.fresh(time.Second) {
 				return time.Since(since), maxMembers, true
 			}
 			select {
@@ -222,7 +245,8 @@ func probe(ctx context.Context, args []string) error {
 	d, _, ok := settled(t0, 2*time.Minute)
 	fmt.Printf("%s: initial join of %d members: %s (ok=%v)\n", *mode, *members, d.Round(100*time.Millisecond), ok)
 	if !ok {
-		return errors.New("the group never settled")
+		state, n, exact := describe()
+		return fmt.Errorf("the group never settled: %s, %d members, exactly the live ones %v, fresh %v", state, n, exact, tr.fresh(time.Second))
 	}
 
 	// One kill, restarted at once: the shape of a single crash.
@@ -248,14 +272,14 @@ func probe(ctx context.Context, args []string) error {
 		}
 		end := time.Now().Add(*every)
 		for time.Now().Before(end) {
-			_, n := describe()
+			_, n, _ := describe()
 			maxDuring = max(maxDuring, n)
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	t2 := time.Now().Add(-*every) // from the last kill
 	d, mx, ok = settled(t2, 4*time.Minute)
-	state, n := describe()
+	state, n, _ := describe()
 	fmt.Printf("%s: burst of %d kills every %s: stable and consuming %s after the last kill, max members seen %d (during burst %d), now %s with %d (ok=%v)\n",
 		*mode, *kills, *every, d.Round(100*time.Millisecond), max(mx, maxDuring), maxDuring, state, n, ok)
 	return nil
