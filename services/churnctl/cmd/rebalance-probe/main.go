@@ -107,6 +107,8 @@ func probe(ctx context.Context, args []string) error {
 	members := fs.Int("members", 2, "group members (child processes)")
 	kills := fs.Int("kills", 6, "SIGKILLs in the burst; each killed member is restarted at once")
 	every := fs.Duration("every", 2*time.Second, "time between kills")
+	bursts := fs.Int("bursts", 3, "bursts, one after the other once the group has settled (or after --limit)")
+	limit := fs.Duration("limit", 2*time.Minute, "how long to wait for the group to settle after a burst")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -263,24 +265,26 @@ func probe(ctx context.Context, args []string) error {
 	d, mx, ok := settled(t1, 3*time.Minute)
 	fmt.Printf("%s: single kill -9 + restart: stable and consuming after %s, max members seen %d (ok=%v)\n", *mode, d.Round(100*time.Millisecond), mx, ok)
 
-	// A burst: kill a random member every `every`, restart it at once.
+	// Bursts: kill a random member every `every`, restart it at once.
 	rng := rand.New(rand.NewSource(1))
-	maxDuring := 0
-	for k := 0; k < *kills; k++ {
-		if err := kill(rng.Intn(*members)); err != nil {
-			return err
+	for b := 1; b <= *bursts; b++ {
+		maxDuring := 0
+		for k := 0; k < *kills; k++ {
+			if err := kill(rng.Intn(*members)); err != nil {
+				return err
+			}
+			end := time.Now().Add(*every)
+			for time.Now().Before(end) {
+				_, n, _ := describe()
+				maxDuring = max(maxDuring, n)
+				time.Sleep(100 * time.Millisecond)
+			}
 		}
-		end := time.Now().Add(*every)
-		for time.Now().Before(end) {
-			_, n, _ := describe()
-			maxDuring = max(maxDuring, n)
-			time.Sleep(100 * time.Millisecond)
-		}
+		t2 := time.Now().Add(-*every) // from the last kill
+		d, mx, ok = settled(t2, *limit)
+		state, n, exact := describe()
+		fmt.Printf("%s: burst %d of %d kills every %s: settled=%v after %s from the last kill; max members %d; at the end %s with %d members (exactly the live ones: %v, consuming: %v)\n",
+			*mode, b, *kills, *every, ok, d.Round(100*time.Millisecond), max(mx, maxDuring), state, n, exact, tr.fresh(time.Second))
 	}
-	t2 := time.Now().Add(-*every) // from the last kill
-	d, mx, ok = settled(t2, 4*time.Minute)
-	state, n, _ := describe()
-	fmt.Printf("%s: burst of %d kills every %s: stable and consuming %s after the last kill, max members seen %d (during burst %d), now %s with %d (ok=%v)\n",
-		*mode, *kills, *every, d.Round(100*time.Millisecond), max(mx, maxDuring), maxDuring, state, n, ok)
 	return nil
 }
