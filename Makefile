@@ -49,7 +49,7 @@ test-cluster: ## the Redis-backed tests again on a local three-master Redis Clus
 fuzz: ## short fuzz runs of every decoder of outside input (FUZZTIME=30000x executions each)
 	scripts/fuzz.sh $(FUZZTIME)
 
-bench: setup ## performance report (one JSON object) and the Go benchmarks
+bench: setup ## performance report (one JSON object) and the Go benchmarks (BENCH_KAFKA=real: on a three-node Apache Kafka)
 	scripts/bench.sh
 
 chaos: ## fault run (SPEC §8 no loss): kill -9 of service instances, a broker and Redis on real Kafka; one JSON report (CHAOS_FLAGS="--kafka embedded" without scripts/kafka.sh)

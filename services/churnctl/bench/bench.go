@@ -4,15 +4,20 @@
 // same broker in the same run, end-to-end alert latency at a steady rate,
 // Redis bytes per customer, and the pure engine's throughput.
 //
-// The broker (kfake) runs in its own process so that its single request
-// goroutine does not share a scheduler with the services; Redis is a real
-// redis-server. kfake's absolute throughput is not Kafka's: read ratios.
+// The broker is either kfake in its own process (so that its single request
+// goroutine does not share a scheduler with the services) or a three-node
+// Apache Kafka cluster on this machine; Redis is a real redis-server.
+// kfake's absolute throughput is not Kafka's: read ratios. On real Kafka a
+// second reference is taken in the same run: Kafka's own consumer perf tool
+// reading the same events topic.
 package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"sort"
@@ -43,11 +48,17 @@ import (
 
 // Options configure a run.
 type Options struct {
-	Brokers   []string // the broker in its own process
+	Brokers   []string // the broker in its own process, or the real cluster
 	RedisAddr string   // a real redis-server
-	Customers int
-	Months    int
-	Seed      int64
+	// Kafka names the broker for the report: "embedded" or "real 3.9.1, 3 brokers".
+	Kafka string
+	// KafkaTools, when set (real Kafka), is the Java classpath of Kafka's
+	// jars (.tools/kafka/V/*): org.apache.kafka.tools.ConsumerPerformance
+	// reads the events topic → kafka_perf_consume_eps.
+	KafkaTools string
+	Customers  int
+	Months     int
+	Seed       int64
 	// LatencyRate and LatencyFor set the steady load of the latency phase.
 	LatencyRate int
 	LatencyFor  time.Duration
@@ -67,11 +78,13 @@ type Result struct {
 	IngestEPS             float64 `json:"ingest_eps"`
 	PipelineEPS           float64 `json:"pipeline_eps"`
 	RawConsumeEPS         float64 `json:"raw_consume_eps"`
+	KafkaPerfConsumeEPS   float64 `json:"kafka_perf_consume_eps,omitempty"`
 	PipelineRatio         float64 `json:"pipeline_ratio"`
 	E2EP50MS              float64 `json:"e2e_p50_ms"`
 	E2EP99MS              float64 `json:"e2e_p99_ms"`
 	E2ESamples            int     `json:"e2e_samples"`
 	E2ERate               int     `json:"e2e_rate_eps"`
+	E2ESentEPS            float64 `json:"e2e_sent_eps"` // the rate achieved
 	RedisBytesPerCustomer float64 `json:"redis_bytes_per_customer"`
 	RedisDedupBytesPerEvt float64 `json:"redis_dedup_bytes_per_event"`
 	EngineEPS             float64 `json:"engine_eps"`
@@ -79,6 +92,7 @@ type Result struct {
 	Cores                 int     `json:"cores"`
 	GoVersion             string  `json:"go_version"`
 	Broker                string  `json:"broker"`
+	Kafka                 string  `json:"kafka"`
 }
 
 // Run performs the benchmark.
@@ -88,7 +102,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			fmt.Fprintf(o.Log, "bench: "+format+"\n", a...)
 		}
 	}
-	res := &Result{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), Broker: "kfake (separate process)"}
+	res := &Result{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), Broker: "kfake (separate process)", Kafka: o.Kafka}
+	if o.Kafka == "" {
+		res.Kafka = "embedded"
+	}
+	if res.Kafka != "embedded" {
+		res.Broker = "Apache Kafka (KRaft, loopback, replication 3, min.insync.replicas 2)"
+	}
 	bank, err := simulate.Generate(simulate.Config{Customers: o.Customers, Months: o.Months, Seed: o.Seed})
 	if err != nil {
 		return nil, err
@@ -174,9 +194,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// Phase 3: a bare kafka-go consumer group over the same backlog on the
 	// same broker: fetch, commit, nothing else. It finishes in a second or
 	// two, so it is run three times and the median kept.
+	// Both references read what the pipeline read: the events topic up to
+	// its end offsets (the count the pipeline's catch-up check waits for).
+	inTopic, err := topicRecords(ctx, st.Brokers, "churnwatch.events.v1")
+	if err != nil {
+		return nil, err
+	}
+	if inTopic != res.Events {
+		logf("the events topic holds %d records for %d simulated events", inTopic, res.Events)
+	}
 	var raws []float64
 	for range 3 {
-		eps, err := rawConsume(ctx, st.Kafka, res.Events)
+		eps, err := rawConsume(ctx, st.Kafka, inTopic)
 		if err != nil {
 			return nil, err
 		}
@@ -185,6 +214,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.RawConsumeEPS = pct(raws, 0.5)
 	res.PipelineRatio = res.PipelineEPS / res.RawConsumeEPS
 	logf("raw_consume_eps %.0f", res.RawConsumeEPS)
+	if o.KafkaTools != "" {
+		var perf []float64
+		for range 3 {
+			eps, err := kafkaPerfConsume(ctx, o.KafkaTools, st.Brokers, "churnwatch.events.v1", inTopic)
+			if err != nil {
+				return nil, err
+			}
+			perf = append(perf, eps)
+		}
+		res.KafkaPerfConsumeEPS = pct(perf, 0.5)
+		logf("kafka_perf_consume_eps %.0f (%v)", res.KafkaPerfConsumeEPS, perf)
+	}
 
 	res.RedisBytesPerCustomer, res.RedisDedupBytesPerEvt = redisFootprint(ctx, rdb, bank.Customers, res.Events, baseMem)
 	logf("redis bytes/customer %.0f", res.RedisBytesPerCustomer)
@@ -195,7 +236,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := waitQuiet(ctx, st.Kafka, "churnwatch.alerts.v1"); err != nil {
 		return nil, err
 	}
-	lat, err := latency(ctx, st, ing, o.LatencyRate, o.LatencyFor, lastEvent.Add(time.Hour))
+	lat, err := latency(ctx, st, ing, o.LatencyRate, o.LatencyFor, lastEvent.Add(time.Hour), &res.E2ESentEPS)
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +304,11 @@ func rawConsume(ctx context.Context, brokers kafkax.Cluster, n int) (float64, er
 	var start time.Time
 	got := 0
 	for got < n {
-		batch, err := kafkax.FetchBatch(ctx, r, 2000, 5*time.Millisecond)
+		// A stall fails the run with the count instead of waiting out the
+		// 10 minutes.
+		fctx, fcancel := context.WithTimeout(ctx, time.Minute)
+		batch, err := kafkax.FetchBatch(fctx, r, 2000, 5*time.Millisecond)
+		fcancel()
 		if err != nil {
 			return 0, fmt.Errorf("raw consume after %d of %d: %w", got, n, err)
 		}
@@ -276,6 +321,67 @@ func rawConsume(ctx context.Context, brokers kafkax.Cluster, n int) (float64, er
 		}
 	}
 	return float64(got) / time.Since(start).Seconds(), nil
+}
+
+// kafkaPerfConsume runs Kafka's consumer perf tool (kafka-consumer-perf-test)
+// with a fresh group over the first n records of topic and returns its
+// fetch.nMsg.sec: records per second from the first fetch on, group join
+// excluded — the same clock as rawConsume's.
+func kafkaPerfConsume(ctx context.Context, classpath string, brokers []string, topic string, n int) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	group := "bench-perf-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	cmd := exec.CommandContext(ctx, "java", "-Xmx512m", "-cp", classpath, "org.apache.kafka.tools.ConsumerPerformance",
+		"--bootstrap-server", strings.Join(brokers, ","), "--topic", topic, "--group", group,
+		"--messages", strconv.Itoa(n), "--timeout", "60000")
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("ConsumerPerformance: %w\n%s", err, out)
+	}
+	// A header line of comma-separated names, then one line of values.
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		names := strings.Split(lines[i], ",")
+		vals := strings.Split(lines[i+1], ",")
+		if len(names) != len(vals) {
+			continue
+		}
+		var got, eps float64 = -1, -1
+		for j, name := range names {
+			v, err := strconv.ParseFloat(strings.TrimSpace(vals[j]), 64)
+			switch strings.TrimSpace(name) {
+			case "data.consumed.in.nMsg":
+				if err == nil {
+					got = v
+				}
+			case "fetch.nMsg.sec":
+				if err == nil {
+					eps = v
+				}
+			}
+		}
+		if eps >= 0 {
+			if int(got) < n {
+				return 0, fmt.Errorf("ConsumerPerformance read %.0f of %d records", got, n)
+			}
+			return eps, nil
+		}
+	}
+	return 0, fmt.Errorf("ConsumerPerformance printed no fetch.nMsg.sec:\n%s", out)
+}
+
+// topicRecords sums the end offsets of topic's partitions: its record count,
+// nothing having been deleted during the run.
+func topicRecords(ctx context.Context, brokers []string, topic string) (int, error) {
+	parts, err := kafkax.GroupLag(ctx, kafkax.Plain(brokers), "bench-count", topic)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, p := range parts {
+		n += p.End
+	}
+	return int(n), nil
 }
 
 func engineEPS(bank *simulate.Bank) float64 {
@@ -392,7 +498,7 @@ func countAlerts(ctx context.Context, rdb redis.UniversalClient) int {
 // is an external outflow over the MASS threshold for a fresh customer, so it
 // creates an alert. Latency = the alert's arrival on an ops subscriber's
 // stream − the time PublishEvents returned for the batch carrying it.
-func latency(ctx context.Context, st *devstack.Stack, ing cwv1.IngestServiceClient, rate int, d time.Duration, at time.Time) ([]float64, error) {
+func latency(ctx context.Context, st *devstack.Stack, ing cwv1.IngestServiceClient, rate int, d time.Duration, at time.Time, sentEPS *float64) ([]float64, error) {
 	opsTok, _ := st.Token("bench-ops", auth.RoleOps, "", time.Hour)
 	ac, err := client.Dial(st.Alerts.GRPCAddr(), opsTok, client.TLS{})
 	if err != nil {
@@ -428,8 +534,12 @@ func latency(ctx context.Context, st *devstack.Stack, ing cwv1.IngestServiceClie
 	now := at.UTC().Format(time.RFC3339)
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
-	end := time.Now().Add(d)
-	seq := 0
+	began := time.Now()
+	end := began.Add(d)
+	seq, sent := 0, 0
+	var wg sync.WaitGroup
+	var pubErr error
+	inflight := make(chan struct{}, 32)
 	for time.Now().Before(end) {
 		<-ticker.C
 		batch := make([]*cwv1.IncomingEvent, 0, per)
@@ -445,15 +555,38 @@ func latency(ctx context.Context, st *devstack.Stack, ing cwv1.IngestServiceClie
 			}
 			batch = append(batch, ev)
 		}
-		if _, err := ing.PublishEvents(ctx, &cwv1.PublishEventsRequest{Events: batch}); err != nil {
-			return nil, err
+		// Each tick's call runs on its own goroutine so that the rate holds
+		// whatever one call takes: on real Kafka a PublishEvents waits for
+		// all in-sync replicas, longer than the 10 ms tick, and sequential
+		// calls sent about half the rate asked for.
+		select {
+		case inflight <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		t := time.Now()
-		mu.Lock()
-		for _, c := range alerting {
-			accepted[c] = t
-		}
-		mu.Unlock()
+		sent += len(batch)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-inflight }()
+			if _, err := ing.PublishEvents(ctx, &cwv1.PublishEventsRequest{Events: batch}); err != nil {
+				mu.Lock()
+				pubErr = errors.Join(pubErr, err)
+				mu.Unlock()
+				return
+			}
+			t := time.Now()
+			mu.Lock()
+			for _, c := range alerting {
+				accepted[c] = t
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	*sentEPS = float64(sent) / time.Since(began).Seconds()
+	if pubErr != nil {
+		return nil, pubErr
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {

@@ -41,11 +41,14 @@ Usage:
   churnwatch broker [--port P] [--partitions N]
       Only the embedded Kafka-protocol broker, with the churnwatch topics;
       prints "broker ADDR" and serves until stopped.
-  churnwatch bench [--customers N] [--months M] [--rate R] [--for D]
-                   [--cpuprofile F] [--allocprofile F]
+  churnwatch bench [--kafka embedded|real] [--customers N] [--months M]
+                   [--rate R] [--for D] [--cpuprofile F] [--allocprofile F]
       The performance report (make bench): starts the broker in its own
-      process and a real redis-server, streams a simulated bank through the
-      pipeline, and prints one JSON object. --cpuprofile profiles the
+      process (--kafka real: a three-node Apache Kafka cluster by
+      scripts/kafka.sh on free ports, topics with replication 3 and
+      min.insync.replicas 2, and Kafka's consumer perf tool as a second
+      reference) and a real redis-server, streams a simulated bank through
+      the pipeline, and prints one JSON object. --cpuprofile profiles the
       pipeline phase; --allocprofile writes F.before and F.after (go tool
       pprof -base F.before F.after shows the phase's allocations).
 
@@ -119,6 +122,7 @@ func run(ctx context.Context, args []string) error {
 		dur := fs.Duration("for", 20*time.Second, "length of the latency phase")
 		prof := fs.String("cpuprofile", "", "write a CPU profile of the services during the pipeline phase to this file")
 		allocs := fs.String("allocprofile", "", "write allocation profiles at the start and end of the pipeline phase to FILE.before and FILE.after")
+		kafkaMode := fs.String("kafka", "embedded", "embedded (kfake in its own process) or real (scripts/kafka.sh, three brokers)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -144,7 +148,7 @@ func run(ctx context.Context, args []string) error {
 				*w.to = f
 			}
 		}
-		return runBench(ctx, o)
+		return runBench(ctx, *kafkaMode, o)
 	case "chaos":
 		var o chaos.Options
 		fs.StringVar(&o.Kafka, "kafka", "real", "real (scripts/kafka.sh, three brokers) or embedded (kfake in its own process)")
