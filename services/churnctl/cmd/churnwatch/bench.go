@@ -95,7 +95,7 @@ func startRealKafka(ctx context.Context, o *bench.Options) (func(), error) {
 		}
 	}
 	topics := config.LoadCommon(config.FromOS(), "", "", "").Topics
-	if _, err := kafkax.EnsureTopics(ctx, c.Brokers, kafkax.TopicPolicy{Replication: 3, MinInsync: 2}, kafkax.Specs(topics, benchPartitions)...); err != nil {
+	if _, err := kafkax.EnsureTopics(ctx, kafkax.Plain(c.Brokers), kafkax.TopicPolicy{Replication: 3, MinInsync: 2}, kafkax.Specs(topics, benchPartitions)...); err != nil {
 		stop()
 		return nil, fmt.Errorf("create topics: %w", err)
 	}
