@@ -30,6 +30,8 @@ func init() {
 	Register(&Command{Name: "alerts resolve", Args: "ID --outcome retained|churned|unreachable|false_alarm --note TEXT",
 		Summary: "resolve an alert with its outcome", Run: alertsResolve})
 	Register(&Command{Name: "alerts snooze", Args: "ID --until RFC3339|DURATION [--note TEXT]", Summary: "quiet an alert until a time", Run: alertsSnooze})
+	Register(&Command{Name: "alerts reassign", Args: "ID --to MANAGER --note TEXT",
+		Summary: "move an open alert to another manager (branch heads, ops, admin)", Run: alertsReassign})
 	Register(&Command{Name: "alerts precision", Args: "[--json]", Summary: "outcomes of resolved alerts per rule", Run: alertsPrecision})
 	Register(&Command{Name: "watch", Args: "[--json] [--cursor-file F]", Summary: "live alert stream for the caller, resumable", Run: alertsWatch})
 }
@@ -268,6 +270,34 @@ func alertsAck(ctx context.Context, env *Env, args []string) error {
 		return RPCError("alerts", err)
 	}
 	_, err = fmt.Fprintf(env.Stdout, "%s %s (v%d)\n", id, alertShort(resp.Alert.State.String(), "ALERT_STATE_"), resp.Alert.Version)
+	return err
+}
+
+func alertsReassign(ctx context.Context, env *Env, args []string) error {
+	fs := NewFlags(env, "alerts reassign")
+	to := fs.String("to", "", "the manager (principal id, e.g. rm-002) who takes the alert")
+	note := fs.String("note", "", "why, for the alert's history")
+	pos, err := Parse(fs, args)
+	if err != nil {
+		return err
+	}
+	id, err := alertIDArg(pos, "alerts reassign")
+	if err != nil {
+		return err
+	}
+	if *to == "" {
+		return Usagef("--to MANAGER is required")
+	}
+	cl, closeConn, err := alertsClient(env)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	resp, err := cl.ReassignAlert(ctx, &cwv1.ReassignAlertRequest{AlertId: id, ManagerId: *to, Note: *note})
+	if err != nil {
+		return RPCError("alerts", err)
+	}
+	_, err = fmt.Fprintf(env.Stdout, "%s reassigned to %s (v%d)\n", id, resp.Alert.GetManagerId(), resp.Alert.GetVersion())
 	return err
 }
 

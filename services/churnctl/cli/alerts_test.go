@@ -217,6 +217,28 @@ func TestAlertsCommands(t *testing.T) {
 	if strings.Join(changes[:4], ",") != "ACKNOWLEDGED,SNOOZED,RESOLVED,CREATED" {
 		t.Fatalf("resumed watch: %v", changes)
 	}
+
+	// Reassigning the new open alert: refused for a manager, done by ops.
+	var open *cwv1.Alert
+	waitUntil(t, "the second alert is listed", func() bool {
+		var out bytes.Buffer
+		if code, _ := run(context.Background(), &out, "alerts", "list", "--state", "open", "--json"); code != 0 || strings.TrimSpace(out.String()) == "" {
+			return false
+		}
+		open = &cwv1.Alert{}
+		return protojson.Unmarshal([]byte(strings.TrimSpace(strings.Split(out.String(), "\n")[0])), open) == nil
+	})
+	if code, e := run(context.Background(), io.Discard, "alerts", "reassign", open.AlertId, "--to", "rm-2", "--note", "covering"); code == 0 || !strings.Contains(strings.ToLower(e), "permission") {
+		t.Fatalf("a manager reassigned: exit %d %s", code, e)
+	}
+	if code, _ := run(context.Background(), io.Discard, "alerts", "reassign", open.AlertId, "--note", "x"); code != ExitUsage {
+		t.Fatalf("reassign without --to: exit %d", code)
+	}
+	token = keys.Token(t, "ops-1", auth.RoleOps, "")
+	var rout bytes.Buffer
+	if code, e := run(context.Background(), &rout, "alerts", "reassign", open.AlertId, "--to", "rm-2", "--note", "covering"); code != 0 || !strings.Contains(rout.String(), "reassigned to rm-2") {
+		t.Fatalf("ops reassign: exit %d %s %s", code, rout.String(), e)
+	}
 }
 
 func TestParseSnoozeUntil(t *testing.T) {
