@@ -439,22 +439,27 @@ func (c *converter) events(open Opener, out *Output, bal map[string]*balanceSum)
 		return err
 	}
 	defer closer.Close()
-	cols := []string{e.OccurredAt.Column, e.Amount.Column}
+	type use struct {
+		line int
+		cols []string
+	}
+	uses := []use{{e.OccurredAt.Line, []string{e.OccurredAt.Column}}, {e.Amount.Line, []string{e.Amount.Column}}}
 	if e.Balance != nil {
-		cols = append(cols, e.Balance.Column)
+		uses = append(uses, use{e.Balance.Line, []string{e.Balance.Column}})
 	}
 	for _, tp := range []*Template{&e.ID, &e.Customer, &e.Account, &e.Currency, &e.Sentiment} {
-		cols = append(cols, tp.columns("")...)
+		uses = append(uses, use{tp.Line, tp.columns("")})
 	}
 	for _, r := range e.Types {
-		cols = append(cols, r.CounterpartyBank.columns("")...)
-		cols = append(cols, r.When.columns("")...)
+		uses = append(uses, use{r.Line, append(r.CounterpartyBank.columns(""), r.When.columns("")...)})
 	}
 	for _, l := range c.lookups {
-		cols = append(cols, l.spec.On)
+		uses = append(uses, use{l.spec.Line, []string{l.spec.On}})
 	}
-	if err := checkColumns(t, "events", e.Line, cols...); err != nil {
-		return err
+	for _, u := range uses {
+		if err := checkColumns(t, "events", u.line, u.cols...); err != nil {
+			return err
+		}
 	}
 	for {
 		r, err := t.next()
