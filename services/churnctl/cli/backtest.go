@@ -303,6 +303,10 @@ func printDetection(w io.Writer, d *backtest.Detection) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  precision %.3f (%d of %d alerted customers churned)\n", d.Precision, d.TruePositives, d.Alerted)
 	fmt.Fprintf(w, "  recall    %.3f (%d of %d churners alerted before churn date + %d days)\n", d.Recall, d.Detected, d.Churners, int(backtest.Grace.Hours()/24))
+	if d.DetectableChurners != d.Churners {
+		fmt.Fprintf(w, "  recall    %.3f of the %d detectable churners (%d silent churners leave with no warning sign), median lead %.1f days\n",
+			d.RecallDetectable, d.DetectableChurners, d.Churners-d.DetectableChurners, d.MedianLeadDaysDetectable)
+	}
 	fmt.Fprintf(w, "  median lead time %.1f days before the churn date\n", d.MedianLeadDays)
 	fmt.Fprintf(w, "  false alerts: %d, %.2f per 1,000 stable customers per month (%.1f months)\n", d.FalseAlerts, d.FalseAlertsPer1000StableMonth, d.Months)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
