@@ -89,7 +89,7 @@ func TestPKDD99Rows(t *testing.T) {
 	}
 	wantC := map[string]string{
 		"C2873": "POTENTIAL D16 client 2873", // (700 + 59453.70 + 80033.70 + 71437.80) / 4 = 52,906
-		"C950":  "BASIC D47 client 950",           // (4201 + 17668.70) / 2
+		"C950":  "BASIC D47 client 950",      // (4201 + 17668.70) / 2
 		"C583":  "HIGH_NET_WORTH D6 client 583",
 		"C2236": "BASIC D44 client 2236",
 		"C2181": "POTENTIAL D46 client 2181",
@@ -190,7 +190,7 @@ func TestGenericFormats(t *testing.T) {
 func TestValidationErrorsHaveLines(t *testing.T) {
 	for _, tc := range []struct {
 		name, edit, want string
-		line            int
+		line             int
 	}{
 		{"unknown key", `  id: "x-{ref}"` + "\n  colour: red", `unknown key "colour"`, 8},
 		{"bad type", `type: DEPOSIT}`, `type "DEPOSITS" is not a SPEC §2 type`, 15},
