@@ -5,6 +5,7 @@ import (
 	"time"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
 )
 
 // Grace is how long after a customer's churn date an alert still counts as
@@ -37,14 +38,24 @@ type Detection struct {
 	Stable    int `json:"stable"`
 	// Alerted counts labelled customers with an alert; TruePositives those
 	// of them labelled churners, FalseAlerts the alerts of stable ones.
-	Alerted        int     `json:"alerted"`
-	TruePositives  int     `json:"truePositives"`
-	FalseAlerts    int     `json:"falseAlerts"`
-	Detected       int     `json:"detected"` // churners alerted in time (recall's numerator)
-	Unlabelled     int     `json:"unlabelled"`
-	Precision      float64 `json:"precision"`
-	Recall         float64 `json:"recall"`
-	MedianLeadDays float64 `json:"medianLeadDays"`
+	Alerted       int     `json:"alerted"`
+	TruePositives int     `json:"truePositives"`
+	FalseAlerts   int     `json:"falseAlerts"`
+	Detected      int     `json:"detected"` // churners alerted in time (recall's numerator)
+	Unlabelled    int     `json:"unlabelled"`
+	Precision     float64 `json:"precision"`
+	Recall        float64 `json:"recall"`
+	// Detectable churners are those of an archetype that shows a warning
+	// sign (all but the simulator's "silent"); RecallDetectable is recall
+	// over them, Recall over every churner.
+	DetectableChurners int     `json:"detectableChurners"`
+	DetectedDetectable int     `json:"detectedDetectable"`
+	RecallDetectable   float64 `json:"recallDetectable"`
+	MedianLeadDays     float64 `json:"medianLeadDays"`
+	// MedianLeadDaysDetectable leaves out the silent churners, whose
+	// alerts (activity.drop once they have stopped) can only come after
+	// the churn date, within the grace.
+	MedianLeadDaysDetectable float64 `json:"medianLeadDaysDetectable"`
 	// Months is the observation window used for the false-alert rate.
 	Months                        float64              `json:"months"`
 	FalseAlertsPer1000StableMonth float64              `json:"falseAlertsPer1000StablePerMonth"`
@@ -86,6 +97,9 @@ func Score(alerts []*cwv1.Alert, labels []Label, start, end time.Time) *Detectio
 		d.Customers++
 		if l.Churned {
 			d.Churners++
+			if l.Archetype != simulate.ArchetypeSilent {
+				d.DetectableChurners++
+			}
 		} else {
 			d.Stable++
 		}
@@ -134,7 +148,7 @@ func Score(alerts []*cwv1.Alert, labels []Label, start, end time.Time) *Detectio
 
 	arch := map[string]*ArchetypeDetection{}
 	archLeads := map[string][]float64{}
-	var leads []float64
+	var leads, detectableLeads []float64
 	for i := range labels {
 		l := &labels[i]
 		ad := arch[l.Archetype]
@@ -157,12 +171,18 @@ func Score(alerts []*cwv1.Alert, labels []Label, start, end time.Time) *Detectio
 			lead := l.ChurnDate.Sub(f).Hours() / 24
 			d.Detected++
 			ad.Detected++
+			if l.Archetype != simulate.ArchetypeSilent {
+				d.DetectedDetectable++
+				detectableLeads = append(detectableLeads, lead)
+			}
 			leads = append(leads, lead)
 			archLeads[l.Archetype] = append(archLeads[l.Archetype], lead)
 		}
 	}
 	d.Precision = ratio(d.TruePositives, d.Alerted)
 	d.Recall = ratio(d.Detected, d.Churners)
+	d.RecallDetectable = ratio(d.DetectedDetectable, d.DetectableChurners)
+	d.MedianLeadDaysDetectable = median(detectableLeads)
 	d.MedianLeadDays = median(leads)
 	if end.After(start) {
 		d.Months = end.Sub(start).Hours() / 24 / daysPerMonth

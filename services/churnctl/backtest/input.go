@@ -107,7 +107,8 @@ func ReadLabels(r io.Reader) ([]Label, error) {
 }
 
 // ReadThresholds reads a threshold set: the SPEC defaults changed by lines
-// `RULE.FIELD[.TIER]=VALUE` (blank lines and # comments allowed), or the
+// `RULE.FIELD[.TIER][.CURRENCY]=VALUE` or `KEY: VALUE` (so a flat YAML map
+// works; blank lines and # comments allowed), or the
 // JSON object `churnctl thresholds show --json` prints
 // ({"version":N,"settings":{"KEY":"VALUE",…}}). The result is validated.
 func ReadThresholds(r io.Reader) (engine.Thresholds, error) {
@@ -146,7 +147,12 @@ func ReadThresholds(r io.Reader) (engine.Thresholds, error) {
 			}
 			k, v, ok := strings.Cut(line, "=")
 			if !ok {
-				return th, fmt.Errorf("%w: line %d: want RULE.FIELD[.TIER]=VALUE", ErrBadThresholds, n+1)
+				// a YAML map of the same keys: "RULE.FIELD[.TIER][.CUR]: VALUE"
+				k, v, ok = strings.Cut(line, ":")
+				v = strings.Trim(strings.TrimSpace(v), `"'`)
+			}
+			if !ok {
+				return th, fmt.Errorf("%w: line %d: want RULE.FIELD[.TIER][.CURRENCY]=VALUE (or KEY: VALUE)", ErrBadThresholds, n+1)
 			}
 			if err := th.Set(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
 				return th, fmt.Errorf("%w: line %d: %v", ErrBadThresholds, n+1, err)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -71,6 +72,8 @@ func backtestCmd(_ context.Context, env *Env, args []string) error {
 	labelsFile := fs.String("labels", "", "labels.ndjson of churnctl simulate: adds precision, recall and lead time")
 	compareFile := fs.String("compare", "", "a proposed threshold set to compare with the current one (same formats as --thresholds)")
 	until := fs.String("until", "", "advance the clock to the end of this day (YYYY-MM-DD) instead of the last event's")
+	mappingFile := fs.String("mapping", "", "read a bank's own export through this mapping (YAML) instead of --customers and --events")
+	dataDir := fs.String("data", "", "with --mapping: the export's directory (default: the mapping's)")
 	asJSON := fs.Bool("json", false, "every alert as one JSON object per line (as alerts list --json), then one summary object")
 	pos, err := Parse(fs, args)
 	if err != nil {
@@ -79,8 +82,11 @@ func backtestCmd(_ context.Context, env *Env, args []string) error {
 	if len(pos) > 0 {
 		return Usagef("backtest takes flags only, not %q", pos[0])
 	}
-	if *customersFile == "" || *eventsFile == "" {
-		return Usagef("--customers F and --events F are required")
+	switch {
+	case *mappingFile != "" && (*customersFile != "" || *eventsFile != ""):
+		return Usagef("--mapping replaces --customers and --events: give one or the other")
+	case *mappingFile == "" && (*customersFile == "" || *eventsFile == ""):
+		return Usagef("--customers F and --events F are required (or --mapping M.yaml [--data DIR])")
 	}
 	opts := backtest.Options{HomeBank: env.Getenv("CHURNWATCH_HOME_BANK")}
 	if *until != "" {
@@ -100,7 +106,12 @@ func backtestCmd(_ context.Context, env *Env, args []string) error {
 			return err
 		}
 	}
-	hist, err := readBacktestInput(env, *customersFile, *eventsFile)
+	var hist *backtest.History
+	if *mappingFile != "" {
+		hist, err = readMappedInput(*mappingFile, *dataDir)
+	} else {
+		hist, err = readBacktestInput(env, *customersFile, *eventsFile)
+	}
 	if err != nil {
 		return err
 	}
@@ -182,6 +193,31 @@ func readThresholdsFile(name string) (*engine.Thresholds, string, error) {
 		return nil, "", &ExitError{Code: ExitUsage, Err: fmt.Errorf("%s: %w", name, err)}
 	}
 	return &th, name, nil
+}
+
+// readMappedInput converts a bank's export with a mapping, exactly as
+// `churnctl ingest --mapping` does, into a history.
+func readMappedInput(mappingFile, dir string) (*backtest.History, error) {
+	out, err := convertWithMapping(mappingFile, dir)
+	if err != nil {
+		return nil, err
+	}
+	h := backtest.NewHistory(time.Now())
+	for _, r := range out.Customers {
+		rec := backtest.Record[*cwv1.IncomingCustomer]{Line: r.Line, Value: r.Value, Err: r.Err}
+		if r.Err != nil {
+			rec.Err = errors.New(mappedReason(r.File, r.Err))
+		}
+		h.AddCustomer(rec)
+	}
+	for _, r := range out.Events {
+		rec := backtest.Record[*cwv1.IncomingEvent]{Line: r.Line, Value: r.Value, Err: r.Err}
+		if r.Err != nil {
+			rec.Err = errors.New(mappedReason(r.File, r.Err))
+		}
+		h.AddEvent(rec)
+	}
+	return h, nil
 }
 
 // readBacktestInput validates the files record by record into a history
@@ -267,6 +303,10 @@ func printDetection(w io.Writer, d *backtest.Detection) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  precision %.3f (%d of %d alerted customers churned)\n", d.Precision, d.TruePositives, d.Alerted)
 	fmt.Fprintf(w, "  recall    %.3f (%d of %d churners alerted before churn date + %d days)\n", d.Recall, d.Detected, d.Churners, int(backtest.Grace.Hours()/24))
+	if d.DetectableChurners != d.Churners {
+		fmt.Fprintf(w, "  recall    %.3f of the %d detectable churners (%d silent churners leave with no warning sign), median lead %.1f days\n",
+			d.RecallDetectable, d.DetectableChurners, d.Churners-d.DetectableChurners, d.MedianLeadDaysDetectable)
+	}
 	fmt.Fprintf(w, "  median lead time %.1f days before the churn date\n", d.MedianLeadDays)
 	fmt.Fprintf(w, "  false alerts: %d, %.2f per 1,000 stable customers per month (%.1f months)\n", d.FalseAlerts, d.FalseAlertsPer1000StableMonth, d.Months)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)

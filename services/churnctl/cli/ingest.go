@@ -20,8 +20,8 @@ import (
 )
 
 func init() {
-	Register(&Command{Name: "ingest", Args: "FILE|- [--batch 5000] [--no-sort] [--sort-limit N] [--format auto|ndjson|csv|json] [--retry 1m]",
-		Summary: "publish account events from NDJSON or CSV; prints a summary, exit 3 if any was rejected or late", Run: ingest})
+	Register(&Command{Name: "ingest", Args: "FILE|- [--batch 5000] [--no-sort] [--sort-limit N] [--format auto|ndjson|csv|json] [--retry 1m] | --mapping MAPPING.yaml [DIR]",
+		Summary: "publish account events from NDJSON or CSV, or a bank's own export through a mapping (customers first); prints a summary, exit 3 if any was rejected or late", Run: ingest})
 	Register(&Command{Name: "customers import", Args: "FILE|- [--batch 5000] [--retry 1m]",
 		Summary: "publish customer profiles from NDJSON", Run: customersImport})
 	Register(&Command{Name: "close-day", Args: "YYYY-MM-DD",
@@ -30,7 +30,9 @@ func init() {
 
 // IngestSummary is what churnctl ingest prints.
 type IngestSummary struct {
-	Accepted   int `json:"accepted"`
+	Accepted int `json:"accepted"`
+	// Customers accepted (with --mapping, which derives them too).
+	Customers  int `json:"customers,omitempty"`
 	Duplicates int `json:"duplicates"`
 	Rejected   int `json:"rejected"`
 	// Late events were older than their partition's clock minus the
@@ -85,6 +87,7 @@ type ingestFlags struct {
 	sortLimit int
 	format    string
 	retry     time.Duration
+	mapping   string
 }
 
 func openInput(env *Env, name string) (io.ReadCloser, error) {
@@ -119,15 +122,26 @@ func ingest(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&fl.sortLimit, "sort-limit", 1_000_000, "sort only inputs of at most this many records (they are held in memory)")
 	fs.StringVar(&fl.format, "format", "auto", "auto (by extension or first line), ndjson, csv or json (an array)")
 	fs.DurationVar(&fl.retry, "retry", time.Minute, "keep retrying a batch this long while the ingester is unavailable or rate-limits (a batch lands before the next is sent)")
+	fs.StringVar(&fl.mapping, "mapping", "", "a declarative mapping (YAML) of a bank's own export; the argument is then the export's directory (default: the mapping's)")
 	pos, err := Parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return Usagef("ingest takes one FILE (or - for stdin)")
-	}
 	if fl.batch < 1 || fl.batch > 10000 {
 		return Usagef("--batch %d: between 1 and 10000", fl.batch)
+	}
+	if fl.mapping != "" {
+		if len(pos) > 1 {
+			return Usagef("ingest --mapping takes at most one DIR, the export's directory")
+		}
+		dir := ""
+		if len(pos) == 1 {
+			dir = pos[0]
+		}
+		return ingestMapped(ctx, env, fl, dir)
+	}
+	if len(pos) != 1 {
+		return Usagef("ingest takes one FILE (or - for stdin)")
 	}
 	in, err := openInput(env, pos[0])
 	if err != nil {
@@ -153,8 +167,65 @@ func ingest(ctx context.Context, env *Env, args []string) error {
 	}
 	defer conn.Close()
 	cl := cwv1.NewIngestServiceClient(conn)
-
 	sum := &IngestSummary{}
+	rd := format.Events(kind, br)
+	next := func() (line[*cwv1.IncomingEvent], bool, error) {
+		for {
+			rec, err := rd.Next()
+			if errors.Is(err, io.EOF) {
+				return line[*cwv1.IncomingEvent]{}, false, nil
+			}
+			if err != nil {
+				return line[*cwv1.IncomingEvent]{}, false, &ExitError{Code: ExitFailure, Err: fmt.Errorf("read %s: %w", pos[0], err)}
+			}
+			ln := recordLine(kind, rec)
+			if rec.Err != nil {
+				sum.reject(ln, rec.Value.GetEventId(), false, rec.Err.Error())
+				continue
+			}
+			return line[*cwv1.IncomingEvent]{line: ln, rec: rec.Value}, true, nil
+		}
+	}
+	return publishEvents(ctx, env, cl, fl, sum, next)
+}
+
+// ingestMapped converts a bank's export with a mapping and publishes its
+// customers, then its events.
+func ingestMapped(ctx context.Context, env *Env, fl ingestFlags, dir string) error {
+	out, err := convertWithMapping(fl.mapping, dir)
+	if err != nil {
+		return err
+	}
+	conn, err := env.Dial("ingester")
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	cl := cwv1.NewIngestServiceClient(conn)
+	sum := &IngestSummary{}
+	if err := upsertMappedCustomers(ctx, cl, fl, out.Customers, sum); err != nil {
+		return err
+	}
+	i := 0
+	next := func() (line[*cwv1.IncomingEvent], bool, error) {
+		for ; i < len(out.Events); i++ {
+			r := out.Events[i]
+			if r.Err != nil {
+				sum.reject(r.Line, r.Value.GetEventId(), false, mappedReason(r.File, r.Err))
+				continue
+			}
+			i++
+			return line[*cwv1.IncomingEvent]{line: r.Line, rec: r.Value}, true, nil
+		}
+		return line[*cwv1.IncomingEvent]{}, false, nil
+	}
+	return publishEvents(ctx, env, cl, fl, sum, next)
+}
+
+// publishEvents sends the events next yields in batches (sorted by
+// occurredAt unless --no-sort) and prints the summary.
+func publishEvents(ctx context.Context, env *Env, cl cwv1.IngestServiceClient, fl ingestFlags, sum *IngestSummary,
+	next func() (line[*cwv1.IncomingEvent], bool, error)) error {
 	prog := newProgress(env)
 	send := func(batch []line[*cwv1.IncomingEvent]) error {
 		evs := make([]*cwv1.IncomingEvent, len(batch))
@@ -188,7 +259,6 @@ func ingest(ctx context.Context, env *Env, args []string) error {
 		return nil
 	}
 
-	rd := format.Events(kind, br)
 	var held []line[*cwv1.IncomingEvent]
 	streaming := fl.noSort
 	flush := func(all bool) error {
@@ -202,19 +272,15 @@ func ingest(ctx context.Context, env *Env, args []string) error {
 		return nil
 	}
 	for {
-		rec, err := rd.Next()
-		if errors.Is(err, io.EOF) {
+		l, ok, err := next()
+		if err != nil {
+			prog.done()
+			return err
+		}
+		if !ok {
 			break
 		}
-		if err != nil {
-			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("read %s: %w", pos[0], err)}
-		}
-		ln := recordLine(kind, rec)
-		if rec.Err != nil {
-			sum.reject(ln, rec.Value.GetEventId(), false, rec.Err.Error())
-			continue
-		}
-		held = append(held, line[*cwv1.IncomingEvent]{line: ln, rec: rec.Value})
+		held = append(held, l)
 		if !streaming && len(held) > fl.sortLimit {
 			fmt.Fprintf(env.Stderr, "churnctl ingest: more than %d records: sending in file order (sort the file by occurredAt first, or raise --sort-limit)\n", fl.sortLimit)
 			streaming = true
@@ -230,7 +296,7 @@ func ingest(ctx context.Context, env *Env, args []string) error {
 		sortByOccurredAt(held)
 		prog.total = len(held)
 	}
-	err = flush(true)
+	err := flush(true)
 	prog.done()
 	if err != nil {
 		return err

@@ -8,7 +8,7 @@ import (
 )
 
 func init() {
-	Register(&Command{Name: "simulate", Args: "--customers N --months M --seed S --out DIR",
+	Register(&Command{Name: "simulate", Args: "--customers N --months M --seed S [--silent-share 0.15] --out DIR",
 		Summary: "write a deterministic synthetic bank: customers.ndjson, events.ndjson, labels.ndjson", Run: simulateCmd})
 }
 
@@ -19,6 +19,7 @@ func simulateCmd(_ context.Context, env *Env, args []string) error {
 	seed := fs.Int64("seed", 1, "seed: the same seed gives byte-identical files")
 	start := fs.String("start", "2025-01-01", "first day (YYYY-MM-DD)")
 	out := fs.String("out", "", "output directory (created)")
+	silent := fs.Float64("silent-share", simulate.DefaultParams().Churn.SilentShare, "share of churners who leave with no warning sign (labelled archetype silent)")
 	if _, err := Parse(fs, args); err != nil {
 		return err
 	}
@@ -32,7 +33,12 @@ func simulateCmd(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return Usagef("--start: %v", err)
 	}
-	bank, err := simulate.Generate(simulate.Config{Customers: *n, Months: *months, Seed: *seed, Start: day})
+	if *silent < 0 || *silent > 1 {
+		return Usagef("--silent-share %g: a share within 0 … 1", *silent)
+	}
+	params := simulate.DefaultParams()
+	params.Churn.SilentShare = *silent
+	bank, err := simulate.Generate(simulate.Config{Customers: *n, Months: *months, Seed: *seed, Start: day, Params: &params})
 	if err != nil {
 		return err
 	}

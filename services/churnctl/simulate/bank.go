@@ -48,6 +48,7 @@ func newBank(cfg Config) (*bank, error) {
 const (
 	streamBehaviour = 0x6a09e667f3bcc909
 	streamOrg       = 0xbb67ae8584caa73b
+	streamSilent    = 0x3c6ef372fe94f82b
 )
 
 // customerRand returns the random stream of customer i: a PCG seeded from

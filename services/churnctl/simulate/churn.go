@@ -17,6 +17,14 @@ func (s *bank) planChurn(c *customer, r *rand.Rand) int {
 	lo := min(max(1, int(float64(days)*cp.EarliestFraction)), days-1)
 	hi := max(lo, days-1-cp.MinDaysAfter)
 	churn := uniformInt(r, lo, hi)
+	if c.silent {
+		// no taper, no outflow, no complaint, no closure: the customer is
+		// simply not there after the churn date (its money stays)
+		c.arch = archSilent
+		c.churnDay, c.activeEnd, c.incomeEnd = churn, churn, churn
+		c.afterFrom, c.afterFactor = churn+1, 0
+		return churn
+	}
 
 	if c.arch == archChurnedWonBack {
 		wlo := cp.WonBackTaperMaxDays + 30

@@ -64,6 +64,7 @@ type customer struct {
 	name, manager, branch string
 	tier                  tier
 	arch                  archetype
+	silent                bool // set with arch until planChurn makes arch archSilent
 	rng                   *rand.Rand
 	tp                    *TierParams
 	accts                 []account
@@ -151,6 +152,11 @@ func (s *bank) planCustomer(i, width int) *customer {
 	c.tierOutflow = s.cents(tp.OutflowAmountCents)
 	if chance(r, p.Churn.Rate) {
 		c.arch = archetype(1 + pick(r, p.Churn.Mix[:]))
+		// drawn, and then overriding, after the archetype so that every
+		// other draw of the customer stays where it was
+		if chance(customerRand(s.cfg.Seed, i, streamSilent), p.Churn.SilentShare) {
+			c.silent = true
+		}
 	}
 	c.activeEnd, c.incomeEnd = len(s.cal.days), len(s.cal.days)
 	c.churnDay = -1

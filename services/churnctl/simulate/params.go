@@ -141,6 +141,10 @@ type ChurnParams struct {
 	// complaint_then_leave, account_closure, churned_won_back.
 	Rate float64
 	Mix  [6]float64
+	// SilentShare is the share of churners who leave with no warning sign
+	// (archetype silent), drawn on a stream of its own so that the other
+	// churners behave as without it.
+	SilentShare float64
 
 	EarliestFraction float64
 	MinDaysAfter     int
@@ -298,6 +302,7 @@ func DefaultParams() Params {
 		},
 		Churn: ChurnParams{
 			Rate:                 0.15,
+			SilentShare:          0.15,
 			Mix:                  [6]float64{0.25, 0.15, 0.2, 0.15, 0.15, 0.1},
 			EarliestFraction:     0.5,
 			MinDaysAfter:         61,

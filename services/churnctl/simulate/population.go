@@ -26,11 +26,14 @@ const (
 	archComplaintThenLeave
 	archAccountClosure
 	archChurnedWonBack
+	// archSilent leaves with no warning sign: full activity up to the
+	// churn date, then nothing. Not in Mix: a share of every churner draw.
+	archSilent
 )
 
 var archetypeNames = [...]string{
 	ArchetypeStable, ArchetypeGradualDecline, ArchetypeSuddenDrain, ArchetypeSalaryMoved,
-	ArchetypeComplaintThenLeave, ArchetypeAccountClosure, ArchetypeChurnedWonBack,
+	ArchetypeComplaintThenLeave, ArchetypeAccountClosure, ArchetypeChurnedWonBack, ArchetypeSilent,
 }
 
 // otherBanks are the counterparties of external transfers.

@@ -60,6 +60,10 @@ const (
 	ArchetypeComplaintThenLeave = "complaint_then_leave"
 	ArchetypeAccountClosure     = "account_closure"
 	ArchetypeChurnedWonBack     = "churned_won_back"
+	// ArchetypeSilent churners leave with no warning sign at all: no rule
+	// can see them coming, so recall is reported on the detectable
+	// churners and on all of them.
+	ArchetypeSilent = "silent"
 )
 
 // Event types (SPEC §2).
@@ -268,6 +272,9 @@ func (p *Params) validate() error {
 	}
 	positive("tier mix", p.TierMix[:])
 	positive("archetype mix", p.Churn.Mix[:])
+	if p.Churn.SilentShare < 0 || p.Churn.SilentShare > 1 {
+		problems = append(problems, "silent churner share must be within 0 … 1")
+	}
 	if p.CustomersPerManager < 1 || p.ManagersPerBranch < 1 {
 		problems = append(problems, "customers per manager and managers per branch must be ≥ 1")
 	}

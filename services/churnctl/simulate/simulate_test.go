@@ -609,6 +609,24 @@ func TestArchetypesShowTheirShape(t *testing.T) {
 				if active[len(active)-len(after)-1] != churn {
 					t.Errorf("last activity before dormancy on day %d, churn day %d", active[len(active)-len(after)-1], churn)
 				}
+			case ArchetypeSilent:
+				// full activity up to the churn date, nothing after, and
+				// no sign on the way: no taper, complaint, closure or
+				// outflow the others show
+				if len(after) > 0 {
+					t.Fatalf("activity after the churn date on days %v", after)
+				}
+				if len(active) == 0 || active[len(active)-1] < churn-10 {
+					t.Fatalf("last activity on day %v, churn day %d: no abrupt stop", active, churn)
+				}
+				for _, e := range events {
+					switch {
+					case e.Type == TypeAccountClosed || e.Type == TypeProductCancelled:
+						t.Fatalf("%s on day %d", e.Type, at(e))
+					case e.Type == TypeComplaint && at(e) > churn-30:
+						t.Fatalf("complaint on day %d, churn day %d", at(e), churn)
+					}
+				}
 			default:
 				t.Fatalf("unknown archetype %q", l.Archetype)
 			}
@@ -710,6 +728,7 @@ func TestParamsAreUsed(t *testing.T) {
 		}
 	}
 	p.Churn.Rate = 1
+	p.Churn.SilentShare = 0
 	p.Churn.Mix = [6]float64{0, 1, 0, 0, 0, 0}
 	_, labels, err = Roster(Config{Customers: 300, Months: 12, Seed: 1, Params: &p})
 	if err != nil {
@@ -718,6 +737,16 @@ func TestParamsAreUsed(t *testing.T) {
 	for _, l := range labels {
 		if l.Archetype != ArchetypeSuddenDrain {
 			t.Fatalf("%s is %s, want every customer a sudden_drain", l.CustomerID, l.Archetype)
+		}
+	}
+	p.Churn.SilentShare = 1
+	_, labels, err = Roster(Config{Customers: 300, Months: 12, Seed: 1, Params: &p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range labels {
+		if l.Archetype != ArchetypeSilent || !l.Churned || l.ChurnDate == "" {
+			t.Fatalf("%s is %s (churned %v %q), want every churner silent", l.CustomerID, l.Archetype, l.Churned, l.ChurnDate)
 		}
 	}
 }

@@ -67,6 +67,7 @@ type caseSignal struct {
 	Events    []string `yaml:"events"`
 	Tier      string   `yaml:"tier"`
 	Unknown   *bool    `yaml:"unknown"`
+	Detail    string   `yaml:"detail"` // a substring of the explanation
 }
 
 type caseFinal struct {
@@ -411,6 +412,9 @@ func (c *compiled) checkSignal(t *testing.T, i int, got Signal, want caseSignal)
 	}
 	if want.Unknown != nil && got.UnknownCustomer != *want.Unknown {
 		fail("unknown", got.UnknownCustomer, *want.Unknown)
+	}
+	if want.Detail != "" && !strings.Contains(got.Detail, want.Detail) {
+		fail("detail", got.Detail, "…"+want.Detail+"…")
 	}
 }
 

@@ -11,7 +11,8 @@ import (
 )
 
 // dropScanReference is dropScan before it jumped between bucket days and
-// used txnTotal: one pass for the windows at from+1, then every day.
+// used txnTotal: one pass for the windows at from+1, then every day; with
+// the Poisson test of activity.drop.p (whose own oracle is in poisson_test).
 func (s *State) dropScanReference(tt *TierThresholds, from, limit int32, fired, onlyFire bool) (dropEval, bool) {
 	last, ok := s.lastTxnDay()
 	if !ok {
@@ -55,7 +56,8 @@ func (s *State) dropScanReference(tt *TierThresholds, from, limit int32, fired, 
 		}
 		low := recent*nb*decimalOne <= ratio*base*30
 		switch {
-		case !fired && low && int64(d-first) >= tt.DropMinHistoryDays && base*30*decimalOne >= minBase*nb:
+		case !fired && low && int64(d-first) >= tt.DropMinHistoryDays && base*30*decimalOne >= minBase*nb &&
+			poissonLowerTail(recent, float64(base)*30/float64(nb)) <= float64(tt.DropP)/decimalOne:
 			return dropEval{day: d, fire: true, recent: recent, base: base, baseDays: nb}, true
 		case fired && !low:
 			if onlyFire {
@@ -284,6 +286,7 @@ func randomDropThresholds(rng *rand.Rand) TierThresholds {
 	tt.DropMinBaseline = Decimal([]int64{0, decimalOne / 2, 4 * decimalOne, 50 * decimalOne, 1000 * decimalOne,
 		-7, math.MaxInt64 / 100, int64(rng.IntN(20 * decimalOne))}[rng.IntN(8)])
 	tt.DropMinHistoryDays = []int64{31, 90, 180, 365, 0, -40, 1 << 50, int64(rng.IntN(400))}[rng.IntN(8)]
+	tt.DropP = Decimal([]int64{1, 100, 100, 1000, 5000, decimalOne, int64(rng.IntN(decimalOne))}[rng.IntN(7)])
 	return tt
 }
 

@@ -271,12 +271,20 @@ func (r *run) largeOutflow(ev Event, t int64, acc *account, out []Signal) []Sign
 		cur = r.s.currency
 	}
 	exp := exponent(cur)
-	tier := minorOf(r.tt.LargeAmount, exp)
+	largeAmount, minAmount, own := r.th.amounts(r.tier, cur)
+	tier := minorOf(largeAmount, exp)
 	sig := Signal{Unit: cur, EventIDs: ids(ev.ID)}
 	switch {
 	case ev.Amount >= tier:
 		sig.Observed, sig.Threshold = money.FormatScaled(ev.Amount, exp), money.FormatScaled(tier, exp)
 		sig.Detail = fmt.Sprintf("A transfer out to another bank reached the large-outflow amount of the %s tier.", r.tier)
+		switch def := r.th.defaultCurrency(); {
+		case cur == def:
+		case own:
+			sig.Detail = fmt.Sprintf("A transfer out to another bank reached the %s large-outflow amount of the %s tier.", cur, r.tier)
+		default:
+			sig.Detail = fmt.Sprintf("A transfer out to another bank reached the large-outflow amount of the %s tier (no %s amount is set: the %s amount's number applies).", r.tier, cur, def)
+		}
 	default:
 		var before int64
 		var known bool
@@ -286,7 +294,7 @@ func (r *run) largeOutflow(ev Event, t int64, acc *account, out []Signal) []Sign
 		case acc != nil:
 			before, known = acc.balanceBefore(t)
 		}
-		if !known || before <= 0 || ev.Amount < minorOf(r.tt.LargeMinAmount, exp) ||
+		if !known || before <= 0 || ev.Amount < minorOf(minAmount, exp) ||
 			!mulGE(ev.Amount, decimalOne, int64(r.tt.LargeShare), before) {
 			return out
 		}
@@ -440,6 +448,7 @@ func (s *State) dropScan(tt *TierThresholds, from, limit int32, fired, onlyFire 
 		quiet:   int64(last) + crossMid,
 		ratio:   int64(tt.DropRatio),
 		minBase: int64(tt.DropMinBaseline),
+		p:       tt.DropP,
 	}
 	sc.histFrom = sc.first + max(min(tt.DropMinHistoryDays, 1<<40), -1<<40)
 	// base ≥ min_baseline only gets harder as baseDays grows unless
@@ -534,8 +543,9 @@ type dropScanner struct {
 	quiet          int64 // first day with no transaction in the last 30 days
 	histFrom       int64 // first day with min_history_days of history
 	ratio, minBase int64
-	monotone       bool // see dropScan
-	skip           bool // skipTo may be used
+	p              Decimal // activity.drop.p
+	monotone       bool    // see dropScan
+	skip           bool    // skipTo may be used
 }
 
 // skipTo returns a day before which no transition can happen after day
@@ -634,11 +644,13 @@ func (sc *dropScanner) stretch(from, to, recent, base int64, fired *bool, onlyFi
 				break
 			}
 			nb := sc.baseDays(x)
-			if sc.low(recent, base, nb) && base*30*decimalOne >= sc.minBase*nb {
+			if sc.low(recent, base, nb) && base*30*decimalOne >= sc.minBase*nb && dropUnlikely(recent, base, nb, sc.p) {
 				return dropEval{day: int32(x), fire: true, recent: recent, base: base, baseDays: nb}, true
 			}
 			if sc.monotone {
-				break // both tests only get harder later in the stretch
+				// every test only gets harder later in the stretch: as
+				// baseDays grows, avg30 and so the Poisson rate fall
+				break
 			}
 			a = x + 1
 			continue
@@ -663,6 +675,14 @@ func (sc *dropScanner) stretch(from, to, recent, base int64, fired *bool, onlyFi
 		a = lo + 1
 	}
 	return dropEval{}, false
+}
+
+// formatProbability renders a small probability readably: 0.0031, 2.1e-07.
+func formatProbability(p float64) string {
+	if p >= 0.001 {
+		return strconv.FormatFloat(p, 'f', 4, 64)
+	}
+	return strconv.FormatFloat(p, 'e', 1, 64)
 }
 
 // searchDay returns the index of the first bucket not before day.
@@ -693,7 +713,7 @@ func (r *run) dropSignal(ev dropEval) Signal {
 	return r.fire(ruleDrop, at, "", Signal{
 		Observed: formatDecimal(ratio, 2), Threshold: r.tt.DropRatio.String(), Unit: "ratio",
 		EventIDs: ids(trigger),
-		Detail: fmt.Sprintf("%d customer-initiated transactions in the last 30 days against an average of %s per 30 days over the previous %d days.",
-			ev.recent, formatDecimal(avg/1000*1000, 0), ev.baseDays),
+		Detail: fmt.Sprintf("%d customer-initiated transactions in the last 30 days against an average of %s per 30 days over the previous %d days (as few has probability %s at the customer's own rate).",
+			ev.recent, formatDecimal(avg/1000*1000, 0), ev.baseDays, formatProbability(poissonLowerTail(ev.recent, float64(ev.base)*30/float64(ev.baseDays)))),
 	})
 }

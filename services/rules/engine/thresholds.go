@@ -50,6 +50,7 @@ type TierThresholds struct {
 	ChurnedDays   int64 // dormancy.churned.days
 
 	DropRatio          Decimal // activity.drop.ratio
+	DropP              Decimal // activity.drop.p: the Poisson lower tail at or under which the count is unlikely
 	DropMinBaseline    Decimal // activity.drop.min_baseline, transactions per 30 days
 	DropMinHistoryDays int64   // activity.drop.min_history_days
 
@@ -71,10 +72,36 @@ type TierThresholds struct {
 // Thresholds is one versioned threshold set, one TierThresholds per tier.
 // Version is managed by the caller (the rules service bumps it on every
 // accepted update); Set never changes it.
+//
+// Amounts (outflow.large.amount and .min_amount) in Tiers are in
+// DefaultCurrency. Other currencies may have their own amounts per tier
+// (keys "outflow.large.amount.MASS.CZK", or "outflow.large.amount.CZK" for
+// every tier); an event in a currency without its own amount is judged
+// against the default currency's number, as before per-currency amounts
+// existed, and its explanation says so. Fixed-size arrays keep Thresholds
+// a comparable value that copies without sharing.
 type Thresholds struct {
-	Version int64
-	Tiers   [numTiers]TierThresholds
+	Version         int64
+	Tiers           [numTiers]TierThresholds
+	DefaultCurrency string // currency.default; ISO 4217, default EUR
+	Currencies      [MaxCurrencies]CurrencyAmounts
 }
+
+// MaxCurrencies bounds the currencies with amounts of their own.
+const MaxCurrencies = 8
+
+// CurrencyAmounts are one currency's own amounts; unsetAmount = not set
+// for that tier.
+type CurrencyAmounts struct {
+	Currency       string // "" = a free slot
+	LargeAmount    [numTiers]Decimal
+	LargeMinAmount [numTiers]Decimal
+}
+
+const unsetAmount Decimal = -1
+
+// defaultCurrencyKey names the currency of the amounts without a currency.
+const defaultCurrencyKey = "currency.default"
 
 // DefaultThresholds returns the SPEC §4 defaults as version 1.
 func DefaultThresholds() Thresholds {
@@ -82,6 +109,7 @@ func DefaultThresholds() Thresholds {
 		DecliningDays:           90,
 		ChurnedDays:             180,
 		DropRatio:               5000,
+		DropP:                   100,
 		DropMinBaseline:         4 * decimalOne,
 		DropMinHistoryDays:      90,
 		LargeShare:              5000,
@@ -94,7 +122,7 @@ func DefaultThresholds() Thresholds {
 		ComplaintCount:          2,
 		ComplaintSentimentFloor: -6000,
 	}
-	th := Thresholds{Version: 1}
+	th := Thresholds{Version: 1, DefaultCurrency: "EUR"}
 	for i, amount := range [numTiers]int64{100000, 20000, 10000, 5000} {
 		th.Tiers[i] = base
 		th.Tiers[i].LargeAmount = Decimal(amount * decimalOne)
@@ -118,6 +146,9 @@ type thresholdField struct {
 	kind       fieldKind
 	min, max   int64
 	ptr        func(*TierThresholds) *int64
+	// cur points at the same field of a currency's own amounts; nil for
+	// fields that are not amounts.
+	cur func(*CurrencyAmounts) *[numTiers]Decimal
 }
 
 // limits that keep State bounded: windows the state must retain.
@@ -135,21 +166,24 @@ const (
 )
 
 var thresholdFields = []thresholdField{
-	{RuleDormancyDeclining, "days", kindDays, 1, maxDormancyDays, func(t *TierThresholds) *int64 { return &t.DecliningDays }},
-	{RuleDormancyChurned, "days", kindDays, 1, maxDormancyDays, func(t *TierThresholds) *int64 { return &t.ChurnedDays }},
-	{RuleActivityDrop, "ratio", kindRatio, 1, decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DropRatio) }},
-	{RuleActivityDrop, "min_baseline", kindPlain, 1, 1000 * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DropMinBaseline) }},
-	{RuleActivityDrop, "min_history_days", kindDays, dropWindowDays + 1, maxDormancyDays, func(t *TierThresholds) *int64 { return &t.DropMinHistoryDays }},
-	{RuleOutflowLarge, "amount", kindPlain, 1, maxAmountMajor * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeAmount) }},
-	{RuleOutflowLarge, "share", kindRatio, 1, decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeShare) }},
-	{RuleOutflowLarge, "min_amount", kindPlain, 0, maxAmountMajor * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeMinAmount) }},
-	{RuleOutflowDrain, "share", kindRatio, 1, 100 * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DrainShare) }},
-	{RuleOutflowDrain, "min_history_days", kindDays, 1, drainBaselineDays, func(t *TierThresholds) *int64 { return &t.DrainMinHistoryDays }},
-	{RuleSalaryStopped, "days", kindDays, 1, maxSalaryDays, func(t *TierThresholds) *int64 { return &t.SalaryDays }},
-	{RuleSalaryStopped, "min_credits", kindCount, 1, maxSalaryCredits, func(t *TierThresholds) *int64 { return &t.SalaryMinCredits }},
-	{RuleSalaryStopped, "lookback_days", kindDays, 1, maxSalaryDays, func(t *TierThresholds) *int64 { return &t.SalaryLookbackDays }},
-	{RuleComplaints, "count", kindCount, 1, maxComplaintCount, func(t *TierThresholds) *int64 { return &t.ComplaintCount }},
-	{RuleComplaints, "sentiment_floor", kindRatio, -decimalOne, decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.ComplaintSentimentFloor) }},
+	{RuleDormancyDeclining, "days", kindDays, 1, maxDormancyDays, func(t *TierThresholds) *int64 { return &t.DecliningDays }, nil},
+	{RuleDormancyChurned, "days", kindDays, 1, maxDormancyDays, func(t *TierThresholds) *int64 { return &t.ChurnedDays }, nil},
+	{RuleActivityDrop, "ratio", kindRatio, 1, decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DropRatio) }, nil},
+	{RuleActivityDrop, "p", kindRatio, 1, decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DropP) }, nil},
+	{RuleActivityDrop, "min_baseline", kindPlain, 1, 1000 * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DropMinBaseline) }, nil},
+	{RuleActivityDrop, "min_history_days", kindDays, dropWindowDays + 1, maxDormancyDays, func(t *TierThresholds) *int64 { return &t.DropMinHistoryDays }, nil},
+	{RuleOutflowLarge, "amount", kindPlain, 1, maxAmountMajor * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeAmount) },
+		func(c *CurrencyAmounts) *[numTiers]Decimal { return &c.LargeAmount }},
+	{RuleOutflowLarge, "share", kindRatio, 1, decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeShare) }, nil},
+	{RuleOutflowLarge, "min_amount", kindPlain, 0, maxAmountMajor * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeMinAmount) },
+		func(c *CurrencyAmounts) *[numTiers]Decimal { return &c.LargeMinAmount }},
+	{RuleOutflowDrain, "share", kindRatio, 1, 100 * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DrainShare) }, nil},
+	{RuleOutflowDrain, "min_history_days", kindDays, 1, drainBaselineDays, func(t *TierThresholds) *int64 { return &t.DrainMinHistoryDays }, nil},
+	{RuleSalaryStopped, "days", kindDays, 1, maxSalaryDays, func(t *TierThresholds) *int64 { return &t.SalaryDays }, nil},
+	{RuleSalaryStopped, "min_credits", kindCount, 1, maxSalaryCredits, func(t *TierThresholds) *int64 { return &t.SalaryMinCredits }, nil},
+	{RuleSalaryStopped, "lookback_days", kindDays, 1, maxSalaryDays, func(t *TierThresholds) *int64 { return &t.SalaryLookbackDays }, nil},
+	{RuleComplaints, "count", kindCount, 1, maxComplaintCount, func(t *TierThresholds) *int64 { return &t.ComplaintCount }, nil},
+	{RuleComplaints, "sentiment_floor", kindRatio, -decimalOne, decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.ComplaintSentimentFloor) }, nil},
 }
 
 func (f *thresholdField) key() string { return f.rule + "." + f.name }
@@ -184,25 +218,66 @@ func (f *thresholdField) parse(s string) (int64, error) {
 	return v, nil
 }
 
-// resolveKey splits "RULE.FIELD" or "RULE.FIELD.TIER" into the field and the
-// tier (-1 = every tier).
-func resolveKey(key string) (*thresholdField, Tier, error) {
+// resolveKey splits "RULE.FIELD", "RULE.FIELD.TIER", "RULE.FIELD.TIER.CUR"
+// or "RULE.FIELD.CUR" into the field, the tier (-1 = every tier) and the
+// currency ("" = the default currency's amounts in Tiers).
+func resolveKey(key string) (*thresholdField, Tier, string, error) {
 	key = strings.TrimSpace(key)
 	for i := range thresholdFields {
 		f := &thresholdFields[i]
 		k := f.key()
 		if key == k {
-			return f, -1, nil
+			return f, -1, "", nil
 		}
-		if rest, ok := strings.CutPrefix(key, k+"."); ok {
-			tier, err := ParseTier(rest)
-			if err != nil {
-				return nil, 0, fmt.Errorf("threshold key %q: %w", key, err)
+		rest, ok := strings.CutPrefix(key, k+".")
+		if !ok {
+			continue
+		}
+		tierName, cur, hasCur := strings.Cut(rest, ".")
+		tier, err := ParseTier(tierName)
+		if err != nil && !hasCur && f.cur != nil && looksLikeCurrency(rest) {
+			tier, cur, hasCur, err = -1, rest, true, nil
+		}
+		if err != nil {
+			return nil, 0, "", fmt.Errorf("threshold key %q: %w", key, err)
+		}
+		if hasCur {
+			if f.cur == nil {
+				return nil, 0, "", fmt.Errorf("%w %q: only amounts (outflow.large.amount, outflow.large.min_amount) are set per currency", ErrUnknownKey, key)
 			}
-			return f, tier, nil
+			if !money.KnownCurrency(cur) {
+				return nil, 0, "", fmt.Errorf("%w %q: %q is not an ISO 4217 currency code", ErrUnknownKey, key, cur)
+			}
+		}
+		return f, tier, cur, nil
+	}
+	return nil, 0, "", fmt.Errorf("%w %q", ErrUnknownKey, key)
+}
+
+func looksLikeCurrency(s string) bool {
+	return len(s) == 3 && strings.ToUpper(s) == s && money.KnownCurrency(s)
+}
+
+// slot returns the own amounts of currency cur, adding a slot when add.
+func (t *Thresholds) slot(cur string, add bool) (*CurrencyAmounts, error) {
+	for i := range t.Currencies {
+		if t.Currencies[i].Currency == cur {
+			return &t.Currencies[i], nil
 		}
 	}
-	return nil, 0, fmt.Errorf("%w %q", ErrUnknownKey, key)
+	if !add {
+		return nil, nil
+	}
+	for i := range t.Currencies {
+		if c := &t.Currencies[i]; c.Currency == "" {
+			c.Currency = cur
+			for tier := range c.LargeAmount {
+				c.LargeAmount[tier], c.LargeMinAmount[tier] = unsetAmount, unsetAmount
+			}
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: at most %d currencies may have amounts of their own", ErrOutOfRange, MaxCurrencies)
 }
 
 // Set sets one threshold from its text form. key is "RULE.FIELD" for every
@@ -210,13 +285,33 @@ func resolveKey(key string) (*thresholdField, Tier, error) {
 // value "5000", or "dormancy.declining.days" with "60". Range errors are
 // reported here; rules that tie fields together are checked by Validate.
 func (t *Thresholds) Set(key, value string) error {
-	f, tier, err := resolveKey(key)
+	if strings.TrimSpace(key) == defaultCurrencyKey {
+		cur := strings.TrimSpace(value)
+		if !money.KnownCurrency(cur) {
+			return fmt.Errorf("%w for %s: %q is not an ISO 4217 currency code", ErrBadValue, defaultCurrencyKey, value)
+		}
+		t.DefaultCurrency = cur
+		return nil
+	}
+	f, tier, cur, err := resolveKey(key)
 	if err != nil {
 		return err
 	}
 	v, err := f.parse(value)
 	if err != nil {
 		return err
+	}
+	if cur != "" && cur != t.defaultCurrency() {
+		c, err := t.slot(cur, true)
+		if err != nil {
+			return err
+		}
+		for i := range c.LargeAmount {
+			if tier < 0 || Tier(i) == tier {
+				f.cur(c)[i] = Decimal(v)
+			}
+		}
+		return nil
 	}
 	for i := range t.Tiers {
 		if tier < 0 || Tier(i) == tier {
@@ -226,19 +321,50 @@ func (t *Thresholds) Set(key, value string) error {
 	return nil
 }
 
+func (t *Thresholds) defaultCurrency() string {
+	if t.DefaultCurrency == "" {
+		return "EUR"
+	}
+	return t.DefaultCurrency
+}
+
 // Get returns the text form of one threshold. A key without a tier works
 // only while every tier holds the same value.
 func (t *Thresholds) Get(key string) (string, error) {
-	f, tier, err := resolveKey(key)
+	if strings.TrimSpace(key) == defaultCurrencyKey {
+		return t.defaultCurrency(), nil
+	}
+	f, tier, cur, err := resolveKey(key)
 	if err != nil {
 		return "", err
 	}
-	if tier >= 0 {
-		return f.format(*f.ptr(&t.Tiers[tier])), nil
+	val := func(i Tier) (int64, error) { return *f.ptr(&t.Tiers[i]), nil }
+	if cur != "" && cur != t.defaultCurrency() {
+		c, _ := t.slot(cur, false)
+		val = func(i Tier) (int64, error) {
+			if c == nil || f.cur(c)[i] == unsetAmount {
+				return 0, fmt.Errorf("%w: %s has no %s amount for %s (the %s amount applies)", ErrUnknownKey, f.key(), cur, i, t.defaultCurrency())
+			}
+			return int64(f.cur(c)[i]), nil
+		}
 	}
-	v := *f.ptr(&t.Tiers[0])
-	for i := 1; i < len(t.Tiers); i++ {
-		if w := *f.ptr(&t.Tiers[i]); w != v {
+	if tier >= 0 {
+		v, err := val(tier)
+		if err != nil {
+			return "", err
+		}
+		return f.format(v), nil
+	}
+	v, err := val(0)
+	if err != nil {
+		return "", err
+	}
+	for i := Tier(1); i < numTiers; i++ {
+		w, err := val(i)
+		if err != nil {
+			return "", err
+		}
+		if w != v {
 			return "", fmt.Errorf("%w: %s differs per tier, name one (e.g. %s.%s)", ErrUnknownKey, f.key(), f.key(), TierMass)
 		}
 	}
@@ -248,10 +374,20 @@ func (t *Thresholds) Get(key string) (string, error) {
 // Keys returns every settable "RULE.FIELD.TIER" key, sorted, so audits can
 // diff two threshold sets key by key.
 func (t Thresholds) Keys() []string {
-	keys := make([]string, 0, len(thresholdFields)*int(numTiers))
+	keys := make([]string, 0, len(thresholdFields)*int(numTiers)+1)
+	keys = append(keys, defaultCurrencyKey)
 	for i := range thresholdFields {
+		f := &thresholdFields[i]
 		for tier := TierHNW; tier < numTiers; tier++ {
-			keys = append(keys, thresholdFields[i].key()+"."+tier.String())
+			keys = append(keys, f.key()+"."+tier.String())
+			if f.cur == nil {
+				continue
+			}
+			for c := range t.Currencies {
+				if ca := &t.Currencies[c]; ca.Currency != "" && f.cur(ca)[tier] != unsetAmount {
+					keys = append(keys, f.key()+"."+tier.String()+"."+ca.Currency)
+				}
+			}
 		}
 	}
 	sort.Strings(keys)
@@ -261,6 +397,11 @@ func (t Thresholds) Keys() []string {
 // Validate checks every field's range and the rules between fields: a
 // customer must turn declining before churned.
 func (t *Thresholds) Validate() error {
+	for c := range t.Currencies {
+		if cur := t.Currencies[c].Currency; cur != "" && cur == t.defaultCurrency() {
+			return fmt.Errorf("%w: %s has amounts of its own but is %s: set its amounts without the currency suffix", ErrOutOfRange, cur, defaultCurrencyKey)
+		}
+	}
 	for tier := TierHNW; tier < numTiers; tier++ {
 		tt := &t.Tiers[tier]
 		for i := range thresholdFields {
@@ -269,12 +410,50 @@ func (t *Thresholds) Validate() error {
 				return fmt.Errorf("%w: %s.%s=%s, allowed %s … %s", ErrOutOfRange, f.key(), tier, f.format(v), f.format(f.min), f.format(f.max))
 			}
 		}
+		for c := range t.Currencies {
+			ca := &t.Currencies[c]
+			if ca.Currency == "" {
+				continue
+			}
+			for i := range thresholdFields {
+				f := &thresholdFields[i]
+				if f.cur == nil {
+					continue
+				}
+				if v := int64(f.cur(ca)[tier]); v != int64(unsetAmount) && (v < f.min || v > f.max) {
+					return fmt.Errorf("%w: %s.%s.%s=%s, allowed %s … %s", ErrOutOfRange, f.key(), tier, ca.Currency, f.format(v), f.format(f.min), f.format(f.max))
+				}
+			}
+		}
 		if tt.ChurnedDays <= tt.DecliningDays {
 			return fmt.Errorf("%w: %s.days.%s (%d) must exceed %s.days.%s (%d)", ErrOutOfRange,
 				RuleDormancyChurned, tier, tt.ChurnedDays, RuleDormancyDeclining, tier, tt.DecliningDays)
 		}
 	}
 	return nil
+}
+
+// amounts returns the large-outflow amount and share-test minimum for a
+// tier in a currency, and whether that currency has amounts of its own
+// (false: the default currency's numbers apply).
+func (t *Thresholds) amounts(tier Tier, cur string) (large, minAmount Decimal, own bool) {
+	tt := &t.Tiers[tier]
+	large, minAmount = tt.LargeAmount, tt.LargeMinAmount
+	if cur == "" || cur == t.defaultCurrency() {
+		return large, minAmount, true
+	}
+	for i := range t.Currencies {
+		if c := &t.Currencies[i]; c.Currency == cur {
+			if v := c.LargeAmount[tier]; v != unsetAmount {
+				large, own = v, true
+			}
+			if v := c.LargeMinAmount[tier]; v != unsetAmount {
+				minAmount, own = v, true
+			}
+			return large, minAmount, own
+		}
+	}
+	return large, minAmount, false
 }
 
 // forTier returns the thresholds that apply to a profile: unknown customers

@@ -144,7 +144,7 @@ func TestThresholdsValidate(t *testing.T) {
 func TestThresholdsKeys(t *testing.T) {
 	th := DefaultThresholds()
 	keys := th.Keys()
-	if len(keys) != len(thresholdFields)*int(numTiers) || !sort.StringsAreSorted(keys) {
+	if len(keys) != len(thresholdFields)*int(numTiers)+1 || !sort.StringsAreSorted(keys) {
 		t.Fatalf("%d keys, sorted %v", len(keys), sort.StringsAreSorted(keys))
 	}
 	seen := map[string]bool{}
@@ -190,4 +190,72 @@ func FuzzThresholdsSet(f *testing.F) {
 			t.Fatalf("Set(%q=%q) → Get %q does not set the same value: %v", key, value, got, err)
 		}
 	})
+}
+
+func TestThresholdsPerCurrency(t *testing.T) {
+	th := DefaultThresholds()
+	for _, kv := range [][2]string{
+		{"outflow.large.amount.CZK", "250000"},
+		{"outflow.large.amount.HNW.CZK", "2500000"},
+		{"outflow.large.min_amount.MASS.CZK", "25000"},
+		{"outflow.large.amount.MASS.EUR", "12000"}, // the default currency: the plain key
+	} {
+		if err := th.Set(kv[0], kv[1]); err != nil {
+			t.Fatalf("Set(%s=%s): %v", kv[0], kv[1], err)
+		}
+	}
+	if err := th.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for k, w := range map[string]string{
+		"outflow.large.amount.MASS.CZK":           "250000",
+		"outflow.large.amount.HIGH_NET_WORTH.CZK": "2500000",
+		"outflow.large.amount.MASS":               "12000",
+		"outflow.large.amount.MASS.EUR":           "12000",
+		"outflow.large.min_amount.MASS.CZK":       "25000",
+		"currency.default":                        "EUR",
+	} {
+		if got, err := th.Get(k); err != nil || got != w {
+			t.Errorf("Get(%s) = %q, %v; want %q", k, got, err, w)
+		}
+	}
+	if _, err := th.Get("outflow.large.min_amount.BASIC.CZK"); !errors.Is(err, ErrUnknownKey) || !strings.Contains(err.Error(), "the EUR amount applies") {
+		t.Errorf("unset CZK amount: %v", err)
+	}
+	if large, minAmount, own := th.amounts(TierBasic, "CZK"); large != 250000*decimalOne || minAmount != 1000*decimalOne || !own {
+		t.Errorf("BASIC CZK: %v %v %v", large, minAmount, own)
+	}
+	if _, _, own := th.amounts(TierBasic, "USD"); own {
+		t.Error("USD has no amounts of its own")
+	}
+	// every key, currency ones included, round-trips through Keys/Get/Set
+	keys := th.Keys()
+	other := DefaultThresholds()
+	for _, k := range keys {
+		v, err := th.Get(k)
+		if err != nil {
+			t.Fatalf("Get(%s): %v", k, err)
+		}
+		if err := other.Set(k, v); err != nil {
+			t.Fatalf("Set(%s=%s): %v", k, v, err)
+		}
+	}
+	if other != th {
+		t.Fatal("per-currency keys do not round-trip")
+	}
+	for _, bad := range []string{"outflow.large.amount.MASS.XXX", "outflow.large.share.CZK", "dormancy.declining.days.MASS.CZK", "outflow.large.amount.NOPE.CZK"} {
+		if err := th.Set(bad, "1"); err == nil {
+			t.Errorf("Set(%s) accepted", bad)
+		}
+	}
+	if err := th.Set("currency.default", "KRONER"); !errors.Is(err, ErrBadValue) {
+		t.Errorf("bad default currency: %v", err)
+	}
+	// a currency with own amounts cannot become the default
+	if err := th.Set("currency.default", "CZK"); err != nil {
+		t.Fatal(err)
+	}
+	if err := th.Validate(); err == nil || !strings.Contains(err.Error(), "without the currency suffix") {
+		t.Errorf("Validate: %v", err)
+	}
 }

@@ -132,11 +132,8 @@ func (s *Server) UpdateThresholds(ctx context.Context, req *cwv1.UpdateThreshold
 		if err := th.Validate(); err != nil {
 			return err
 		}
-		after := store.Settings(th)
-		for i := range after {
-			if after[i].New != before[i].New {
-				return nil
-			}
+		if len(store.Diff(before, store.Settings(th))) > 0 {
+			return nil
 		}
 		return errNoChange
 	})

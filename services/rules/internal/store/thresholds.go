@@ -76,6 +76,30 @@ func Settings(th *engine.Thresholds) []SettingChange {
 	return out
 }
 
+// Diff lists the keys whose value differs between two Settings lists, by
+// key: per-currency amounts make the key lists of two sets differ (a key
+// only in one side has "" on the other).
+func Diff(before, after []SettingChange) []SettingChange {
+	old := make(map[string]string, len(before))
+	for _, kv := range before {
+		old[kv.Key] = kv.New
+	}
+	var out []SettingChange
+	for _, kv := range after {
+		if o, ok := old[kv.Key]; !ok || o != kv.New {
+			out = append(out, SettingChange{Key: kv.Key, Old: o, New: kv.New})
+		}
+		delete(old, kv.Key)
+	}
+	for _, kv := range before {
+		if _, gone := old[kv.Key]; gone {
+			out = append(out, SettingChange{Key: kv.Key, Old: kv.New})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
 // Thresholds reads the current set; the SPEC defaults as version 1 when
 // none was ever stored. Every key is stored, so a later change of the
 // engine's defaults never silently alters a stored version.
@@ -147,11 +171,7 @@ func (s *Store) Update(ctx context.Context, expected int64, actor, reason string
 		next.Version = cur.Values.Version + 1
 		old, nw := Settings(&cur.Values), Settings(&next)
 		change = ThresholdChange{Version: next.Version, PreviousVersion: cur.Values.Version, Actor: actor, ChangedAt: now.UTC(), Reason: reason}
-		for i := range nw {
-			if old[i].New != nw[i].New {
-				change.Changes = append(change.Changes, SettingChange{Key: nw[i].Key, Old: old[i].New, New: nw[i].New})
-			}
-		}
+		change.Changes = Diff(old, nw)
 		set = ThresholdSet{Values: next, UpdatedAt: now.UTC(), UpdatedBy: actor, Reason: reason}
 		setJSON, err := encodeSet(set)
 		if err != nil {
