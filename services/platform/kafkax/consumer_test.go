@@ -422,14 +422,16 @@ func TestBatchConsumerCommitsOnlyAfterLanding(t *testing.T) {
 		}
 		return true
 	})
+	// Offsets go out in the background (every 200 ms): everything landed
+	// is committed while the instance runs. (Checked before the stop: a
+	// commit racing the group's shutdown on the embedded broker can be
+	// refused, and would only mean a redelivery.)
+	waitFor(t, "every landed batch committed", 30*time.Second, func() bool { return f.totalLag(t, "g") == 0 })
 	cancel2()
 	if err := <-done2; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	r2.Close()
-	if lag := f.totalLag(t, "g"); lag != 0 {
-		t.Errorf("lag %d after the second instance", lag)
-	}
 }
 
 func TestBatchConsumerCancelReturnsPromptlyAndCommitsTheBatchInHand(t *testing.T) {
