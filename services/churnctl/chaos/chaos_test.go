@@ -15,9 +15,6 @@ import (
 // stream open throughout; then the SPEC §8 "No loss" contract, counter by
 // counter.
 func TestShortChaosRun(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts six service processes, a broker and Redis")
-	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not on PATH (scripts/setup.sh installs it)")
 	}

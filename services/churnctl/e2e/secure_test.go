@@ -33,9 +33,6 @@ import (
 // traffic of every port is recorded meanwhile: no event id, customer id,
 // bearer token or password may appear in it.
 func TestSecureStackNothingInClear(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a real Kafka")
-	}
 	kafkaC := testkit.SecureRealKafka(t, 1)
 	rds := testkit.StartSecureRedis(t)
 	pki := testkit.NewPKI(t)

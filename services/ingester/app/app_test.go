@@ -443,10 +443,7 @@ func TestBrokerDownFailsUnavailableThenLandsExactlyOnce(t *testing.T) {
 }
 
 func TestRedisDownFailsUnavailable(t *testing.T) {
-	s := newStack(t)
-	if s.redis == nil {
-		t.Skip("stops the one redis-server; not run on a Cluster")
-	}
+	s := newSingleNodeStack(t) // it stops the server
 	a := start(t, s.config(t))
 	cl := s.ingestClient(t, a.GRPCAddr(), auth.RoleIngest)
 	s.redis.Stop()

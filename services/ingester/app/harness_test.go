@@ -34,7 +34,17 @@ type stack struct {
 
 func newStack(t testing.TB) *stack {
 	t.Helper()
-	rt := testkit.RedisUnderTest(t)
+	return stackOn(t, testkit.RedisUnderTest(t))
+}
+
+// newSingleNodeStack is newStack on one redis-server whatever the Redis
+// under test, for tests that stop or restart it.
+func newSingleNodeStack(t testing.TB) *stack {
+	t.Helper()
+	return stackOn(t, testkit.RedisTarget{Node: testkit.Redis(t)})
+}
+
+func stackOn(t testing.TB, rt testkit.RedisTarget) *stack {
 	return &stack{rt: rt, redis: rt.Node, brokers: testkit.Kafka(t).Brokers, keys: testkit.NewKeys(t)}
 }
 

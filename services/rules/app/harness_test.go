@@ -38,7 +38,11 @@ type stack struct {
 
 func newStack(t *testing.T, partitions int) *stack {
 	t.Helper()
-	rt := testkit.RedisUnderTest(t)
+	return stackOn(t, partitions, testkit.RedisUnderTest(t))
+}
+
+func stackOn(t *testing.T, partitions int, rt testkit.RedisTarget) *stack {
+	t.Helper()
 	s := &stack{t: t, rt: rt, redis: rt.Node, keys: testkit.NewKeys(t), topics: testkit.DefaultTopics()}
 	if partitions == testkit.Partitions {
 		s.kafka = testkit.Kafka(t)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/churnwatch/churnwatch/services/platform/testkit"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
 
@@ -44,10 +45,13 @@ type scenario struct {
 
 func (sc scenario) run(t *testing.T, b *bank) (*stack, run) {
 	t.Helper()
-	s := newStack(t, sc.partitions)
-	if sc.redisRestartAfter > 0 && s.redis == nil {
-		t.Skip("restarts the one redis-server; not run on a Cluster")
+	var rt testkit.RedisTarget
+	if sc.redisRestartAfter > 0 {
+		rt = testkit.RedisTarget{Node: testkit.Redis(t)} // it restarts the server
+	} else {
+		rt = testkit.RedisUnderTest(t)
 	}
+	s := stackOn(t, sc.partitions, rt)
 	cfg := s.config(sc.batch)
 	var opts []Option
 	var batches atomic.Int32
