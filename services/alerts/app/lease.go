@@ -129,8 +129,8 @@ func (l *lease) commit(ctx context.Context, posKey, id string) error {
 // leaseLoop runs work whenever this instance holds l, until ctx ends: it
 // stands by while another instance holds it, renews it while work runs,
 // cancels work when the lease is lost, and releases it on shutdown. The
-// receivers' deliverers use it; the Kafka publisher has its own copy with
-// test hooks (publish.go).
+// Kafka publisher and the receivers' deliverers run on it. Work returning
+// errKilled (a test hook) ends the loop without releasing, as kill -9 does.
 func leaseLoop(ctx context.Context, l *lease, log *slog.Logger, what string, work func(context.Context) error) {
 	for {
 		ok, err := l.acquire(ctx)
@@ -148,6 +148,13 @@ func leaseLoop(ctx context.Context, l *lease, log *slog.Logger, what string, wor
 			err := work(hctx)
 			cancel()
 			<-renewed
+			if errors.Is(err, errKilled) {
+				<-ctx.Done()
+				return
+			}
+			if err == nil && ctx.Err() == nil {
+				err = errLeaseLost
+			}
 			if ctx.Err() != nil {
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 				if err := l.release(rctx); err != nil {

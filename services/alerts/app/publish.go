@@ -59,88 +59,17 @@ type publisher struct {
 }
 
 // run stands by until it holds the lease, publishes while it does, and
-// releases it on shutdown.
+// releases it on shutdown (leaseLoop, as the receivers' deliverers do).
 func (p *publisher) run(ctx context.Context) error {
-	for {
-		ok, err := p.lease.acquire(ctx)
-		if err != nil && ctx.Err() == nil {
-			p.log.WarnContext(ctx, "publisher lease: acquire failed", "err", err)
+	leaseLoop(ctx, p.lease, p.log, "publisher", func(hctx context.Context) error {
+		if p.onTakeover != nil {
+			p.onTakeover(hctx)
 		}
-		if ok {
-			p.log.InfoContext(ctx, "publisher lease taken: this instance now publishes alert changes", "lease_ttl", p.lease.ttl.String())
-			if p.onTakeover != nil {
-				p.onTakeover(ctx)
-			}
-			p.leader.Store(true)
-			err := p.hold(ctx)
-			p.leader.Store(false)
-			if errors.Is(err, errKilled) {
-				<-ctx.Done()
-				return nil
-			}
-			if ctx.Err() != nil {
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-				if err := p.lease.release(rctx); err != nil {
-					p.log.WarnContext(rctx, "publisher lease: release failed; a peer takes over when it expires", "err", err)
-				}
-				cancel()
-				return nil
-			}
-			p.log.WarnContext(ctx, "publisher lease lost: standing by", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(p.lease.renew):
-		}
-	}
-}
-
-// hold publishes while the lease is renewed; it returns when the lease is
-// lost, the publisher is killed (tests) or ctx ends.
-func (p *publisher) hold(ctx context.Context) error {
-	hctx, cancel := context.WithCancel(ctx)
-	renewed := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		p.renewLoop(hctx, cancel)
-	}()
-	err := p.publish(hctx)
-	cancel()
-	<-renewed
-	if err == nil && ctx.Err() == nil {
-		err = errLeaseLost
-	}
-	return err
-}
-
-// renewLoop extends the lease every renew period and cancels the holder
-// when the lease is gone (another instance has it, or Redis has not
-// confirmed it for longer than it is valid).
-func (p *publisher) renewLoop(ctx context.Context, lost context.CancelFunc) {
-	t := time.NewTicker(p.lease.renew)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		rctx, cancel := context.WithTimeout(ctx, p.lease.renew)
-		ok, err := p.lease.extend(rctx)
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			p.log.WarnContext(ctx, "publisher lease: renew failed", "err", err)
-			if _, valid := p.lease.valid(); valid {
-				continue
-			}
-		}
-		if !ok {
-			p.lease.drop()
-			lost()
-			return
-		}
-	}
+		p.leader.Store(true)
+		defer p.leader.Store(false)
+		return p.publish(hctx)
+	})
+	return nil
 }
 
 // publish is the holder's loop, one batch at a time.
