@@ -38,6 +38,7 @@ import (
 	"github.com/churnwatch/churnwatch/services/platform/client"
 	"github.com/churnwatch/churnwatch/services/platform/config"
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
+	"github.com/churnwatch/churnwatch/services/platform/testkit"
 )
 
 // Options configure a run. Zero values take the defaults of `make chaos`.
@@ -181,23 +182,8 @@ func (o *Options) defaults() error {
 	return os.MkdirAll(o.Dir, 0o755)
 }
 
-// FindRoot walks up from the working directory to the go.work file.
-func FindRoot() (string, error) {
-	d, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
-			return d, nil
-		}
-		up := filepath.Dir(d)
-		if up == d {
-			return "", errors.New("not inside the churnwatch repository (no go.work above the working directory)")
-		}
-		d = up
-	}
-}
+// FindRoot is the repository root (the directory holding go.work).
+func FindRoot() (string, error) { return testkit.RepoRoot() }
 
 // Build builds the named commands (ingester, rules, alerts, churnctl,
 // churnwatch) from root into dir; with missingOnly, only those not there.

@@ -66,28 +66,38 @@ var ErrNoRedisServer = errors.New("redis-server not found on PATH (scripts/setup
 // keeping its files in dir (a temporary directory when empty). Persistence
 // is append-only so that a Restart keeps the data, like a production Redis.
 func StartRedis(dir string, port int) (*Redis, error) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		return nil, ErrNoRedisServer
-	}
-	if dir == "" {
-		d, err := os.MkdirTemp("", "churnwatch-redis-")
-		if err != nil {
-			return nil, err
-		}
-		dir = d
-	}
-	if port == 0 {
-		p, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		port = p
+	dir, port, err := redisPlace(dir, port)
+	if err != nil {
+		return nil, err
 	}
 	r := &Redis{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, port: port}
 	if err := r.start(); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// redisPlace checks that redis-server is there and picks a temporary
+// directory and a free port where none is given.
+func redisPlace(dir string, port int) (string, int, error) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return "", 0, ErrNoRedisServer
+	}
+	if dir == "" {
+		d, err := os.MkdirTemp("", "churnwatch-redis-")
+		if err != nil {
+			return "", 0, err
+		}
+		dir = d
+	}
+	if port == 0 {
+		p, err := FreePort()
+		if err != nil {
+			return "", 0, err
+		}
+		port = p
+	}
+	return dir, port, nil
 }
 
 // RedisSecurity makes a Redis that speaks TLS only and knows one ACL user
@@ -104,22 +114,9 @@ func StartSecureRedis(dir string, port int, sec RedisSecurity) (*Redis, error) {
 	if sec.CertFile == "" || sec.KeyFile == "" || sec.CAFile == "" || sec.User == "" || sec.Password == "" {
 		return nil, errors.New("secure redis: certificate, key, CA, user and password are all needed")
 	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		return nil, ErrNoRedisServer
-	}
-	if dir == "" {
-		d, err := os.MkdirTemp("", "churnwatch-redis-")
-		if err != nil {
-			return nil, err
-		}
-		dir = d
-	}
-	if port == 0 {
-		p, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		port = p
+	dir, port, err := redisPlace(dir, port)
+	if err != nil {
+		return nil, err
 	}
 	acl := fmt.Sprintf("user default off\nuser %s on >%s ~* &* +@all\n", sec.User, sec.Password)
 	if err := os.WriteFile(filepath.Join(dir, "users.acl"), []byte(acl), 0o600); err != nil {
