@@ -74,7 +74,25 @@ func TestTopicsCreateOnThreeBrokers(t *testing.T) {
 		req.Resources = append(req.Resources, kafka.DescribeConfigRequestResource{ResourceType: kafka.ResourceTypeTopic, ResourceName: n,
 			ConfigNames: []string{"cleanup.policy", "min.insync.replicas"}})
 	}
-	dc, err := cl.DescribeConfigs(ctx, &req)
+	// The broker asked may not know a just-created topic yet: it answers
+	// with no entries for it. Ask again until every topic has both.
+	var dc *kafka.DescribeConfigsResponse
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		dc, err = cl.DescribeConfigs(ctx, &req)
+		complete := err == nil && len(dc.Resources) == len(names)
+		if err == nil {
+			for _, r := range dc.Resources {
+				if len(r.ConfigEntries) < 2 {
+					complete = false
+				}
+			}
+		}
+		if complete || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
