@@ -89,10 +89,14 @@ func walkingSkeleton(t *testing.T, st *devstack.Stack) {
 	defer cancel()
 
 	ing := cwv1.NewIngestServiceClient(dial(t, st, st.Ingester.GRPCAddr(), "core", auth.RoleIngest, ""))
-	cresp, err := ing.UpsertCustomers(ctx, &cwv1.UpsertCustomersRequest{Customers: []*cwv1.IncomingCustomer{
-		{CustomerId: "C1001", Tier: "MASS", ManagerId: "rm-001", BranchId: "br-01", DisplayName: "Wang L."},
-		{CustomerId: "C1002", Tier: "MASS", ManagerId: "rm-001", BranchId: "br-01", DisplayName: "Li P."},
-	}})
+	var cresp *cwv1.UpsertCustomersResponse
+	err := retrying(ctx, func(ctx context.Context) (err error) {
+		cresp, err = ing.UpsertCustomers(ctx, &cwv1.UpsertCustomersRequest{Customers: []*cwv1.IncomingCustomer{
+			{CustomerId: "C1001", Tier: "MASS", ManagerId: "rm-001", BranchId: "br-01", DisplayName: "Wang L."},
+			{CustomerId: "C1002", Tier: "MASS", ManagerId: "rm-001", BranchId: "br-01", DisplayName: "Li P."},
+		}})
+		return err
+	})
 	if err != nil || cresp.Accepted != 2 {
 		t.Fatalf("upsert customers: %v %v", cresp, err)
 	}
@@ -120,10 +124,14 @@ func walkingSkeleton(t *testing.T, st *devstack.Stack) {
 	waitCaughtUp(t, st)
 
 	now := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
-	resp, err := ing.PublishEvents(ctx, &cwv1.PublishEventsRequest{Events: []*cwv1.IncomingEvent{
-		{EventId: "t-under", CustomerId: "C1002", AccountId: "A1002-01", OccurredAt: now, Type: "TRANSFER_OUT", Amount: "9999.99", Currency: "EUR", CounterpartyBank: "OTHERBANK", BalanceAfter: "50000.00", Channel: "MOBILE"},
-		{EventId: "t-over", CustomerId: "C1001", AccountId: "A1001-01", OccurredAt: now, Type: "TRANSFER_OUT", Amount: "12500.00", Currency: "EUR", CounterpartyBank: "OTHERBANK", BalanceAfter: "50000.00", Channel: "MOBILE"},
-	}})
+	var resp *cwv1.PublishEventsResponse
+	err = retrying(ctx, func(ctx context.Context) (err error) {
+		resp, err = ing.PublishEvents(ctx, &cwv1.PublishEventsRequest{Events: []*cwv1.IncomingEvent{
+			{EventId: "t-under", CustomerId: "C1002", AccountId: "A1002-01", OccurredAt: now, Type: "TRANSFER_OUT", Amount: "9999.99", Currency: "EUR", CounterpartyBank: "OTHERBANK", BalanceAfter: "50000.00", Channel: "MOBILE"},
+			{EventId: "t-over", CustomerId: "C1001", AccountId: "A1001-01", OccurredAt: now, Type: "TRANSFER_OUT", Amount: "12500.00", Currency: "EUR", CounterpartyBank: "OTHERBANK", BalanceAfter: "50000.00", Channel: "MOBILE"},
+		}})
+		return err
+	})
 	if err != nil || resp.Accepted != 2 {
 		t.Fatalf("publish: %v %v", resp, err)
 	}

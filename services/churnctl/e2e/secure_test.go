@@ -98,8 +98,12 @@ func TestSecureStackNothingInClear(t *testing.T) {
 	}
 	defer ingConn.Close()
 	ing := cwv1.NewIngestServiceClient(ingConn)
-	cr, err := ing.UpsertCustomers(ctx, &cwv1.UpsertCustomersRequest{Customers: []*cwv1.IncomingCustomer{
-		{CustomerId: customer, Tier: "MASS", ManagerId: "rm-" + tag, BranchId: "br-01", DisplayName: "Secure T."}}})
+	var cr *cwv1.UpsertCustomersResponse
+	err = retrying(ctx, func(ctx context.Context) (err error) {
+		cr, err = ing.UpsertCustomers(ctx, &cwv1.UpsertCustomersRequest{Customers: []*cwv1.IncomingCustomer{
+			{CustomerId: customer, Tier: "MASS", ManagerId: "rm-" + tag, BranchId: "br-01", DisplayName: "Secure T."}}})
+		return err
+	})
 	if err != nil || cr.Accepted != 1 {
 		t.Fatalf("upsert over gRPC-TLS: %v %v", cr, err)
 	}
@@ -132,21 +136,34 @@ func TestSecureStackNothingInClear(t *testing.T) {
 	now := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
 	body := fmt.Sprintf(`{"eventId":%q,"customerId":%q,"accountId":"A-%s","occurredAt":%q,"type":"TRANSFER_OUT","amount":"12500.00","currency":"EUR","counterpartyBank":"OTHERBANK","balanceAfter":"300.00","channel":"MOBILE"}`+"\n",
 		httpEvent, customer, tag, now)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+st.Ingester.HTTPAddr()+"/v1/events", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/x-ndjson")
-	req.Header.Set("Authorization", "Bearer "+ingestTok)
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.ClientTLS(t, true)}}
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatalf("POST /v1/events over HTTPS: %v", err)
+	var resp *http.Response
+	var rb []byte
+	// 503 (write outcome unknown) is retried, as churnctl does.
+	for try := 0; ; try++ {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+st.Ingester.HTTPAddr()+"/v1/events", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		req.Header.Set("Authorization", "Bearer "+ingestTok)
+		resp, err = hc.Do(req)
+		if err != nil {
+			t.Fatalf("POST /v1/events over HTTPS: %v", err)
+		}
+		rb, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || try == 10 {
+			break
+		}
+		time.Sleep(time.Second)
 	}
-	rb, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(rb), `"accepted":1`) {
 		t.Fatalf("POST /v1/events over HTTPS: %d %s", resp.StatusCode, rb)
 	}
-	pr, err := ing.PublishEvents(ctx, &cwv1.PublishEventsRequest{Events: []*cwv1.IncomingEvent{
-		{EventId: grpcEvent, CustomerId: customer, AccountId: "A-" + tag, OccurredAt: now, Type: "TRANSFER_OUT", Amount: "10.00", Currency: "EUR", CounterpartyBank: "OTHERBANK", BalanceAfter: "290.00", Channel: "MOBILE"}}})
+	var pr *cwv1.PublishEventsResponse
+	err = retrying(ctx, func(ctx context.Context) (err error) {
+		pr, err = ing.PublishEvents(ctx, &cwv1.PublishEventsRequest{Events: []*cwv1.IncomingEvent{
+			{EventId: grpcEvent, CustomerId: customer, AccountId: "A-" + tag, OccurredAt: now, Type: "TRANSFER_OUT", Amount: "10.00", Currency: "EUR", CounterpartyBank: "OTHERBANK", BalanceAfter: "290.00", Channel: "MOBILE"}}})
+		return err
+	})
 	if err != nil || pr.Accepted != 1 {
 		t.Fatalf("publish over gRPC-TLS: %v %v", pr, err)
 	}
