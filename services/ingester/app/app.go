@@ -35,6 +35,7 @@ func WithLogOutput(w io.Writer) Option { return func(o *options) { o.logOutput =
 // App is one ingester instance.
 type App struct {
 	cfg       Config
+	mappings  *mappings
 	base      *service.Base
 	intake    *intake.Intake
 	limiter   *limiter
@@ -54,11 +55,15 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	ms, err := loadMappings(cfg.MappingsDir, cfg.MappingData)
+	if err != nil {
+		return nil, err
+	}
 	base, err := service.New(ctx, cfg.Common, service.Options{LogOutput: o.logOutput, Policy: auth.Access})
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, base: base, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst)}
+	a := &App{cfg: cfg, base: base, limiter: newLimiter(cfg.RateLimit, cfg.RateBurst), mappings: ms}
 	base.Log.Info("ingester configured", config.Attrs(cfg.specificFields())...)
 
 	// One transport per instance (not kafka-go's global one), so that

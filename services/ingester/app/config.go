@@ -42,6 +42,11 @@ type Config struct {
 	// EarliestEvent: events that occurred before it are rejected
 	// (CHURNWATCH_EARLIEST_EVENT, SPEC §2: 1970-01-01).
 	EarliestEvent time.Time
+	// MappingsDir holds the mappings the HTTP intake accepts by name
+	// (CHURNWATCH_INGEST_MAPPINGS); MappingData the lookup tables they join
+	// (CHURNWATCH_INGEST_MAPPING_DATA, default MappingsDir).
+	MappingsDir string
+	MappingData string
 }
 
 // Settings documents every service-specific variable with its default, for
@@ -58,6 +63,8 @@ var Settings = []struct{ Name, Default, Help string }{
 	{"CHURNWATCH_RATE_BURST", "20000", "events a principal may send at once (at least 10000, the largest batch)"},
 	{"CHURNWATCH_HTTP_MAX_BODY", "33554432", "largest POST /v1/events or /v1/customers body in bytes (32 MiB)"},
 	{"CHURNWATCH_EARLIEST_EVENT", "1970-01-01", "events with an occurredAt before this date (or RFC 3339 time) are rejected too_early"},
+	{"CHURNWATCH_INGEST_MAPPINGS", "", "directory of mapping YAML files (as churnctl ingest --mapping): POST /v1/events?mapping=NAME takes a bank export in its own format"},
+	{"CHURNWATCH_INGEST_MAPPING_DATA", "(the mappings directory)", "directory of the lookup tables the mappings join (account owners, branches), read on each request"},
 }
 
 // LoadConfig reads the configuration from the environment.
@@ -74,10 +81,13 @@ func LoadConfig(e *config.Env) (Config, error) {
 		HTTPMaxBody:        int64(e.Int("CHURNWATCH_HTTP_MAX_BODY", 32<<20)),
 		AllowedLateness:    e.Duration("CHURNWATCH_ALLOWED_LATENESS", 7*24*time.Hour),
 		RequestLeaseTTL:    e.Duration("CHURNWATCH_DEDUP_LEASE_TTL", 3*time.Second),
+		MappingsDir:        e.String("CHURNWATCH_INGEST_MAPPINGS", ""),
+		MappingData:        e.String("CHURNWATCH_INGEST_MAPPING_DATA", ""),
 	}
 	earliest, err := parseEarliest(e.String("CHURNWATCH_EARLIEST_EVENT", "1970-01-01"))
 	c.EarliestEvent = earliest
-	return c, errors.Join(e.Err(), err, c.Validate())
+	_, merr := loadMappings(c.MappingsDir, c.MappingData) // refused at start, not on the first request
+	return c, errors.Join(e.Err(), err, merr, c.Validate())
 }
 
 // parseEarliest reads CHURNWATCH_EARLIEST_EVENT: a date (UTC midnight) or
@@ -160,5 +170,8 @@ func (c Config) specificFields() map[string]any {
 	f["allowed_lateness"] = c.AllowedLateness.String()
 	f["dedup_lease_ttl"] = c.RequestLeaseTTL.String()
 	f["earliest_event"] = c.EarliestEvent.Format(time.RFC3339)
+	if c.MappingsDir != "" {
+		f["mappings_dir"] = c.MappingsDir
+	}
 	return f
 }

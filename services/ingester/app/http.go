@@ -102,6 +102,8 @@ func (a *App) body(w http.ResponseWriter, r *http.Request) (format.Kind, []byte,
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var kind format.Kind
 	switch {
+	case r.URL.Query().Has("mapping"):
+		// the mapping says how the body is written (delimited or NDJSON)
 	case err != nil:
 		return 0, nil, &httpError{status: http.StatusUnsupportedMediaType, msg: "Content-Type must be application/x-ndjson or application/json"}
 	case mt == "application/x-ndjson" || mt == "application/ndjson" || mt == "application/jsonl":
@@ -213,7 +215,12 @@ func (a *App) serveEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	recs, err := readAll(format.Events(kind, bytes.NewReader(data)))
+	var recs []decoded[*cwv1.IncomingEvent]
+	if r.URL.Query().Has("mapping") {
+		recs, err = a.mappedEvents(r.URL.Query().Get("mapping"), data)
+	} else {
+		recs, err = readAll(format.Events(kind, bytes.NewReader(data)))
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -321,7 +328,12 @@ func (a *App) serveCustomers(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	recs, err := readAll(format.Customers(kind, bytes.NewReader(data)))
+	var recs []decoded[*cwv1.IncomingCustomer]
+	if r.URL.Query().Has("mapping") {
+		recs, err = a.mappedCustomers(r.URL.Query().Get("mapping"), data)
+	} else {
+		recs, err = readAll(format.Customers(kind, bytes.NewReader(data)))
+	}
 	if err != nil {
 		writeError(w, err)
 		return

@@ -343,16 +343,52 @@ func (c *Condition) columns(lk string) []string {
 // names but the file lacks, a read error) is an error; rows the mapping
 // rejects are Records with Err.
 func (m *Mapping) Convert(open Opener) (*Output, error) {
+	return m.convert(open, true, m.Customer != nil)
+}
+
+// ConvertEvents converts the events file alone (with its lookups), as the
+// ingester's HTTP intake does for a body in the bank's own format.
+func (m *Mapping) ConvertEvents(open Opener) (*Output, error) {
+	return m.convert(open, true, false)
+}
+
+// ErrNeedsEvents is returned by ConvertCustomers for a mapping whose
+// customers depend on the events (a tier by average balance, or
+// only_with_events): such customers can only be derived beside the events.
+var ErrNeedsEvents = errors.New("the mapping derives customers from the events")
+
+// CustomersNeedEvents says whether the customer file can only be converted
+// together with the events (see ErrNeedsEvents).
+func (m *Mapping) CustomersNeedEvents() bool {
+	cs := m.Customer
+	return cs != nil && (cs.OnlyWithEvents || len(cs.Tier.AverageBalance) > 0)
+}
+
+// ConvertCustomers converts the customer file alone (with its lookups).
+func (m *Mapping) ConvertCustomers(open Opener) (*Output, error) {
+	switch {
+	case m.Customer == nil:
+		return nil, fmt.Errorf("mapping %q has no customers section", m.Name)
+	case m.CustomersNeedEvents():
+		return nil, fmt.Errorf("mapping %q (line %d): %w (tier by average_balance or only_with_events); convert both with churnctl ingest --mapping", m.Name, m.Customer.Line, ErrNeedsEvents)
+	}
+	return m.convert(open, false, true)
+}
+
+func (m *Mapping) convert(open Opener, events, customers bool) (*Output, error) {
 	c := &converter{m: m, lookups: map[string]*lookup{}}
 	// templates and conditions referring to each lookup, to check its columns
 	uses := map[string][]string{}
-	all := []*Template{&m.Events.ID, &m.Events.Customer, &m.Events.Account, &m.Events.Currency, &m.Events.Sentiment}
+	var all []*Template
 	conds := []*Condition{}
-	for _, r := range m.Events.Types {
-		all = append(all, &r.CounterpartyBank)
-		conds = append(conds, &r.When)
+	if events {
+		all = append(all, &m.Events.ID, &m.Events.Customer, &m.Events.Account, &m.Events.Currency, &m.Events.Sentiment)
+		for _, r := range m.Events.Types {
+			all = append(all, &r.CounterpartyBank)
+			conds = append(conds, &r.When)
+		}
 	}
-	if cs := m.Customer; cs != nil {
+	if cs := m.Customer; cs != nil && customers {
 		all = append(all, &cs.ID, &cs.Branch, &cs.Manager, &cs.DisplayName)
 		conds = append(conds, &cs.Where)
 	}
@@ -379,10 +415,12 @@ func (m *Mapping) Convert(open Opener) (*Output, error) {
 	}
 	out := &Output{Types: map[string]int{}}
 	bal := map[string]*balanceSum{}
-	if err := c.events(open, out, bal); err != nil {
-		return nil, err
+	if events {
+		if err := c.events(open, out, bal); err != nil {
+			return nil, err
+		}
 	}
-	if m.Customer != nil {
+	if customers {
 		if err := c.customers(open, out, bal); err != nil {
 			return nil, err
 		}
