@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/alerts/alerting"
 )
 
 // Sink delivers one alert change to one place (alertmanager's Notifier).
@@ -158,18 +159,8 @@ func (c compiled) matches(u *cwv1.AlertUpdate) bool {
 	if len(c.rules) > 0 && !slices.ContainsFunc(a.GetReasons(), func(e *cwv1.Explanation) bool { return slices.Contains(c.rules, e.GetRuleId()) }) {
 		return false
 	}
-	if len(c.roles) > 0 && !slices.ContainsFunc(c.roles, func(r string) bool { return inAudience(r, a) }) {
+	if len(c.roles) > 0 && !slices.ContainsFunc(c.roles, func(r string) bool { return alerting.InRoleAudience(r, a) }) {
 		return false
 	}
 	return true
-}
-
-func inAudience(role string, a *cwv1.Alert) bool {
-	switch role {
-	case "manager":
-		return a.GetManagerId() != ""
-	case "branch_head":
-		return a.GetBranchId() != "" && (a.GetManagerId() == "" || a.GetState() == cwv1.AlertState_ALERT_STATE_ESCALATED)
-	}
-	return true // ops, admin
 }
