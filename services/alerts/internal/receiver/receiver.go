@@ -1,8 +1,9 @@
 // Package receiver owns the alert receivers of CHURNWATCH_ALERTS_RECEIVERS:
 // the file's shape and validation, which alert changes a receiver takes
 // (Match) and the channels that deliver them (Sink). It knows nothing of
-// Redis or of the delivery queue: the alert service drives one queue per
-// receiver and calls its Sink once per matching alert version.
+// Redis or of the delivery queue: package outbox runs one reader of the
+// outbox per receiver and calls its Sink for each matching alert version
+// (again only after a failure or a crash, with the same Notification.ID).
 //
 // Adding a channel is one new file with a Sink and its config stanza, and
 // one line in channels (config.go).
