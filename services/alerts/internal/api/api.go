@@ -253,7 +253,7 @@ func (s *Server) ListAlerts(ctx context.Context, req *cwv1.ListAlertsRequest) (*
 	}
 	key := store.AudienceIndex(aud)
 	if m := req.GetManagerId(); m != "" {
-		key = store.AudienceIndex(alerting.ManagerAudience(m)) // visible() still narrows it to the caller's
+		key = store.AudienceIndex(alerting.ManagerAudience(m)) // alerting.Visible still narrows it to the caller's
 	}
 	if c := req.GetCustomerId(); c != "" {
 		key = store.CustomerIndex(c)
