@@ -1,20 +1,33 @@
 // Package app is the alert service: it turns risk signals into routed,
 // deduplicated alerts with an acknowledge / resolve lifecycle and SLA
 // escalation, keeps them in Redis, publishes every change on
-// churnwatch.alerts.v1 and streams them to managers, branch heads and ops.
+// churnwatch.alerts.v1 and to the receivers, and streams them to managers,
+// branch heads and ops. It only wires the domain packages:
+//
+//	alerting            the pure lifecycle engine and routing policy
+//	internal/store      the Redis state (the only Redis client holder)
+//	internal/lifecycle  signals, profiles and deadlines → committed changes
+//	internal/stream     Subscribe: fan-out hub, cursors, replay, snapshot
+//	internal/outbox     the outbox's readers: the Kafka publisher and the receivers
+//	internal/receiver   the receivers file and its channels (webhook, email, chat)
+//	internal/api        AlertService over gRPC
 package app
 
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/alerts/alerting"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/api"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/lifecycle"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/outbox"
 	"github.com/churnwatch/churnwatch/services/alerts/internal/receiver"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/store"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/stream"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/config"
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
@@ -27,26 +40,20 @@ import (
 type App struct {
 	cfg    Config
 	base   *service.Base
-	now    func() time.Time
-	engine *alerting.Engine
-	store  *store
-	hub    *hub
+	store  *store.Store
+	life   *lifecycle.Service
+	stream *stream.Service
 	met    *metrics
-	// streams counts open Subscribe streams per principal (the cap);
-	// openStreams those whose sender goroutine still runs (tests).
-	streams     streamCount
-	openStreams atomic.Int64
 
 	signals, customers *kafka.Reader
-	pub                *publisher
-	delivery           *deliveries // nil without receivers
-	rcvMet             *receiverMetrics
-	dlq                *kafka.Writer // records the consumers cannot process
+	pub                *outbox.Runner
+	receivers          *outbox.Receivers // nil without receivers
+	dlq                *kafka.Writer     // records the consumers cannot process
 	sigBusy, custBusy  status.Busy
 }
 
 // New builds the service: listeners bound, Redis and Kafka clients made,
-// the playbook loaded. It does not block.
+// the playbook and the receivers file loaded. It does not block.
 func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -71,12 +78,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		return nil, err
 	}
 	base.Log.Info("alerts settings", config.Attrs(cfg.fields())...)
-	a := &App{
-		cfg:    cfg,
-		base:   base,
-		now:    o.clock,
-		engine: &alerting.Engine{Playbook: pb, SLA: cfg.SLA},
-		store:  &store{rdb: base.Redis, retention: cfg.StreamRetention, signalMemory: cfg.SignalMemory},
+	a := &App{cfg: cfg, base: base}
+	if a.store, err = store.Open(base.Redis, cfg.Common, store.Options{Retention: cfg.StreamRetention, SignalMemory: cfg.SignalMemory}); err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
 	}
 	base.Log.Info("alerts configured", "signals_group", cfg.SignalsGroup, "customers_group", cfg.CustomersGroup,
 		"playbook", cfg.Playbook, "scan_interval", cfg.ScanInterval.String(), "stream_retention", cfg.StreamRetention,
@@ -84,26 +88,50 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	if a.met, err = newMetrics(a); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	if a.hub, err = newHub(base.Log, cfg.Common); err != nil {
-		return nil, fmt.Errorf("redis: %w", err)
+	engine := &alerting.Engine{Playbook: pb, SLA: cfg.SLA}
+	if a.life, err = lifecycle.New(a.store, engine, o.clock, base.Log, base.Tel.Meter); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	a.hub.onCut = func() { a.met.cutoffs.Add(context.Background(), 1) }
+	var srv *api.Server
+	if a.stream, err = stream.New(a.store, stream.Config{
+		Queue: cfg.SubscriberQueue, SendTimeout: cfg.StreamSendTimeout, MaxPerPrincipal: cfg.StreamMaxPerPrincipal,
+		Shutdown: base.StreamsContext(), Log: base.Log, Tel: base.Tel,
+		Denied: func(ctx context.Context, p auth.Principal, id string) { srv.Denied(ctx, p, id) },
+	}); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	srv = api.New(a.store, a.life, a.stream, base.Log)
+
 	a.signals = kafka.NewReader(kafkax.ReaderConfig(base.Kafka, cfg.SignalsGroup, cfg.Common.Topics.Signals))
 	a.customers = kafka.NewReader(kafkax.ReaderConfig(base.Kafka, cfg.CustomersGroup, cfg.Common.Topics.Customers))
-	topic := newTopicLog(base.Kafka, cfg.Common.Topics.Alerts)
-	a.pub = &publisher{
-		rdb: a.hub.rdb, lease: newLease(base.Redis, kPubLease, cfg.PublishLeaseTTL, cfg.PublishLeaseRenew),
-		topic: topic, log: base.Log, batch: cfg.PublishBatch, grace: cfg.Common.ShutdownGrace,
-		posKey: kPubLast, streamKey: kStream(audAll), hook: o.publishHook,
-		onTakeover:  func(ctx context.Context) { a.met.takeovers.Add(ctx, 1) },
-		onReconcile: func(ctx context.Context, n int) { a.met.reconciled.Add(ctx, int64(n)) },
+	kafkaSink := outbox.NewKafka(base.Kafka, cfg.Common.Topics.Alerts, base.Log, cfg.Common.ShutdownGrace,
+		func(ctx context.Context, n int) { a.met.reconciled.Add(ctx, int64(n)) })
+	a.pub = &outbox.Runner{
+		Name: "publisher", Store: a.store, Lease: a.store.PublisherLease(cfg.PublishLeaseTTL, cfg.PublishLeaseRenew),
+		Sink: kafkaSink, Batch: cfg.PublishBatch, Log: base.Log,
+		OnTakeover: func(ctx context.Context) { a.met.takeovers.Add(ctx, 1) },
+	}
+	if o.deliverHook != nil {
+		a.pub.AfterDeliver = func() error { return o.deliverHook(a.pub.Name) }
 	}
 	a.dlq = kafkax.SmallWriter(base.Kafka, cfg.Common.Topics.DLQ)
-	if err := a.startReceivers(ctx, receivers, rcvOpts); err != nil {
+	if a.receivers, err = outbox.NewReceivers(outbox.ReceiversConfig{
+		Store: a.store, Log: base.Log, Meter: base.Tel.Meter, Path: cfg.Receivers, Set: receivers, Opts: rcvOpts,
+		Reload: cfg.ReceiversReload, Lease: outbox.LeaseTimes{TTL: cfg.PublishLeaseTTL, Renew: cfg.PublishLeaseRenew},
+		AfterDeliver: o.deliverHook,
+	}); err != nil {
 		return nil, err
 	}
+	if a.receivers != nil {
+		base.Log.InfoContext(ctx, "alert receivers", "file", cfg.Receivers, "receivers", a.receivers.Names())
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := a.receivers.InitPositions(ictx); err != nil {
+			base.Log.WarnContext(ctx, "receivers: could not place new receivers at the stream's end yet; their deliverers will", "err", err)
+		}
+		cancel()
+	}
 
-	cwv1.RegisterAlertServiceServer(base.GRPC, &server{app: a})
+	cwv1.RegisterAlertServiceServer(base.GRPC, srv)
 	cwv1.RegisterStatusServiceServer(base.GRPC, &status.Server{
 		Service: "alerts", Kafka: base.Kafka, Ready: base.Ready,
 		Consumers: []status.Consumer{
@@ -113,17 +141,17 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	})
 	base.AddWorker("signals", a.consumeSignals)
 	base.AddWorker("customers", a.consumeCustomers)
-	base.AddWorker("escalations", a.scanLoop)
-	base.AddWorker("publisher", a.publishLoop)
-	base.AddWorker("fanout", a.hub.run)
-	if a.delivery != nil {
-		base.AddWorker("receivers", a.delivery.run)
+	base.AddWorker("escalations", func(ctx context.Context) error { return a.life.ScanLoop(ctx, cfg.ScanInterval) })
+	base.AddWorker("publisher", func(ctx context.Context) error { a.pub.Run(ctx); return nil })
+	base.AddWorker("fanout", a.stream.Run)
+	if a.receivers != nil {
+		base.AddWorker("receivers", a.receivers.Run)
 	}
 	// Closers run in reverse: readers first, then the publisher's
 	// connections (its worker has finished its batch by then) and the DLQ
 	// writer.
-	base.AddCloser(func(context.Context) error { topic.close(); return a.dlq.Close() })
-	base.AddCloser(func(context.Context) error { a.hub.close(); return nil })
+	base.AddCloser(func(context.Context) error { kafkaSink.Close(); return a.dlq.Close() })
+	base.AddCloser(func(context.Context) error { a.store.Close(); return nil })
 	base.AddCloser(func(context.Context) error { return a.customers.Close() })
 	base.AddCloser(func(context.Context) error { return a.signals.Close() })
 	return a, nil
@@ -145,3 +173,9 @@ func (a *App) GRPCAddr() string { return a.base.GRPCAddr() }
 
 // HTTPAddr is the bound HTTP address.
 func (a *App) HTTPAddr() string { return a.base.HTTPAddr() }
+
+// RunEscalations escalates every open alert whose acknowledgement deadline
+// has passed and ends every snooze whose time has come, as of the app's
+// clock, and returns how many alerts changed. The worker calls it every
+// CHURNWATCH_ESCALATION_INTERVAL; tests call it directly.
+func (a *App) RunEscalations(ctx context.Context) (int, error) { return a.life.RunEscalations(ctx) }

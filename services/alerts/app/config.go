@@ -183,7 +183,7 @@ func (c Config) fields() map[string]any {
 type options struct {
 	logOutput   io.Writer
 	clock       func() time.Time
-	publishHook func(stage string) error // tests (export_test.go)
+	deliverHook func(reader string) error // tests (export_test.go): after a delivery, before the position update
 }
 
 // Option tunes New.

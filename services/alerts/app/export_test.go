@@ -2,18 +2,15 @@ package app
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"strings"
-	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
-	"github.com/churnwatch/churnwatch/services/platform/kafkax"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/outbox"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/outbox/outboxtest"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/store"
+	"github.com/churnwatch/churnwatch/services/platform/redisx"
 )
 
 // WithPublishHook calls hook at the publisher's stages ("written": after a
@@ -21,187 +18,55 @@ import (
 // the publisher as kill -9 would (no position update, no renewal, no
 // release).
 func WithPublishHook(hook func(stage string) error) Option {
-	return func(o *options) { o.publishHook = hook }
+	return WithDeliverHook(func(reader string) error {
+		if reader == "publisher" {
+			return hook("written")
+		}
+		return nil
+	})
 }
 
-// ErrKilled is what a publish hook returns to kill the publisher.
-var ErrKilled = errKilled
+// WithDeliverHook calls hook after every delivery of every outbox reader
+// ("publisher", "receiver NAME"), before its position update; ErrKilled
+// stops that reader as kill -9 would.
+func WithDeliverHook(hook func(reader string) error) Option {
+	return func(o *options) { o.deliverHook = hook }
+}
+
+// ErrKilled is what a hook returns to kill an outbox reader.
+var ErrKilled = outbox.ErrKilled
 
 // PublisherLeader reports whether the instance holds the publisher lease.
-func (a *App) PublisherLeader() bool { return a.pub.leader.Load() }
+func (a *App) PublisherLeader() bool { return a.pub.Leader() }
 
 // TopicRecord is one record of churnwatch.alerts.v1 as the tests see it.
-type TopicRecord struct {
-	Partition int
-	Offset    int64
-	Key       string
-	OutboxID  string
-	Headers   map[string]string
-	Value     []byte
-	Update    *cwv1.AlertUpdate
-}
+type TopicRecord = outboxtest.TopicRecord
 
-// ReadTopic reads every record of topic, partition by partition.
-func ReadTopic(ctx context.Context, brokers []string, topic string) ([]TopicRecord, error) {
-	t := newTopicLog(kafkax.Plain(brokers), topic)
-	defer t.close()
-	parts, err := t.partitions(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []TopicRecord
-	for _, pt := range parts {
-		offs, err := t.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {kafka.FirstOffsetOf(pt), kafka.LastOffsetOf(pt)}}})
-		if err != nil {
-			return nil, err
-		}
-		po := offs.Topics[topic][0]
-		for off := po.FirstOffset; off < po.LastOffset; {
-			res, err := t.client.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: pt, Offset: off, MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 500 * time.Millisecond})
-			if err != nil {
-				return nil, err
-			}
-			if res.Error != nil {
-				return nil, res.Error
-			}
-			n := 0
-			for {
-				r, err := res.Records.ReadRecord()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					return nil, err
-				}
-				if r.Offset < off {
-					continue
-				}
-				n++
-				off = r.Offset + 1
-				tr := TopicRecord{Partition: pt, Offset: r.Offset, Update: &cwv1.AlertUpdate{}, Headers: map[string]string{}}
-				k, _ := kafka.ReadAll(r.Key)
-				v, _ := kafka.ReadAll(r.Value)
-				tr.Key, tr.Value = string(k), v
-				if err := proto.Unmarshal(v, tr.Update); err != nil {
-					return nil, fmt.Errorf("partition %d offset %d: %w", pt, r.Offset, err)
-				}
-				for _, h := range r.Headers {
-					tr.Headers[h.Key] = string(h.Value)
-					if h.Key == outboxHeader {
-						tr.OutboxID = string(h.Value)
-					}
-				}
-				out = append(out, tr)
-			}
-			if n == 0 {
-				return nil, fmt.Errorf("partition %d: no records at %d below %d", pt, off, po.LastOffset)
-			}
-		}
-	}
-	return out, nil
-}
-
-// CheckExactlyOnce reports what is wrong with recs given the number of
-// versions each alert should have: every (alert, version) exactly once, an
-// alert's records on one partition in version order, every record with its
-// outbox id and its CloudEvents headers, no outbox id twice.
-func CheckExactlyOnce(recs []TopicRecord, want map[string]int64) error {
-	var errs []error
-	type last struct {
-		partition int
-		version   int64
-	}
-	seen := map[string]*last{}
-	outbox := map[string]bool{}
-	for _, r := range recs {
-		a := r.Update.GetAlert()
-		id, v := a.GetAlertId(), a.GetVersion()
-		if r.OutboxID == "" {
-			errs = append(errs, fmt.Errorf("%s v%d at %d/%d: no %s header", id, v, r.Partition, r.Offset, outboxHeader))
-		} else if outbox[r.OutboxID] {
-			errs = append(errs, fmt.Errorf("outbox entry %s published twice", r.OutboxID))
-		}
-		outbox[r.OutboxID] = true
-		if r.Key != a.GetCustomerId() {
-			errs = append(errs, fmt.Errorf("%s v%d keyed %q", id, v, r.Key))
-		}
-		if err := CheckCloudEvent(r); err != nil {
-			errs = append(errs, err)
-		}
-		l := seen[id]
-		if l == nil {
-			l = &last{partition: r.Partition}
-			seen[id] = l
-		}
-		switch {
-		case l.partition != r.Partition:
-			errs = append(errs, fmt.Errorf("%s on partitions %d and %d", id, l.partition, r.Partition))
-		case v <= l.version:
-			errs = append(errs, fmt.Errorf("%s v%d after v%d (duplicate or out of order)", id, v, l.version))
-		case v != l.version+1:
-			errs = append(errs, fmt.Errorf("%s v%d after v%d (gap)", id, v, l.version))
-		}
-		if v > l.version {
-			l.version = v
-		}
-	}
-	for id, n := range want {
-		if got := seen[id]; got == nil || got.version != n {
-			errs = append(errs, fmt.Errorf("%s: topic has up to version %v, want %d", id, got, n))
-		}
-	}
-	for id := range seen {
-		if _, ok := want[id]; !ok {
-			errs = append(errs, fmt.Errorf("%s on the topic but not expected", id))
-		}
-	}
-	if len(errs) > 10 {
-		errs = append(errs[:10], fmt.Errorf("… and %d more", len(errs)-10))
-	}
-	return errors.Join(errs...)
-}
+// ReadTopic, CheckExactlyOnce and CheckCloudEvent: package outboxtest.
+var (
+	ReadTopic        = outboxtest.ReadTopic
+	CheckExactlyOnce = outboxtest.CheckExactlyOnce
+	CheckCloudEvent  = outboxtest.CheckCloudEvent
+)
 
 // OpenStreams is the number of Subscribe streams whose sender goroutine is
 // still running.
-func (a *App) OpenStreams() int64 { return a.openStreams.Load() }
+func (a *App) OpenStreams() int64 { return a.stream.OpenStreams() }
 
 // HubSubscribers is the number of subscriber queues the fan-out holds.
-func (a *App) HubSubscribers() int {
-	a.hub.mu.Lock()
-	defer a.hub.mu.Unlock()
-	return len(a.hub.subs)
-}
+func (a *App) HubSubscribers() int { return a.stream.Subscribers() }
 
-// AppendAll appends u to the all-alerts stream as a change of the store
-// would (every ops/admin subscriber receives it live).
+// AppendAll appends u to the outbox as a change of the store would (every
+// ops/admin subscriber receives it live).
 func (a *App) AppendAll(ctx context.Context, u *cwv1.AlertUpdate) error {
 	b, err := proto.Marshal(u)
 	if err != nil {
 		return err
 	}
-	return a.store.rdb.XAdd(ctx, &redis.XAddArgs{Stream: kStream(audAll), Values: []any{"u", b, "n", "1", "tp", "", "i", "0"}}).Err()
-}
-
-// CheckCloudEvent reports what is wrong with r's CloudEvents Kafka binding
-// headers (binary content mode).
-func CheckCloudEvent(r TopicRecord) error {
-	a := r.Update.GetAlert()
-	want := map[string]string{
-		"ce_specversion": "1.0",
-		"ce_type":        "com.churnwatch.alert." + strings.ToLower(strings.TrimPrefix(r.Update.GetChange().String(), "ALERT_CHANGE_")),
-		"ce_source":      "churnwatch/alerts",
-		"ce_id":          fmt.Sprintf("%s.v%d", a.GetAlertId(), a.GetVersion()),
-		"ce_subject":     a.GetCustomerId(),
-		"content-type":   "application/protobuf; messageType=churnwatch.v1.AlertUpdate",
+	rdb, err := redisx.New(a.cfg.Common)
+	if err != nil {
+		return err
 	}
-	if r.Update.GetAt() != nil {
-		want["ce_time"] = r.Update.GetAt().AsTime().UTC().Format(time.RFC3339Nano)
-	}
-	var errs []error
-	for k, v := range want {
-		if got := r.Headers[k]; got != v {
-			errs = append(errs, fmt.Errorf("%s v%d at %d/%d: header %s = %q, want %q", a.GetAlertId(), a.GetVersion(), r.Partition, r.Offset, k, got, v))
-		}
-	}
-	return errors.Join(errs...)
+	defer rdb.Close()
+	return rdb.XAdd(ctx, &redis.XAddArgs{Stream: store.OutboxStream, Values: []any{"u", b, "n", "1", "tp", "", "i", "0"}}).Err()
 }

@@ -47,6 +47,8 @@ type env struct {
 	clock   *clock
 	signals *kafka.Writer
 	custs   *kafka.Writer
+	// stop ends the instance (its context cancelled) and waits for it.
+	stop func()
 }
 
 func start(t *testing.T, tune func(*app.Config)) *env {
@@ -99,9 +101,7 @@ func startOn(t *testing.T, r testkit.RedisTarget, k *embedded.Kafka, keys *testk
 	go func() { done <- a.Run(ctx) }()
 	e := &env{t: t, app: a, cfg: cfg, keys: keys, kafka: k, redis: r, clock: clk,
 		signals: kafkax.NewWriter(kafkax.Plain(k.Brokers), cfg.Common.Topics.Signals), custs: kafkax.NewWriter(kafkax.Plain(k.Brokers), cfg.Common.Topics.Customers)}
-	t.Cleanup(func() {
-		e.signals.Close()
-		e.custs.Close()
+	e.stop = sync.OnceFunc(func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -111,6 +111,11 @@ func startOn(t *testing.T, r testkit.RedisTarget, k *embedded.Kafka, keys *testk
 		case <-time.After(20 * time.Second):
 			t.Error("shutdown hung")
 		}
+	})
+	t.Cleanup(func() {
+		e.signals.Close()
+		e.custs.Close()
+		e.stop()
 	})
 	waitFor(t, 10*time.Second, "health SERVING", func() bool {
 		return client.CheckHealth(context.Background(), a.GRPCAddr(), client.TLS{}) == nil

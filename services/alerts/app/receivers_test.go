@@ -65,6 +65,10 @@ type hookServer struct {
 	calls     int
 	got       []delivered
 	bad       []string
+	// failFor answers 503 to every request until failFor after the first.
+	failFor time.Duration
+	firstAt time.Time
+	refused []string // webhook-id of each request answered 503
 }
 
 type delivered struct {
@@ -97,7 +101,11 @@ func newHookServer(t *testing.T, failFirst, status int) *hookServer {
 		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/cloudevents+json") {
 			h.bad = append(h.bad, "content type "+ct)
 		}
-		if h.calls <= h.failFirst {
+		if h.firstAt.IsZero() {
+			h.firstAt = time.Now()
+		}
+		if h.calls <= h.failFirst || time.Since(h.firstAt) < h.failFor {
+			h.refused = append(h.refused, r.Header.Get("webhook-id"))
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}

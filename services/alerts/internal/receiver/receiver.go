@@ -1,8 +1,9 @@
 // Package receiver owns the alert receivers of CHURNWATCH_ALERTS_RECEIVERS:
 // the file's shape and validation, which alert changes a receiver takes
 // (Match) and the channels that deliver them (Sink). It knows nothing of
-// Redis or of the delivery queue: the alert service drives one queue per
-// receiver and calls its Sink once per matching alert version.
+// Redis or of the delivery queue: package outbox runs one reader of the
+// outbox per receiver and calls its Sink for each matching alert version
+// (again only after a failure or a crash, with the same Notification.ID).
 //
 // Adding a channel is one new file with a Sink and its config stanza, and
 // one line in channels (config.go).
@@ -16,6 +17,7 @@ import (
 	"strings"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/alerts/alerting"
 )
 
 // Sink delivers one alert change to one place (alertmanager's Notifier).
@@ -158,18 +160,8 @@ func (c compiled) matches(u *cwv1.AlertUpdate) bool {
 	if len(c.rules) > 0 && !slices.ContainsFunc(a.GetReasons(), func(e *cwv1.Explanation) bool { return slices.Contains(c.rules, e.GetRuleId()) }) {
 		return false
 	}
-	if len(c.roles) > 0 && !slices.ContainsFunc(c.roles, func(r string) bool { return inAudience(r, a) }) {
+	if len(c.roles) > 0 && !slices.ContainsFunc(c.roles, func(r string) bool { return alerting.InRoleAudience(r, a) }) {
 		return false
 	}
 	return true
-}
-
-func inAudience(role string, a *cwv1.Alert) bool {
-	switch role {
-	case "manager":
-		return a.GetManagerId() != ""
-	case "branch_head":
-		return a.GetBranchId() != "" && (a.GetManagerId() == "" || a.GetState() == cwv1.AlertState_ALERT_STATE_ESCALATED)
-	}
-	return true // ops, admin
 }

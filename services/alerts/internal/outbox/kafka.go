@@ -1,4 +1,4 @@
-package app
+package outbox
 
 import (
 	"context"
@@ -6,205 +6,143 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync/atomic"
+	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
+	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/store"
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 )
 
-// outboxHeader names the header carrying a record's outbox entry id (the
-// cw:s:all stream id). Ids grow with the stream, so a consumer may also
-// dedupe by it; the publisher reads it back to reconcile.
-const outboxHeader = "cw-outbox-id"
+// Header names the header carrying a record's outbox entry id (the
+// cw:{alerts}:s:all stream id). Ids grow with the stream, so a consumer may
+// also dedupe by it; the publisher reads it back to reconcile.
+const Header = "cw-outbox-id"
 
-// errKilled is returned by a test hook to stop the publisher as kill -9
-// would: no position update, no lease release, no renewal.
-var errKilled = errors.New("publisher killed (test)")
-
-// publisher copies the all-stream to churnwatch.alerts.v1 (key = customer
-// id), remembering in Redis how far it got. The stream is written in the
-// same transaction as each alert change, so it is an outbox: a crash
-// anywhere between the change and the Kafka write loses nothing. Changes
-// made by RPCs and escalations take the same path as signal merges.
+// Kafka is the Sink that copies the outbox to churnwatch.alerts.v1 (key =
+// customer id). Changes made by RPCs and escalations take the same path
+// as signal merges.
 //
 // Exactly once on the topic, however many instances run:
-//   - only the holder of the publisher lease writes (lease.go); the others
+//   - only the holder of the publisher lease writes (Runner); the others
 //     stand by and take over when it expires;
 //   - one bounded batch at a time, produced straight to each partition with
 //     no client-side retry, and only while the lease is valid;
 //   - the position moves by a CAS on the lease token;
-//   - on taking the lease, and after any write or position update whose
-//     outcome is unknown, the holder reads back the end of every partition
-//     and skips the outbox entries already there (a holder killed after the
-//     Kafka write but before the position update, a write that timed out
-//     but landed).
-type publisher struct {
-	rdb       redis.UniversalClient // blocking XREAD: the fan-out's own client
-	lease     *lease
-	topic     *topicLog
-	log       *slog.Logger
-	batch     int
-	grace     time.Duration
-	posKey    string
-	streamKey string
+//   - on taking the lease, and after any write whose outcome is unknown,
+//     the holder reads back the end of every partition and skips the
+//     outbox entries already there (a holder killed after the Kafka write
+//     but before the position update, a write that timed out but landed).
+type Kafka struct {
+	topic *topicLog
+	log   *slog.Logger
+	grace time.Duration
 
-	onTakeover  func(context.Context)
 	onReconcile func(context.Context, int)
-	hook        func(stage string) error // tests: "written" = after the Kafka write, before the position update
-
-	leader atomic.Bool
+	onTopic     map[string]bool // outbox ids after the position found on the topic
 }
 
-// run stands by until it holds the lease, publishes while it does, and
-// releases it on shutdown (leaseLoop, as the receivers' deliverers do).
-func (p *publisher) run(ctx context.Context) error {
-	leaseLoop(ctx, p.lease, p.log, "publisher", func(hctx context.Context) error {
-		if p.onTakeover != nil {
-			p.onTakeover(hctx)
+// NewKafka publishes to topic on cluster; a write is bounded by grace (and
+// the lease). onReconcile (may be nil) counts entries found on the topic.
+func NewKafka(cluster kafkax.Cluster, topic string, log *slog.Logger, grace time.Duration, onReconcile func(context.Context, int)) *Kafka {
+	return &Kafka{topic: newTopicLog(cluster, topic), log: log, grace: grace, onReconcile: onReconcile}
+}
+
+// Close releases the publisher's connections.
+func (k *Kafka) Close() { k.topic.close() }
+
+// Reconcile finds the outbox entries after position already on the topic;
+// Deliver skips them.
+func (k *Kafka) Reconcile(ctx context.Context, position string) error {
+	onTopic, err := k.topic.since(ctx, position)
+	if err != nil {
+		return fmt.Errorf("with the topic: %w", err)
+	}
+	k.onTopic = onTopic
+	if len(onTopic) > 0 {
+		k.log.InfoContext(ctx, "publisher reconciled: outbox entries already on the topic are skipped", "entries", len(onTopic), "position", position)
+		if k.onReconcile != nil {
+			k.onReconcile(ctx, len(onTopic))
 		}
-		p.leader.Store(true)
-		defer p.leader.Store(false)
-		return p.publish(hctx)
-	})
+	}
 	return nil
 }
 
-// publish is the holder's loop, one batch at a time.
-func (p *publisher) publish(ctx context.Context) error {
-	backoff := 50 * time.Millisecond
-	fail := func(what string, err error) {
-		p.log.WarnContext(ctx, "publish alerts: "+what, "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
+// Deliver publishes the batch, leaving out what is on the topic already.
+func (k *Kafka) Deliver(ctx context.Context, lease Validity, entries []store.Entry) (int, error) {
+	recs := k.records(ctx, entries)
+	// The batch is finished even when shutdown begins mid-write, but
+	// never past the lease's validity.
+	if err := k.write(context.WithoutCancel(ctx), lease, recs); err != nil {
+		return 0, err
 	}
-	reconcile := true
-	var onTopic map[string]bool
-	for ctx.Err() == nil {
-		if _, ok := p.lease.valid(); !ok {
-			return errLeaseLost
-		}
-		last, err := p.rdb.Get(ctx, p.posKey).Result()
-		if errors.Is(err, redis.Nil) {
-			last = "0-0"
-		} else if err != nil {
-			fail("read position", err)
-			continue
-		}
-		if reconcile {
-			if onTopic, err = p.topic.since(ctx, last); err != nil {
-				fail("reconcile with the topic", err)
-				continue
-			}
-			reconcile = false
-			if len(onTopic) > 0 {
-				p.log.InfoContext(ctx, "publisher reconciled: outbox entries already on the topic are skipped", "entries", len(onTopic), "position", last)
-				if p.onReconcile != nil {
-					p.onReconcile(ctx, len(onTopic))
-				}
-			}
-		}
-		res, err := p.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{p.streamKey, last}, Count: int64(p.batch), Block: min(2*time.Second, p.lease.renew)}).Result()
-		if errors.Is(err, redis.Nil) || ctx.Err() != nil {
-			continue
-		}
-		if err != nil {
-			fail("read stream", err)
-			continue
-		}
-		recs, lastID := p.records(ctx, res, onTopic)
-		if lastID == "" {
-			continue
-		}
-		// The batch is finished even when shutdown begins mid-write, but
-		// never past the lease's validity.
-		err = p.write(context.WithoutCancel(ctx), recs)
-		if errors.Is(err, errLeaseLost) {
-			return err
-		}
-		if err != nil {
-			reconcile = true
-			fail("write", err)
-			continue
-		}
-		if p.hook != nil {
-			if err := p.hook("written"); err != nil {
-				return err
-			}
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.grace)
-		err = p.lease.commit(cctx, p.posKey, lastID)
-		cancel()
-		if errors.Is(err, errLeaseLost) {
-			return err
-		}
-		if err != nil {
-			reconcile = true // the update may have landed or not
-			fail("update position", err)
-			continue
-		}
-		onTopic = nil
-		backoff = 50 * time.Millisecond
-	}
-	return nil
+	k.onTopic = nil
+	return len(entries), nil
 }
 
 // records turns stream entries into records, per partition key, in stream
-// order, leaving out those already on the topic; lastID is the last entry
-// read.
-func (p *publisher) records(ctx context.Context, res []redis.XStream, onTopic map[string]bool) ([]kafka.Message, string) {
+// order, leaving out those already on the topic.
+func (k *Kafka) records(ctx context.Context, entries []store.Entry) []kafka.Message {
 	var recs []kafka.Message
-	var lastID string
 	now := time.Now()
-	for _, s := range res {
-		for _, x := range s.Messages {
-			lastID = x.ID
-			if onTopic[x.ID] {
-				continue
-			}
-			e := parseEntry(x)
-			key, err := updateCustomer(e.update)
-			if err != nil || key == "" {
-				p.log.ErrorContext(ctx, "skipping corrupt alert stream entry", "id", x.ID)
-				continue
-			}
-			h := []kafka.Header{{Key: outboxHeader, Value: []byte(x.ID)}}
-			if e.tp != "" {
-				h = append(h, kafka.Header{Key: "traceparent", Value: []byte(e.tp)})
-			}
-			m := kafka.Message{Time: now, Key: []byte(key), Value: e.update, Headers: h}
-			alertCloudEvent(e.update).Stamp(&m)
-			recs = append(recs, m)
+	for _, e := range entries {
+		if k.onTopic[e.ID] {
+			continue
 		}
+		u, err := e.Decode()
+		if err != nil || u.GetAlert().GetCustomerId() == "" {
+			k.log.ErrorContext(ctx, "skipping corrupt alert stream entry", "id", e.ID)
+			continue
+		}
+		h := []kafka.Header{{Key: Header, Value: []byte(e.ID)}}
+		if e.Traceparent != "" {
+			h = append(h, kafka.Header{Key: "traceparent", Value: []byte(e.Traceparent)})
+		}
+		m := kafka.Message{Time: now, Key: []byte(u.GetAlert().GetCustomerId()), Value: e.Update, Headers: h}
+		alertCloudEvent(u).Stamp(&m)
+		recs = append(recs, m)
 	}
-	return recs, lastID
+	return recs
 }
 
 // write produces one batch, each partition's records in one request, while
 // the lease is valid.
-func (p *publisher) write(ctx context.Context, recs []kafka.Message) error {
+func (k *Kafka) write(ctx context.Context, lease Validity, recs []kafka.Message) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	until, ok := p.lease.valid()
+	until, ok := lease.Valid()
 	if !ok {
-		return errLeaseLost
+		return store.ErrLeaseLost
 	}
-	if d := time.Now().Add(p.grace); d.Before(until) {
+	if d := time.Now().Add(k.grace); d.Before(until) {
 		until = d
 	}
 	ctx, cancel := context.WithDeadline(ctx, until)
 	defer cancel()
-	return p.topic.produce(ctx, recs)
+	return k.topic.produce(ctx, recs)
 }
 
-// publishLoop is the publisher worker.
-func (a *App) publishLoop(ctx context.Context) error { return a.pub.run(ctx) }
+// alertCloudEvent is the CloudEvents identity of an outbox entry's
+// AlertUpdate: ce_id alertId.vN, what a consumer
+// dedupes by (exactly once per alert version).
+func alertCloudEvent(u *cwv1.AlertUpdate) kafkax.CloudEvent {
+	a := u.GetAlert()
+	var at time.Time
+	if u.GetAt() != nil {
+		at = u.GetAt().AsTime()
+	}
+	return kafkax.CloudEvent{
+		Type:    kafkax.AlertType(u.GetChange().String()),
+		Source:  kafkax.Source("alerts"),
+		ID:      a.GetAlertId() + ".v" + strconv.FormatInt(a.GetVersion(), 10),
+		Time:    at,
+		Subject: a.GetCustomerId(),
+		Data:    u,
+	}
+}
 
 // topicLog is the publisher's access to churnwatch.alerts.v1: plain
 // produce and fetch requests, so that nothing is retried or sent behind the
@@ -356,11 +294,11 @@ func (t *topicLog) scan(ctx context.Context, partition int, from, to int64, posi
 			off = r.Offset + 1
 			id := ""
 			for _, h := range r.Headers {
-				if h.Key == outboxHeader {
+				if h.Key == Header {
 					id = string(h.Value)
 				}
 			}
-			if id == "" || !idLess(position, id) {
+			if id == "" || !store.IDLess(position, id) {
 				older = true
 			} else {
 				found[id] = true

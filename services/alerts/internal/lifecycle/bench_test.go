@@ -1,9 +1,8 @@
-package app
+package lifecycle
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"testing"
 
 	"github.com/segmentio/kafka-go"
@@ -11,7 +10,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
-	"github.com/churnwatch/churnwatch/services/platform/config"
 	"github.com/churnwatch/churnwatch/services/platform/testkit"
 )
 
@@ -19,17 +17,7 @@ import (
 // redis-server: 500 signals over 500 customers per batch (a mix of new
 // alerts and merges), one load round trip and one MULTI each.
 func BenchmarkHandleSignals(b *testing.B) {
-	r := testkit.Redis(b)
-	keys := testkit.NewKeys(b)
-	cfg, err := LoadConfig(config.FromMap(map[string]string{"CHURNWATCH_AUTH_PUBLIC_KEYS": keys.PublicPEM}))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.Common = testkit.Common("alerts", keys, []string{"127.0.0.1:1"}, r.Addr)
-	a, err := New(context.Background(), cfg, WithLogOutput(io.Discard))
-	if err != nil {
-		b.Fatal(err)
-	}
+	a := newService(b, testkit.Redis(b).Addr)
 	const batch = 500
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -44,7 +32,7 @@ func BenchmarkHandleSignals(b *testing.B) {
 			msgs[i] = kafka.Message{Key: []byte(c), Value: v}
 		}
 		n += batch
-		if _, err := a.handleSignals(ctx, msgs); err != nil {
+		if _, err := a.HandleSignals(ctx, msgs); err != nil {
 			b.Fatal(err)
 		}
 	}

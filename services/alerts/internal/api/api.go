@@ -1,9 +1,14 @@
-package app
+// Package api serves AlertService over gRPC: lookups and listings from the
+// store, lifecycle actions as store transactions decided by the alerting
+// engine, Subscribe by package stream. Domain errors become gRPC status
+// codes here and nowhere else.
+package api
 
 import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"log/slog"
 	"math"
 	"slices"
 	"sort"
@@ -11,42 +16,41 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/alerts/alerting"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/lifecycle"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/store"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/stream"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 )
 
-// server is AlertService. Roles are checked by the interceptor (Policy);
+// Server is AlertService. Roles are checked by the interceptor (Policy);
 // here each alert is narrowed to the callers who may see it.
-type server struct {
+type Server struct {
 	cwv1.UnimplementedAlertServiceServer
-	app *App
+	store     *store.Store
+	lifecycle *lifecycle.Service
+	stream    *stream.Service
+	log       *slog.Logger
 }
 
-// visible reports whether p may see and act on a, by the scope of p's role
-// in the one policy table (auth.ScopeOf): ops and admins every alert, a
-// branch head its branch's, a manager its customers'. An alert of an
-// unknown customer (no branch, no manager) is only for ops and admins.
-func visible(p auth.Principal, a *cwv1.Alert) bool {
-	return p.Sees(a.GetManagerId(), a.GetBranchId())
+// New serves AlertService from st, applying actions through lc and
+// streaming through sub.
+func New(st *store.Store, lc *lifecycle.Service, sub *stream.Service, log *slog.Logger) *Server {
+	return &Server{store: st, lifecycle: lc, stream: sub, log: log}
 }
 
-// audienceOf is the stream and listing index that hold what p sees.
-func audienceOf(p auth.Principal) (string, bool) {
-	switch auth.ScopeOf(p.Role) {
-	case auth.ScopeAll:
-		return audAll, true
-	case auth.ScopeBranch:
-		return audBranch(p.Branch), p.Branch != ""
-	case auth.ScopeOwn:
-		return audManager(p.Subject), p.Subject != ""
+// Subscribe streams the caller's alert updates (package stream).
+func (s *Server) Subscribe(req *cwv1.SubscribeRequest, ss grpc.ServerStreamingServer[cwv1.SubscribeResponse]) error {
+	p, err := principal(ss.Context())
+	if err != nil {
+		return err
 	}
-	return "", false
+	return internal(s.stream.Subscribe(req, ss, p))
 }
 
 func principal(ctx context.Context) (auth.Principal, error) {
@@ -72,33 +76,33 @@ func internal(err error) error {
 
 // lookup loads an alert the caller may see: NotFound when it does not
 // exist, PermissionDenied (logged, no PII) when it is someone else's.
-func (s *server) lookup(ctx context.Context, p auth.Principal, id string, history bool) (*cwv1.Alert, error) {
+func (s *Server) lookup(ctx context.Context, p auth.Principal, id string, history bool) (*cwv1.Alert, error) {
 	if _, ok := alerting.CustomerOf(id); !ok {
 		return nil, status.Error(codes.InvalidArgument, "alert_id is not an alert id")
 	}
-	a, err := s.app.store.getAlert(ctx, id, history)
+	a, err := s.store.GetAlert(ctx, id, history)
 	if err != nil {
-		s.app.base.Log.ErrorContext(ctx, "load alert", "err", err)
+		s.log.ErrorContext(ctx, "load alert", "err", err)
 		return nil, internal(err)
 	}
 	if a == nil {
 		return nil, status.Error(codes.NotFound, "no such alert")
 	}
-	if !visible(p, a) {
-		s.denied(ctx, p, id)
+	if !alerting.Visible(p, a) {
+		s.Denied(ctx, p, id)
 		return nil, status.Error(codes.PermissionDenied, "this alert is not routed to you")
 	}
 	return a, nil
 }
 
-// denied logs a refused alert access once. Alert ids contain the customer
+// Denied logs a refused alert access once. Alert ids contain the customer
 // id: only their Ref is logged.
-func (s *server) denied(ctx context.Context, p auth.Principal, id string) {
+func (s *Server) Denied(ctx context.Context, p auth.Principal, id string) {
 	method, _ := grpc.Method(ctx)
-	auth.LogDenied(ctx, s.app.base.Log, "alert access denied", p, method, "alert not routed to the principal ("+auth.ScopeOf(p.Role).String()+")", auth.Ref(id))
+	auth.LogDenied(ctx, s.log, "alert access denied", p, method, "alert not routed to the principal ("+auth.ScopeOf(p.Role).String()+")", auth.Ref(id))
 }
 
-func (s *server) GetAlert(ctx context.Context, req *cwv1.GetAlertRequest) (*cwv1.GetAlertResponse, error) {
+func (s *Server) GetAlert(ctx context.Context, req *cwv1.GetAlertRequest) (*cwv1.GetAlertResponse, error) {
 	p, err := principal(ctx)
 	if err != nil {
 		return nil, err
@@ -111,7 +115,7 @@ func (s *server) GetAlert(ctx context.Context, req *cwv1.GetAlertRequest) (*cwv1
 }
 
 // act applies a lifecycle action to one alert transactionally.
-func (s *server) act(ctx context.Context, id string, fn func(a *cwv1.Alert) (alerting.Change, bool, error)) (*cwv1.Alert, error) {
+func (s *Server) act(ctx context.Context, id string, fn func(a *cwv1.Alert) (alerting.Change, bool, error)) (*cwv1.Alert, error) {
 	p, err := principal(ctx)
 	if err != nil {
 		return nil, err
@@ -121,12 +125,12 @@ func (s *server) act(ctx context.Context, id string, fn func(a *cwv1.Alert) (ale
 		return nil, status.Error(codes.InvalidArgument, "alert_id is not an alert id")
 	}
 	var result *cwv1.Alert
-	st, err := s.app.store.transact(ctx, []string{cust}, nil, func(state map[string]*alerting.Customer) (*staged, error) {
-		st := &staged{}
+	st, err := s.store.Transact(ctx, []string{cust}, nil, func(state map[string]*alerting.Customer) (*store.Step, error) {
+		st := &store.Step{}
 		open := state[cust].Open
 		if open == nil || open.GetAlertId() != id {
 			// Not the open alert: resolved, or unknown.
-			a, err := s.app.store.getAlert(ctx, id, false)
+			a, err := s.store.GetAlert(ctx, id, false)
 			if err != nil {
 				return nil, err
 			}
@@ -135,8 +139,8 @@ func (s *server) act(ctx context.Context, id string, fn func(a *cwv1.Alert) (ale
 			}
 			open = a
 		}
-		if !visible(p, open) {
-			s.denied(ctx, p, id)
+		if !alerting.Visible(p, open) {
+			s.Denied(ctx, p, id)
 			return nil, status.Error(codes.PermissionDenied, "this alert is not routed to you")
 		}
 		ch, changed, err := fn(open)
@@ -145,7 +149,7 @@ func (s *server) act(ctx context.Context, id string, fn func(a *cwv1.Alert) (ale
 		}
 		result = open
 		if changed {
-			st.add(ch, "")
+			st.Add(ch, "")
 			result = ch.Alert
 		}
 		return st, nil
@@ -159,18 +163,18 @@ func (s *server) act(ctx context.Context, id string, fn func(a *cwv1.Alert) (ale
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
 		if _, ok := status.FromError(err); !ok || status.Code(err) == codes.Unknown {
-			s.app.base.Log.ErrorContext(ctx, "alert action", "err", err)
+			s.log.ErrorContext(ctx, "alert action", "err", err)
 		}
 		return nil, internal(err)
 	}
-	s.app.recordChanges(ctx, st)
+	s.lifecycle.Record(ctx, st)
 	return result, nil
 }
 
-func (s *server) AcknowledgeAlert(ctx context.Context, req *cwv1.AcknowledgeAlertRequest) (*cwv1.AcknowledgeAlertResponse, error) {
+func (s *Server) AcknowledgeAlert(ctx context.Context, req *cwv1.AcknowledgeAlertRequest) (*cwv1.AcknowledgeAlertResponse, error) {
 	p, _ := auth.FromContext(ctx)
 	a, err := s.act(ctx, req.GetAlertId(), func(a *cwv1.Alert) (alerting.Change, bool, error) {
-		return s.app.engine.Acknowledge(a, p.Subject, req.GetNote(), s.app.now())
+		return s.lifecycle.Engine().Acknowledge(a, p.Subject, req.GetNote(), s.lifecycle.Now())
 	})
 	if err != nil {
 		return nil, err
@@ -178,13 +182,13 @@ func (s *server) AcknowledgeAlert(ctx context.Context, req *cwv1.AcknowledgeAler
 	return &cwv1.AcknowledgeAlertResponse{Alert: a}, nil
 }
 
-func (s *server) ResolveAlert(ctx context.Context, req *cwv1.ResolveAlertRequest) (*cwv1.ResolveAlertResponse, error) {
+func (s *Server) ResolveAlert(ctx context.Context, req *cwv1.ResolveAlertRequest) (*cwv1.ResolveAlertResponse, error) {
 	p, _ := auth.FromContext(ctx)
 	if req.GetOutcome() == cwv1.Outcome_OUTCOME_UNSPECIFIED {
 		return nil, status.Error(codes.InvalidArgument, alerting.ErrOutcomeRequired.Error())
 	}
 	a, err := s.act(ctx, req.GetAlertId(), func(a *cwv1.Alert) (alerting.Change, bool, error) {
-		ch, err := s.app.engine.Resolve(a, req.GetOutcome(), p.Subject, req.GetNote(), s.app.now())
+		ch, err := s.lifecycle.Engine().Resolve(a, req.GetOutcome(), p.Subject, req.GetNote(), s.lifecycle.Now())
 		return ch, err == nil, err
 	})
 	if err != nil {
@@ -193,13 +197,13 @@ func (s *server) ResolveAlert(ctx context.Context, req *cwv1.ResolveAlertRequest
 	return &cwv1.ResolveAlertResponse{Alert: a}, nil
 }
 
-func (s *server) SnoozeAlert(ctx context.Context, req *cwv1.SnoozeAlertRequest) (*cwv1.SnoozeAlertResponse, error) {
+func (s *Server) SnoozeAlert(ctx context.Context, req *cwv1.SnoozeAlertRequest) (*cwv1.SnoozeAlertResponse, error) {
 	p, _ := auth.FromContext(ctx)
 	if req.GetUntil() == nil {
 		return nil, status.Error(codes.InvalidArgument, "until is required")
 	}
 	a, err := s.act(ctx, req.GetAlertId(), func(a *cwv1.Alert) (alerting.Change, bool, error) {
-		ch, err := s.app.engine.Snooze(a, req.GetUntil().AsTime(), p.Subject, req.GetNote(), s.app.now())
+		ch, err := s.lifecycle.Engine().Snooze(a, req.GetUntil().AsTime(), p.Subject, req.GetNote(), s.lifecycle.Now())
 		return ch, err == nil, err
 	})
 	if err != nil {
@@ -211,17 +215,17 @@ func (s *server) SnoozeAlert(ctx context.Context, req *cwv1.SnoozeAlertRequest) 
 // ReassignAlert moves an open alert to another manager: branch heads for
 // their branch's alerts, ops and admins for any; a manager may not hand
 // its alerts away. The note is kept on the alert's history.
-func (s *server) ReassignAlert(ctx context.Context, req *cwv1.ReassignAlertRequest) (*cwv1.ReassignAlertResponse, error) {
+func (s *Server) ReassignAlert(ctx context.Context, req *cwv1.ReassignAlertRequest) (*cwv1.ReassignAlertResponse, error) {
 	p, err := principal(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if p.Role != auth.RoleBranchHead && p.Role != auth.RoleOps && p.Role != auth.RoleAdmin {
-		s.denied(ctx, p, req.GetAlertId())
+		s.Denied(ctx, p, req.GetAlertId())
 		return nil, status.Error(codes.PermissionDenied, "only branch heads, ops and admins reassign alerts")
 	}
 	a, err := s.act(ctx, req.GetAlertId(), func(a *cwv1.Alert) (alerting.Change, bool, error) {
-		return s.app.engine.ReassignTo(a, req.GetManagerId(), p.Subject, req.GetNote(), s.app.now())
+		return s.lifecycle.Engine().ReassignTo(a, req.GetManagerId(), p.Subject, req.GetNote(), s.lifecycle.Now())
 	})
 	if err != nil {
 		return nil, err
@@ -237,24 +241,24 @@ const (
 	maxScan = 5000
 )
 
-func (s *server) ListAlerts(ctx context.Context, req *cwv1.ListAlertsRequest) (*cwv1.ListAlertsResponse, error) {
+func (s *Server) ListAlerts(ctx context.Context, req *cwv1.ListAlertsRequest) (*cwv1.ListAlertsResponse, error) {
 	p, err := principal(ctx)
 	if err != nil {
 		return nil, err
 	}
-	aud, ok := audienceOf(p)
+	aud, ok := alerting.AudienceOf(p)
 	if !ok {
-		s.denied(ctx, p, "")
+		s.Denied(ctx, p, "")
 		return nil, status.Error(codes.PermissionDenied, "no alerts are routed to this principal")
 	}
-	key := kIndex(aud)
+	key := store.AudienceIndex(aud)
 	if m := req.GetManagerId(); m != "" {
-		key = kIndex(audManager(m)) // visible() still narrows it to the caller's
+		key = store.AudienceIndex(alerting.ManagerAudience(m)) // alerting.Visible still narrows it to the caller's
 	}
 	if c := req.GetCustomerId(); c != "" {
-		key = kCustomerAlerts(c)
+		key = store.CustomerIndex(c)
 	}
-	now := s.app.now()
+	now := s.lifecycle.Now()
 	if req.GetSort() != cwv1.ListAlertsSort_LIST_ALERTS_SORT_UNSPECIFIED {
 		return s.listSorted(ctx, p, req, key, now)
 	}
@@ -263,58 +267,34 @@ func (s *server) ListAlerts(ctx context.Context, req *cwv1.ListAlertsRequest) (*
 		size = defaultPageSize
 	}
 	size = min(size, maxPageSize)
-	start := "+"
+	after := ""
 	if tok := req.GetPageToken(); tok != "" {
 		b, err := base64.RawURLEncoding.DecodeString(tok)
 		if err != nil || !strings.Contains(string(b), "|") {
 			return nil, status.Error(codes.InvalidArgument, "bad page_token")
 		}
-		start = "(" + string(b)
+		after = string(b)
 	}
 	resp := &cwv1.ListAlertsResponse{}
-	scanned, last := 0, ""
-	for scanned < maxScan {
-		members, err := s.app.store.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: key, Start: start, Stop: "-", ByLex: true, Rev: true, Count: 200}).Result()
-		if err != nil {
-			return nil, internal(err)
+	last, more, err := s.store.ScanIndex(ctx, key, after, 200, maxScan, func(a *cwv1.Alert) (bool, error) {
+		if alerting.Visible(p, a) && matches(req, a, now) {
+			resp.Alerts = append(resp.Alerts, a)
 		}
-		if len(members) == 0 {
-			return resp, nil
-		}
-		ids := make([]string, len(members))
-		for i, m := range members {
-			_, ids[i], _ = strings.Cut(m, "|")
-		}
-		alerts, err := s.app.store.getAlerts(ctx, ids)
-		if err != nil {
-			return nil, internal(err)
-		}
-		for i, a := range alerts {
-			scanned++
-			last = members[i]
-			if a != nil && visible(p, a) && matches(req, a, now) {
-				resp.Alerts = append(resp.Alerts, a)
-				if len(resp.Alerts) == size {
-					if i < len(alerts)-1 || len(members) == 200 {
-						resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(last))
-					}
-					return resp, nil
-				}
-			}
-		}
-		if len(members) < 200 {
-			return resp, nil
-		}
-		start = "(" + last
+		return len(resp.Alerts) < size, nil
+	})
+	if err != nil {
+		return nil, internal(err)
 	}
-	resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(last))
+	if more {
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(last))
+	}
 	return resp, nil
 }
 
 // listSorted serves ListAlerts sorted by severity or due time: the first
 // maxScan entries of the index are filtered and sorted, and the page token
 // is an offset into that order.
-func (s *server) listSorted(ctx context.Context, p auth.Principal, req *cwv1.ListAlertsRequest, key string, now time.Time) (*cwv1.ListAlertsResponse, error) {
+func (s *Server) listSorted(ctx context.Context, p auth.Principal, req *cwv1.ListAlertsRequest, key store.Index, now time.Time) (*cwv1.ListAlertsResponse, error) {
 	size := int(req.GetPageSize())
 	if size <= 0 {
 		size = defaultPageSize
@@ -329,23 +309,14 @@ func (s *server) listSorted(ctx context.Context, p auth.Principal, req *cwv1.Lis
 		}
 		off = n
 	}
-	members, err := s.app.store.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: key, Start: "+", Stop: "-", ByLex: true, Rev: true, Count: maxScan}).Result()
-	if err != nil {
-		return nil, internal(err)
-	}
-	ids := make([]string, len(members))
-	for i, m := range members {
-		_, ids[i], _ = strings.Cut(m, "|")
-	}
-	alerts, err := s.app.store.getAlerts(ctx, ids)
-	if err != nil {
-		return nil, internal(err)
-	}
 	var hits []*cwv1.Alert
-	for _, a := range alerts {
-		if a != nil && visible(p, a) && matches(req, a, now) {
+	if _, _, err := s.store.ScanIndex(ctx, key, "", maxScan, maxScan, func(a *cwv1.Alert) (bool, error) {
+		if alerting.Visible(p, a) && matches(req, a, now) {
 			hits = append(hits, a)
 		}
+		return true, nil
+	}); err != nil {
+		return nil, internal(err)
 	}
 	due := func(a *cwv1.Alert) int64 {
 		if d := a.GetAckDueAt(); d != nil && a.GetAcknowledgedAt() == nil {
@@ -403,8 +374,8 @@ func matches(req *cwv1.ListAlertsRequest, a *cwv1.Alert, now time.Time) bool {
 // GetRulePrecision reports outcome counts per rule over all resolved
 // alerts. The figures are bank-wide aggregates without customer data, so
 // every alert role sees the same report.
-func (s *server) GetRulePrecision(ctx context.Context, _ *cwv1.GetRulePrecisionRequest) (*cwv1.GetRulePrecisionResponse, error) {
-	counts, err := s.app.store.rdb.HGetAll(ctx, kPrecision).Result()
+func (s *Server) GetRulePrecision(ctx context.Context, _ *cwv1.GetRulePrecisionRequest) (*cwv1.GetRulePrecisionResponse, error) {
+	counts, err := s.store.PrecisionCounts(ctx)
 	if err != nil {
 		return nil, internal(err)
 	}

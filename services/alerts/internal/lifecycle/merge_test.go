@@ -1,22 +1,40 @@
-package app
+package lifecycle
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/alerts/alerting"
-	"github.com/churnwatch/churnwatch/services/platform/config"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/store"
 	"github.com/churnwatch/churnwatch/services/platform/testkit"
 )
+
+// newService is one alert service instance's lifecycle on the redis-server
+// at addr, with the built-in playbook.
+func newService(tb testing.TB, addr string) *Service {
+	tb.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	blocking := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	st := store.New(rdb, blocking, store.Options{})
+	tb.Cleanup(func() { st.Close(); rdb.Close() })
+	s, err := New(st, &alerting.Engine{Playbook: alerting.DefaultPlaybook()}, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)), noop.NewMeterProvider().Meter("test"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
 
 // During a rebalance two instances may both handle the same signal
 // records. Merges are idempotent by signal id and the WATCH on the open
@@ -24,19 +42,11 @@ import (
 // signal gives one version and one outbox entry however the two race.
 func TestSameSignalsOnTwoInstancesMergeOnce(t *testing.T) {
 	r := testkit.Redis(t)
-	keys := testkit.NewKeys(t)
-	var apps []*App
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { rdb.Close() })
+	var apps []*Service
 	for range 2 {
-		cfg, err := LoadConfig(config.FromMap(map[string]string{"CHURNWATCH_AUTH_PUBLIC_KEYS": keys.PublicPEM}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Common = testkit.Common("alerts", keys, []string{"127.0.0.1:1"}, r.Addr)
-		a, err := New(context.Background(), cfg, WithLogOutput(io.Discard))
-		if err != nil {
-			t.Fatal(err)
-		}
-		apps = append(apps, a)
+		apps = append(apps, newService(t, r.Addr))
 	}
 	const customers, rounds = 20, 15
 	ctx := context.Background()
@@ -58,7 +68,7 @@ func TestSameSignalsOnTwoInstancesMergeOnce(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				if _, err := a.handleSignals(ctx, msgs); err != nil {
+				if _, err := a.HandleSignals(ctx, msgs); err != nil {
 					t.Error(err)
 				}
 			}()
@@ -68,13 +78,13 @@ func TestSameSignalsOnTwoInstancesMergeOnce(t *testing.T) {
 	}
 	st := apps[0].store
 	perAlert := map[string][]int64{}
-	entries, err := st.rdb.XRange(ctx, kStream(audAll), "-", "+").Result()
+	entries, err := rdb.XRange(ctx, store.OutboxStream, "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, x := range entries {
 		u := &cwv1.AlertUpdate{}
-		if err := proto.Unmarshal([]byte(parseEntry(x).update), u); err != nil {
+		if err := proto.Unmarshal([]byte(x.Values["u"].(string)), u); err != nil {
 			t.Fatal(err)
 		}
 		perAlert[u.Alert.AlertId] = append(perAlert[u.Alert.AlertId], u.Alert.Version)
@@ -88,12 +98,11 @@ func TestSameSignalsOnTwoInstancesMergeOnce(t *testing.T) {
 				t.Fatalf("%s: outbox versions %v", id, vs)
 			}
 		}
-		c, _ := alerting.CustomerOf(id)
-		n, err := st.rdb.LLen(ctx, kHistory(c, id)).Result()
-		if err != nil && err != redis.Nil {
+		a, err := st.GetAlert(ctx, id, true)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if n != rounds*2 {
+		if n := len(a.GetHistory()); n != rounds*2 {
 			t.Fatalf("%s: %d history entries, want %d", id, n, rounds*2)
 		}
 	}

@@ -1,4 +1,4 @@
-package app
+package outbox_test
 
 import (
 	"context"
@@ -13,17 +13,19 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/outbox"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/outbox/outboxtest"
+	"github.com/churnwatch/churnwatch/services/alerts/internal/store"
 	"github.com/churnwatch/churnwatch/services/platform/embedded"
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 	"github.com/churnwatch/churnwatch/services/platform/testkit"
 )
 
 // outboxRig is a Redis and a broker shared by publishers, with an outbox
-// filled the way store.writeChange fills it.
+// filled the way the store fills it.
 type outboxRig struct {
 	t       *testing.T
 	rdb     *redis.Client
@@ -52,7 +54,7 @@ func (o *outboxRig) appendChange(n int) {
 	if err != nil {
 		o.t.Fatal(err)
 	}
-	if err := o.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: kStream(audAll), Values: []any{"u", b, "n", "1", "tp", "", "i", "0"}}).Err(); err != nil {
+	if err := o.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: store.OutboxStream, Values: []any{"u", b, "n", "1", "tp", "", "i", "0"}}).Err(); err != nil {
 		o.t.Fatal(err)
 	}
 }
@@ -69,32 +71,39 @@ func (o *outboxRig) want() map[string]int64 {
 
 // instance is one publisher as one alerts process would run it.
 type instance struct {
-	p      *publisher
+	p      *outbox.Runner
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-func (o *outboxRig) start(hook func(*publisher, string) error, takeovers, reconciled *atomic.Int64) *instance {
+// Publisher keys, as docs/alerts.md names them.
+const (
+	pubLast  = "cw:{alerts}:pub:last"
+	pubLease = "cw:{alerts}:pub:lease"
+)
+
+func (o *outboxRig) start(hook func(*outbox.Runner) error, takeovers, reconciled *atomic.Int64) *instance {
 	rdb := redis.NewClient(&redis.Options{Addr: o.rdb.Options().Addr, ContextTimeoutEnabled: true})
-	p := &publisher{
-		rdb: rdb, lease: newLease(rdb, kPubLease, 600*time.Millisecond, 100*time.Millisecond),
-		topic: newTopicLog(kafkax.Plain(o.kafka.Brokers), o.topic), log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		batch: 7, grace: 5 * time.Second, posKey: kPubLast, streamKey: kStream(audAll),
-		onTakeover:  func(context.Context) { takeovers.Add(1) },
-		onReconcile: func(_ context.Context, n int) { reconciled.Add(int64(n)) },
+	blocking := redis.NewClient(&redis.Options{Addr: o.rdb.Options().Addr, ContextTimeoutEnabled: true})
+	st := store.New(rdb, blocking, store.Options{})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sink := outbox.NewKafka(kafkax.Plain(o.kafka.Brokers), o.topic, log, 5*time.Second, func(_ context.Context, n int) { reconciled.Add(int64(n)) })
+	p := &outbox.Runner{
+		Name: "publisher", Store: st, Lease: st.PublisherLease(600*time.Millisecond, 100*time.Millisecond),
+		Sink: sink, Batch: 7, Log: log,
+		OnTakeover: func(context.Context) { takeovers.Add(1) },
 	}
 	if hook != nil {
-		p.hook = func(stage string) error { return hook(p, stage) }
+		p.AfterDeliver = func() error { return hook(p) }
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{p: p, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(in.done)
 		defer rdb.Close()
-		defer p.topic.close()
-		if err := p.run(ctx); err != nil {
-			o.t.Errorf("publisher: %v", err)
-		}
+		defer st.Close()
+		defer sink.Close()
+		p.Run(ctx)
 	}()
 	o.t.Cleanup(func() { cancel(); <-in.done })
 	return in
@@ -106,8 +115,8 @@ func (o *outboxRig) caughtUp(d time.Duration) {
 	ctx := context.Background()
 	deadline := time.Now().Add(d)
 	for {
-		last, err := o.rdb.XRevRangeN(ctx, kStream(audAll), "+", "-", 1).Result()
-		pos, _ := o.rdb.Get(ctx, kPubLast).Result()
+		last, err := o.rdb.XRevRangeN(ctx, store.OutboxStream, "+", "-", 1).Result()
+		pos, _ := o.rdb.Get(ctx, pubLast).Result()
 		if err == nil && len(last) == 1 && pos == last[0].ID {
 			return
 		}
@@ -118,15 +127,15 @@ func (o *outboxRig) caughtUp(d time.Duration) {
 	}
 }
 
-func (o *outboxRig) check() []TopicRecord {
+func (o *outboxRig) check() []outboxtest.TopicRecord {
 	o.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	recs, err := ReadTopic(ctx, o.kafka.Brokers, o.topic)
+	recs, err := outboxtest.ReadTopic(ctx, o.kafka.Brokers, o.topic)
 	if err != nil {
 		o.t.Fatal(err)
 	}
-	if err := CheckExactlyOnce(recs, o.want()); err != nil {
+	if err := outboxtest.CheckExactlyOnce(recs, o.want()); err != nil {
 		o.t.Fatalf("%d records on the topic:\n%v", len(recs), err)
 	}
 	return recs
@@ -139,16 +148,16 @@ func (o *outboxRig) check() []TopicRecord {
 func TestPublishersExactlyOnceAcrossKills(t *testing.T) {
 	o := newOutboxRig(t)
 	var takeovers, reconciled, writes, kills atomic.Int64
-	killed := make(chan *publisher, 16)
-	hook := func(p *publisher, stage string) error {
-		if stage == "written" && writes.Add(1)%6 == 0 && kills.Load() < 8 {
+	killed := make(chan *outbox.Runner, 16)
+	hook := func(p *outbox.Runner) error {
+		if writes.Add(1)%6 == 0 && kills.Load() < 8 {
 			kills.Add(1)
 			killed <- p
-			return errKilled
+			return outbox.ErrKilled
 		}
 		return nil
 	}
-	live := map[*publisher]*instance{}
+	live := map[*outbox.Runner]*instance{}
 	for range 3 {
 		in := o.start(hook, &takeovers, &reconciled)
 		live[in.p] = in
@@ -199,7 +208,7 @@ func TestPublishersExactlyOnceAcrossKills(t *testing.T) {
 		in.cancel()
 		<-in.done
 	}
-	if n, err := o.rdb.Exists(context.Background(), kPubLease).Result(); err != nil || n != 0 {
+	if n, err := o.rdb.Exists(context.Background(), pubLease).Result(); err != nil || n != 0 {
 		t.Errorf("lease still held after clean shutdown: %d %v", n, err)
 	}
 }
@@ -226,11 +235,11 @@ func TestPublisherFencedAfterLosingLease(t *testing.T) {
 	var takeovers, reconciled atomic.Int64
 	stolen := make(chan struct{})
 	var once sync.Once
-	hook := func(p *publisher, stage string) error {
+	hook := func(*outbox.Runner) error {
 		once.Do(func() {
 			// Another instance holds the lease now (ours expired while we
 			// were paused, say).
-			if err := o.rdb.Set(ctx, kPubLease, "thief", time.Minute).Err(); err != nil {
+			if err := o.rdb.Set(ctx, pubLease, "thief", time.Minute).Err(); err != nil {
 				t.Error(err)
 			}
 			close(stolen)
@@ -239,11 +248,11 @@ func TestPublisherFencedAfterLosingLease(t *testing.T) {
 	}
 	a := o.start(hook, &takeovers, &reconciled)
 	<-stolen
-	waitUntil(t, 10*time.Second, "the fenced holder stands by", func() bool { return !a.p.leader.Load() })
-	if err := o.rdb.Get(ctx, kPubLast).Err(); !errors.Is(err, redis.Nil) {
+	waitUntil(t, 10*time.Second, "the fenced holder stands by", func() bool { return !a.p.Leader() })
+	if err := o.rdb.Get(ctx, pubLast).Err(); !errors.Is(err, redis.Nil) {
 		t.Fatalf("the fenced holder moved the position: %v", err)
 	}
-	recs, err := ReadTopic(ctx, o.kafka.Brokers, o.topic)
+	recs, err := outboxtest.ReadTopic(ctx, o.kafka.Brokers, o.topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +262,7 @@ func TestPublisherFencedAfterLosingLease(t *testing.T) {
 	for i := range 10 {
 		o.appendChange(i % 4)
 	}
-	if err := o.rdb.Del(ctx, kPubLease).Err(); err != nil {
+	if err := o.rdb.Del(ctx, pubLease).Err(); err != nil {
 		t.Fatal(err)
 	}
 	o.caughtUp(20 * time.Second)
@@ -264,35 +273,37 @@ func TestPublisherFencedAfterLosingLease(t *testing.T) {
 }
 
 // A publisher that cannot renew (Redis said the lease is another's) stops
-// before its next write: write refuses without a valid lease.
+// before its next write: Deliver refuses without a valid lease.
 func TestPublisherWriteNeedsValidLease(t *testing.T) {
 	o := newOutboxRig(t)
-	l := newLease(o.rdb, kPubLease, time.Second, 100*time.Millisecond)
-	p := &publisher{lease: l, topic: newTopicLog(kafkax.Plain(o.kafka.Brokers), o.topic), grace: time.Second}
-	defer p.topic.close()
+	st := store.New(o.rdb, o.rdb, store.Options{})
+	l := st.PublisherLease(time.Second, 100*time.Millisecond)
+	sink := outbox.NewKafka(kafkax.Plain(o.kafka.Brokers), o.topic, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Second, nil)
+	defer sink.Close()
 	ctx := context.Background()
-	if ok, err := l.acquire(ctx); !ok || err != nil {
+	if ok, err := l.Acquire(ctx); !ok || err != nil {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}
-	if ok, _ := newLease(o.rdb, kPubLease, time.Second, 100*time.Millisecond).acquire(ctx); ok {
+	if ok, _ := st.PublisherLease(time.Second, 100*time.Millisecond).Acquire(ctx); ok {
 		t.Fatal("a second instance acquired a held lease")
 	}
-	if err := o.rdb.Set(ctx, kPubLease, "thief", time.Minute).Err(); err != nil {
+	if err := o.rdb.Set(ctx, pubLease, "thief", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := l.extend(ctx); ok || err != nil {
+	if ok, err := l.Extend(ctx); ok || err != nil {
 		t.Fatalf("extend of a stolen lease: %v %v", ok, err)
 	}
-	if err := p.write(ctx, []kafka.Message{{Key: []byte("C1"), Value: []byte("x")}}); !errors.Is(err, errLeaseLost) {
+	u, _ := proto.Marshal(&cwv1.AlertUpdate{Alert: &cwv1.Alert{AlertId: "C1-a", CustomerId: "C1", Version: 1}})
+	if _, err := sink.Deliver(ctx, l, []store.Entry{{ID: "1-1", Update: u}}); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("write without the lease: %v", err)
 	}
-	if err := l.commit(ctx, kPubLast, "1-1"); !errors.Is(err, errLeaseLost) {
+	if err := l.Commit(ctx, "1-1"); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("commit without the lease: %v", err)
 	}
-	if err := l.release(ctx); err != nil {
+	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := o.rdb.Get(ctx, kPubLease).Result(); v != "thief" {
+	if v, _ := o.rdb.Get(ctx, pubLease).Result(); v != "thief" {
 		t.Fatalf("release deleted another holder's lease: %q", v)
 	}
 }
