@@ -65,7 +65,7 @@ func loadMappings(dir, data string) (*mappings, error) {
 			name = strings.TrimSuffix(filepath.Base(f), ".yaml")
 		}
 		if _, dup := ms.byName[name]; dup {
-			errs = append(errs, fmt.Errorf("%s: a second mapping named %q: give each a unique name:", f, name))
+			errs = append(errs, fmt.Errorf("%s: a second mapping named %q: give each a unique name", f, name))
 			continue
 		}
 		ms.byName[name] = m
