@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/platform/money"
 )
 
 func init() {
@@ -221,6 +223,15 @@ type riskJSON struct {
 	PartitionClock   string       `json:"partitionClock,omitempty"`
 	ThresholdVersion int64        `json:"thresholdVersion"`
 	Signals          []signalJSON `json:"signals"`
+	Daily            []dayJSON    `json:"daily"`
+}
+
+// dayJSON is one day of GetCustomerRisk's daily series.
+type dayJSON struct {
+	Date         string `json:"date"`
+	Transactions int32  `json:"transactions"`
+	Balance      string `json:"balance,omitempty"` // decimal, in currency; absent before the first known balance
+	Currency     string `json:"currency,omitempty"`
 }
 
 func enumName(s, prefix string) string { return strings.TrimPrefix(s, prefix) }
@@ -254,6 +265,14 @@ func risk(ctx context.Context, env *Env, args []string) error {
 			Observed: e.GetObserved(), Threshold: e.GetThreshold(), Unit: e.GetUnit(), ThresholdVersion: e.GetThresholdVersion(),
 			EventIDs: append([]string{}, e.GetEventIds()...), Detail: e.GetDetail()})
 	}
+	out.Daily = []dayJSON{}
+	for _, d := range r.GetDaily() {
+		dj := dayJSON{Date: d.GetDate(), Transactions: d.GetTransactions()}
+		if d.BalanceMinor != nil {
+			dj.Balance, dj.Currency = money.FormatMinor(d.GetBalanceMinor(), d.GetCurrency()), d.GetCurrency()
+		}
+		out.Daily = append(out.Daily, dj)
+	}
 	if *asJSON {
 		return env.JSON(out)
 	}
@@ -268,6 +287,7 @@ func risk(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(w, "last activity %s\n", out.LastActivity)
 	}
 	fmt.Fprintf(w, "partition %d  clock %s  thresholds v%d\n", out.Partition, orDash(out.PartitionClock), out.ThresholdVersion)
+	printDaily(w, out.Daily)
 	if len(out.Signals) == 0 {
 		fmt.Fprintln(w, "no live signals")
 	}
@@ -282,6 +302,24 @@ func risk(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	return nil
+}
+
+// printDaily summarises the daily series: transactions per 30 days and the
+// end-of-day balance at each period's end (--json lists every day).
+func printDaily(w io.Writer, days []dayJSON) {
+	if len(days) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "last %d days (per 30 days: customer transactions, end-of-day balance; --json lists every day)\n", len(days))
+	for lo := 0; lo < len(days); lo += 30 {
+		hi := min(lo+30, len(days))
+		n := int32(0)
+		for _, d := range days[lo:hi] {
+			n += d.Transactions
+		}
+		last := days[hi-1]
+		fmt.Fprintf(w, "  %s … %s  %4d  %s %s\n", days[lo].Date, last.Date, n, orDash(last.Balance), last.Currency)
+	}
 }
 
 func orDash(s string) string {

@@ -18,7 +18,9 @@ const (
 // boundary can look at stays inside these.
 const (
 	keepCountDays   = dropWindowDays + dropBaselineDays + 10   // activity.drop windows + lateness
-	keepBalanceDays = drainBaselineDays + drainWindowDays + 10 // outflow.drain baseline + lateness
+	// outflow.drain's baseline, and the daily series GetCustomerRisk charts
+	// (HistoryDays), each plus the lateness.
+	keepBalanceDays = max(drainBaselineDays+drainWindowDays, HistoryDays) + 10
 	keepOutflowDays = drainWindowDays + 10                     // outflow.drain window + lateness
 	keepSeenDays    = 8                                        // lateness + 1 day
 	keepObsDays     = 8                                        // per-account balance observations

@@ -228,7 +228,21 @@ func (s *Server) GetCustomerRisk(ctx context.Context, req *cwv1.GetCustomerRiskR
 	for _, sg := range live {
 		resp.LiveSignals = append(resp.LiveSignals, convert.Signal(sg, convert.Source{Partition: env.Partition}))
 	}
+	resp.Daily = dailyProto(&st, now)
 	return resp, nil
+}
+
+// dailyProto is the customer's last engine.HistoryDays days up to now's day.
+func dailyProto(st *engine.State, now time.Time) []*cwv1.CustomerDay {
+	days := st.Daily(now, engine.HistoryDays)
+	out := make([]*cwv1.CustomerDay, len(days))
+	for i, d := range days {
+		out[i] = &cwv1.CustomerDay{Date: d.Date.Format(time.DateOnly), Transactions: int32(d.Transactions)}
+		if d.HasBalance {
+			out[i].BalanceMinor, out[i].Currency = &d.Balance, st.Currency()
+		}
+	}
+	return out
 }
 
 func (s *Server) now() time.Time {
