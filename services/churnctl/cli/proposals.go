@@ -34,8 +34,12 @@ until a second principal approves (churnctl thresholds approve ID).`})
 		Summary: "reject another principal's threshold proposal, with a reason", Run: thresholdsReject})
 }
 
-// parseSettings reads RULE.FIELD[.TIER]=VALUE arguments.
-func parseSettings(pos []string) ([]*cwv1.ThresholdSetting, error) {
+// parseChange reads the RULE.FIELD[.TIER]=VALUE arguments and the reason
+// of a direct change or a proposal.
+func parseChange(pos []string, reason string) ([]*cwv1.ThresholdSetting, error) {
+	if strings.TrimSpace(reason) == "" {
+		return nil, Usagef("--reason is required")
+	}
 	if len(pos) == 0 {
 		return nil, Usagef("name at least one RULE.FIELD[.TIER]=VALUE, e.g. outflow.large.amount.MASS=5000")
 	}
@@ -138,12 +142,9 @@ func thresholdsPropose(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	settings, err := parseSettings(pos)
+	settings, err := parseChange(pos, *reason)
 	if err != nil {
 		return err
-	}
-	if strings.TrimSpace(*reason) == "" {
-		return Usagef("--reason is required")
 	}
 	rp, err := hf.load(env)
 	if err != nil {

@@ -99,12 +99,9 @@ func thresholdsSet(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	settings, err := parseSettings(pos)
+	settings, err := parseChange(pos, *reason)
 	if err != nil {
 		return err
-	}
-	if strings.TrimSpace(*reason) == "" {
-		return Usagef("--reason is required")
 	}
 	c, done, err := rulesClient(env)
 	if err != nil {
