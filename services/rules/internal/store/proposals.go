@@ -42,10 +42,12 @@ const (
 const (
 	proposalsKey   = "cw:{th}:proposals" // hash id → Proposal JSON
 	proposalSeqKey = "cw:{th}:proposal-seq"
-	// MaxProposals bounds the proposals kept; the oldest decided or expired
-	// ones go first (their outcome stays in the audit trail when approved).
-	MaxProposals = 1000
 )
+
+// MaxProposals bounds the proposals kept; the oldest decided or expired
+// ones go first (their outcome stays in the audit trail when approved). A
+// variable so that a test can lower it.
+var MaxProposals = 1000
 
 // Setting is one key and value as proposed.
 type Setting struct {
@@ -137,7 +139,7 @@ func (s *Store) Propose(ctx context.Context, expected int64, settings []Setting,
 // MaxProposals. Pending ones stay: they expire within their ttl.
 func (s *Store) trimProposals(ctx context.Context, now time.Time) error {
 	n, err := s.rdb.HLen(ctx, proposalsKey).Result()
-	if err != nil || n <= MaxProposals {
+	if err != nil || n <= int64(MaxProposals) {
 		return err
 	}
 	all, err := s.Proposals(ctx, now)

@@ -147,3 +147,46 @@ func contains(s string, parts ...string) bool {
 	}
 	return true
 }
+
+// TestProposalsAreBounded: beyond MaxProposals the oldest decided or
+// expired proposals go; pending ones stay however old.
+func TestProposalsAreBounded(t *testing.T) {
+	r := testkit.Redis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	s := New(rdb)
+	ctx := context.Background()
+	old := MaxProposals
+	MaxProposals = 4
+	t.Cleanup(func() { MaxProposals = old })
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	kv := Setting{Key: "complaints.count.MASS", Value: "3"}
+	propose := func(ttl time.Duration) Proposal {
+		p, err := s.Propose(ctx, 1, []Setting{kv}, "ops-1", "r", nil, now, ttl, set(kv))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	keep := propose(time.Hour) // tp-1: stays pending
+	first := propose(time.Hour)
+	if _, err := s.Reject(ctx, first.ID, "ops-2", "no", now); err != nil { // tp-2: decided
+		t.Fatal(err)
+	}
+	propose(time.Minute) // tp-3: expired by the time of the next proposals
+	now = now.Add(2 * time.Minute)
+	for range 3 { // tp-4 … tp-6
+		propose(time.Hour)
+	}
+	all, err := s.Proposals(ctx, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, p := range all {
+		ids = append(ids, p.ID)
+	}
+	if got := strings.Join(ids, " "); got != "tp-6 tp-5 tp-4 "+keep.ID {
+		t.Fatalf("kept %s, want tp-6 tp-5 tp-4 tp-1 (the decided tp-2 and the expired tp-3 go first)", got)
+	}
+}
