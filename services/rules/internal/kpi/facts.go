@@ -28,10 +28,10 @@ func Month(t time.Time) string { return t.UTC().Format(MonthLayout) }
 
 // Measures of a delta field (TIER|BRANCH|measure).
 const (
-	measureStage   = "st."   // + stage name: net change of customers in the stage
+	measureStage   = "st."     // + stage name: net change of customers in the stage
 	measureChurned = "churned" // customers entering CHURNED
 	measureWinback = "winback" // customers moving CHURNED → WON_BACK
-	measureBalance = "bal."  // + currency: net change of the balance held (minor units)
+	measureBalance = "bal."    // + currency: net change of the balance held (minor units)
 )
 
 const fieldSep = "|"
