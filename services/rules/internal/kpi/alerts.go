@@ -72,6 +72,9 @@ func (f AlertFact) Months(latest time.Time) []string {
 			to = time.Unix(ts, 0).UTC()
 		}
 	}
+	if to.Before(from) {
+		to = from // clock skew: at least the month it was raised in
+	}
 	var out []string
 	for m := monthStart(from); !m.After(to) && len(out) < maxAlertMonths; m = m.AddDate(0, 1, 0) {
 		out = append(out, Month(m))

@@ -125,12 +125,19 @@ func (ds Deltas) Change(before, after Snapshot, sigs []engine.Signal, at time.Ti
 	if after.Stage != prev {
 		ds.transition(after, prev, after.Stage, at)
 	}
-	month := Month(at)
-	if before.Known && before.HasBalance {
-		ds.Add(month, Field(after.Tier, after.Branch, measureBalance+before.Currency), -before.Balance)
-	}
-	if after.HasBalance {
-		ds.Add(month, Field(after.Tier, after.Branch, measureBalance+after.Currency), after.Balance)
+	switch {
+	case before.Known && before.HasBalance && after.HasBalance && before.Currency == after.Currency:
+		// The common case, one field: the change, if any.
+		if d := after.Balance - before.Balance; d != 0 {
+			ds.Add(Month(at), Field(after.Tier, after.Branch, measureBalance+after.Currency), d)
+		}
+	default:
+		if before.Known && before.HasBalance {
+			ds.Add(Month(at), Field(after.Tier, after.Branch, measureBalance+before.Currency), -before.Balance)
+		}
+		if after.HasBalance {
+			ds.Add(Month(at), Field(after.Tier, after.Branch, measureBalance+after.Currency), after.Balance)
+		}
 	}
 }
 
