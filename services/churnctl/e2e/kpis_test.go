@@ -232,17 +232,7 @@ func TestKPIsAgreeWithTheBank(t *testing.T) {
 	// Work some alerts: acknowledge every third, resolve every fifth
 	// (outcomes in turn), as RMs would.
 	alertsC := cwv1.NewAlertServiceClient(dial(t, st, st.Alerts.GRPCAddr(), "ops-1", auth.RoleOps, ""))
-	var all []*cwv1.Alert
-	for tok := ""; ; {
-		resp, err := alertsC.ListAlerts(ctx, &cwv1.ListAlertsRequest{PageSize: 500, PageToken: tok})
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, resp.Alerts...)
-		if tok = resp.NextPageToken; tok == "" {
-			break
-		}
-	}
+	all := listAlerts(ctx, t, alertsC)
 	if len(all) < 20 {
 		t.Fatalf("only %d alerts: the alert figures would prove little", len(all))
 	}

@@ -273,9 +273,7 @@ func TestFiguresOfAHandCheckedBank(t *testing.T) {
 					for _, o := range a.ResolvedByOutcome {
 						got[kpi.OutcomeName(o.Outcome)] = o.Alerts
 					}
-					if !sameCounts(got, x.Resolved) {
-						t.Errorf("%s: resolved %v, want %v", what, got, x.Resolved)
-					}
+					checkCounts(t, what+": resolved", got, x.Resolved)
 				}
 				if x.Precision != nil {
 					got := map[string]float64{}
@@ -299,18 +297,14 @@ func TestFiguresOfAHandCheckedBank(t *testing.T) {
 							t.Errorf("%s: top reasons not most frequent first: %v", what, a.TopReasons)
 						}
 					}
-					if !sameCounts(got, x.Reasons) {
-						t.Errorf("%s: reasons %v, want %v", what, got, x.Reasons)
-					}
+					checkCounts(t, what+": reasons", got, x.Reasons)
 				}
 				if x.Overdue != nil {
 					got := map[string]int64{}
 					for _, o := range a.Overdue {
 						got[o.ManagerId] = o.Overdue
 					}
-					if !sameCounts(got, x.Overdue) {
-						t.Errorf("%s: overdue %v, want %v", what, got, x.Overdue)
-					}
+					checkCounts(t, what+": overdue", got, x.Overdue)
 				}
 				for _, want := range x.Response {
 					var got *cwv1.ResponseTime
@@ -333,16 +327,15 @@ func TestFiguresOfAHandCheckedBank(t *testing.T) {
 	}
 }
 
-func sameCounts(a, b map[string]int64) bool {
-	if len(a) != len(b) {
-		return false
+func checkCounts(t *testing.T, what string, got, want map[string]int64) {
+	t.Helper()
+	same := len(got) == len(want)
+	for k, v := range got {
+		same = same && want[k] == v
 	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
+	if !same {
+		t.Errorf("%s %v, want %v", what, got, want)
 	}
-	return true
 }
 
 func TestRequestsRefusedWithTheReason(t *testing.T) {
