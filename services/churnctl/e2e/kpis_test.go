@@ -10,17 +10,102 @@ import (
 	"testing"
 	"time"
 
+	"io"
+
+	"github.com/segmentio/kafka-go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	alertsapp "github.com/churnwatch/churnwatch/services/alerts/app"
 	"github.com/churnwatch/churnwatch/services/churnctl/backtest"
 	"github.com/churnwatch/churnwatch/services/churnctl/cli"
 	"github.com/churnwatch/churnwatch/services/churnctl/demo"
+	"github.com/churnwatch/churnwatch/services/churnctl/devstack"
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
+	"github.com/churnwatch/churnwatch/services/platform/config"
 	"github.com/churnwatch/churnwatch/services/platform/money"
+	rulesapp "github.com/churnwatch/churnwatch/services/rules/app"
 )
+
+// secondInstances starts another rules and another alerts instance on the
+// stack's broker and Redis: they join the consumer groups (partitions move
+// to them mid-stream) and, when stop is called, shut down (the partitions
+// move back), as a rolling restart does.
+func secondInstances(t *testing.T, st *devstack.Stack) (stop func()) {
+	t.Helper()
+	env := st.Env()
+	env["CHURNWATCH_GRPC_ADDR"], env["CHURNWATCH_HTTP_ADDR"] = "127.0.0.1:0", "127.0.0.1:0"
+	ctx, cancel := context.WithCancel(context.Background())
+	rcfg, err := rulesapp.LoadConfig(config.FromMap(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := rulesapp.New(ctx, rcfg, rulesapp.WithLogOutput(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acfg, err := alertsapp.LoadConfig(config.FromMap(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := alertsapp.New(ctx, acfg, alertsapp.WithLogOutput(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 2)
+	go func() { done <- r.Run(ctx) }()
+	go func() { done <- a.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Errorf("second instance: %v", err)
+			}
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitGroup waits until each of groups has n members, every one of them
+// assigned at least one partition.
+func waitGroup(ctx context.Context, t *testing.T, st *devstack.Stack, n int, groups ...string) {
+	t.Helper()
+	cl := &kafka.Client{Addr: kafka.TCP(st.Brokers...)}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		resp, err := cl.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: groups})
+		var gs []kafka.DescribeGroupsResponseGroup
+		if err == nil {
+			gs = resp.Groups
+		}
+		ok := err == nil && len(gs) == len(groups)
+		for _, g := range gs {
+			ok = ok && g.Error == nil && len(g.Members) == n
+			for _, m := range g.Members {
+				parts := 0
+				for _, tp := range m.MemberAssignments.Topics {
+					parts += len(tp.Partitions)
+				}
+				ok = ok && parts > 0
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer groups %v did not settle on %d members with partitions each: %+v %v", groups, n, gs, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
 
 // bookFigures are the independent customer KPIs of one month and group.
 type bookFigures struct {
@@ -211,7 +296,20 @@ func TestKPIsAgreeWithTheBank(t *testing.T) {
 	if err := demo.WaitCaughtUp(ctx, st, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// A second rules and alerts instance joins after a third of the
+	// events and leaves after two thirds: partitions are handed over twice
+	// mid-stream, as in a rolling restart.
+	var stop func()
 	for i := 0; i < len(in.Events); i += 5000 {
+		switch {
+		case stop == nil && i >= len(in.Events)/3:
+			stop = secondInstances(t, st)
+			waitGroup(ctx, t, st, 2, "churnwatch-rules", "churnwatch-rules-kpi", "churnwatch-alerts")
+		case stop != nil && i >= 2*len(in.Events)/3:
+			stop()
+			stop = func() {}
+			waitGroup(ctx, t, st, 1, "churnwatch-rules", "churnwatch-rules-kpi", "churnwatch-alerts")
+		}
 		var batch []*cwv1.IncomingEvent
 		for _, r := range in.Events[i:min(i+5000, len(in.Events))] {
 			batch = append(batch, r.Value)
