@@ -338,10 +338,14 @@ func (s *Store) Apply(ctx context.Context, w Write) error {
 	var err error
 	if redisx.IsCluster(s.rdb) {
 		// The KPI counts first, each partition's in one transaction with
-		// its watermark (one slot): cut off after them, the redelivered
-		// records are applied again but not counted again.
-		if len(w.KPI) > 0 {
-			_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error { queueKPI(ctx, p, w); return nil })
+		// its watermark (one slot; a MULTI may not span slots, even on one
+		// node): cut off after them, the redelivered records are applied
+		// again but not counted again.
+		for part, kw := range w.KPI {
+			one := Write{KPI: map[int32]KPIWrite{part: kw}}
+			if _, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error { queueKPI(ctx, p, one); return nil }); err != nil {
+				break
+			}
 		}
 		for _, queue := range []func(context.Context, redis.Pipeliner, Write){queueDeadlines, queueStates, queueClocks} {
 			if err != nil {
