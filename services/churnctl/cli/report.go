@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	Register(&Command{Name: "report", Args: "--month YYYY-MM [--branch B] [--format html|md|csv] [--out FILE]",
+	Register(&Command{Name: "report", Args: "--month YYYY-MM [--branch B] [--format html|md|csv] [--out FILE] [--json]",
 		Summary: "the monthly relationship-maintenance report (SPEC §9)",
 		Help: `The retention KPIs of the month with the change on the previous month: customers
 by stage, churn and retention (monthly and quarter to date), win-backs, balances
@@ -24,7 +24,8 @@ alerts by RM; precision per rule. Every figure comes from KpiService.GetKpis on
 the rules service (CHURNWATCH_RULES_ADDR), the same the console shows.
 Branch heads get their own branch; ops and admin the bank or --branch.
 HTML is one self-contained file (inline CSS, no scripts); CSV is long:
-section,row,column,value. Definitions: docs/kpis.md.`,
+section,row,column,value. --json prints the RPC's answer itself (the month and
+the one before) as one JSON object. Definitions: docs/kpis.md.`,
 		Run: reportCmd})
 }
 
@@ -34,6 +35,7 @@ func reportCmd(ctx context.Context, env *Env, args []string) error {
 	branch := fs.String("branch", "", "only this branch (a branch head always gets their own)")
 	format := fs.String("format", "html", "html, md or csv")
 	out := fs.String("out", "", "write to FILE instead of stdout")
+	asJSON := fs.Bool("json", false, "print KpiService.GetKpis's answer as one JSON object instead of the report")
 	pos, err := Parse(fs, args)
 	if err != nil {
 		return err
@@ -60,6 +62,9 @@ func reportCmd(ctx context.Context, env *Env, args []string) error {
 	resp, err := cwv1.NewKpiServiceClient(conn).GetKpis(ctx, &cwv1.GetKpisRequest{Month: *month, BranchId: *branch, MonthsBack: 2})
 	if err != nil {
 		return RPCError("rules", err)
+	}
+	if *asJSON {
+		return writeProtoLine(env.Stdout, resp)
 	}
 	r, err := report.Build(resp)
 	if err != nil {

@@ -516,6 +516,12 @@ func TestKPIsAgreeWithTheBank(t *testing.T) {
 	env := st.Env()
 	env["CHURNWATCH_TOKEN"] = tok
 	lastFig := resp.Months[len(resp.Months)-1].Total
+	var stdout, stderr bytes.Buffer
+	if code := cli.Main(ctx, &cli.Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return env[k] }},
+		[]string{"report", "--month", last, "--json"}); code != 0 || strings.Count(stdout.String(), "\n") != 1 ||
+		!strings.Contains(stdout.String(), `"month":"`+last+`"`) {
+		t.Errorf("report --json: exit %d, %q %s", code, stdout.String(), stderr.String())
+	}
 	for _, format := range []string{"md", "csv", "html"} {
 		var stdout, stderr bytes.Buffer
 		code := cli.Main(ctx, &cli.Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return env[k] }},
