@@ -112,6 +112,30 @@ func TestKPIFactsCountOnce(t *testing.T) {
 			t.Fatalf("counts landed before a crash:\n got %v\nwant %v", got, want)
 		}
 	})
+	t.Run("write retried", func(t *testing.T) {
+		// Apply again with the same write, as after an error whose reply
+		// was lost: the counts are not added twice.
+		ctx := context.Background()
+		st, sc, th := store.New(fresh(t)), newScorer(0), engine.DefaultThresholds()
+		for _, msgs := range batches {
+			out, err := sc.Score(ctx, st, msgs, &th)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				if err := st.Apply(ctx, out.Write); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		got, err := st.KPIDeltas(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("every write applied twice:\n got %v\nwant %v", got, want)
+		}
+	})
 	t.Run("cut off before the counts", func(t *testing.T) {
 		// Nothing landed: the batch is scored again from scratch.
 		got := scoreAll(t, fresh(t), batches, func(w store.Write) []store.Write {

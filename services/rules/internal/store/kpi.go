@@ -24,8 +24,9 @@ import (
 //	cw:rules:kpi:alerts:{open}      hash    alert id → JSON fact of every alert not resolved
 //
 // A partition's KPI keys share its hash tag with its deadline index, so the
-// counts and their watermark are written in one transaction on Redis
-// Cluster too (written before the states there: see Apply). The counts are
+// counts and their watermark are written by one script (addCounts) on Redis
+// Cluster too (before the states there: see Apply); the script adds nothing
+// when the watermark already covers the write. The counts are
 // bounded by months × tiers × branches × measures; an alert fact is kept in
 // at most 24 months.
 
@@ -53,16 +54,40 @@ type KPIWrite struct {
 	Deltas  kpi.Deltas
 }
 
+// addCounts adds a partition's counts unless its watermark shows them
+// added already, so that writing the same batch again (Apply retried after
+// an error whose reply was lost) adds nothing. KEYS: the watermark, the
+// months set, then one hash per month; ARGV: the new watermark, then per
+// month its name, its number of fields and field, change pairs. Sent as
+// EVAL (not EVALSHA): a restarted Redis needs nothing loaded, and it runs
+// inside MULTI and pipelines alike.
+const addCounts = `
+if tonumber(redis.call('GET', KEYS[1]) or '-1') >= tonumber(ARGV[1]) then return 0 end
+local a = 2
+for k = 3, #KEYS do
+  local n = tonumber(ARGV[a + 1])
+  redis.call('SADD', KEYS[2], ARGV[a])
+  a = a + 2
+  for _ = 1, n do
+    redis.call('HINCRBY', KEYS[k], ARGV[a], ARGV[a + 1])
+    a = a + 2
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1`
+
 func queueKPI(ctx context.Context, p redis.Pipeliner, w Write) {
 	for part, kw := range w.KPI {
+		keys := []string{KPIAppliedKey(part), KPIMonthsKey(part)}
+		args := []any{kw.Applied}
 		for month, fields := range kw.Deltas {
-			key := KPIMonthKey(part, month)
+			keys = append(keys, KPIMonthKey(part, month))
+			args = append(args, month, len(fields))
 			for f, d := range fields {
-				p.HIncrBy(ctx, key, f, d)
+				args = append(args, f, d)
 			}
-			p.SAdd(ctx, KPIMonthsKey(part), month)
 		}
-		p.Set(ctx, KPIAppliedKey(part), kw.Applied, 0)
+		p.Eval(ctx, addCounts, keys, args...)
 	}
 }
 

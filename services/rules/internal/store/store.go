@@ -18,8 +18,9 @@
 // keys ({th}: the WATCH/MULTI of Update spans both) are one slot each. No
 // key changed for Redis Cluster: a batch write that spans slots is ordered
 // instead of transactional there (see Apply). Only Redis 7.0 commands are
-// used and no scripts, so that a restarted Redis (whose script cache is
-// empty) needs nothing reloaded.
+// used, and no script is loaded (the one script, the KPI counts', is sent
+// whole with EVAL), so that a restarted Redis (whose script cache is empty)
+// needs nothing reloaded.
 package store
 
 import (
