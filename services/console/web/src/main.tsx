@@ -1,0 +1,44 @@
+// Entry point: ask the console server who is signed in, then render the
+// console; signed out → the server's sign-in, coming back here afterwards.
+import { render } from "preact";
+import "uplot/dist/uPlot.min.css";
+import "./style.css";
+import { browserTransport, clients } from "./api/clients";
+import { fetchSession, loginUrl, SignedOut } from "./api/session";
+import { Shell } from "./app";
+import { SignIn } from "./pages/SignIn";
+
+const root = document.getElementById("app")!;
+const here = () => location.pathname + location.search;
+
+function signedOut(login = "/login") {
+  location.assign(loginUrl(login, here()));
+}
+
+async function start() {
+  try {
+    const session = await fetchSession();
+    render(<Shell api={{ ...clients(browserTransport()), session, signedOut: () => signedOut() }} />, root);
+  } catch (e) {
+    if (e instanceof SignedOut) {
+      // The sign-in screen itself is shown when the server hands /login to
+      // the app (no IdP configured); otherwise go to the server's sign-in.
+      if (location.pathname === "/login") {
+        render(<SignIn next={new URLSearchParams(location.search).get("next") ?? "/"} />, root);
+        return;
+      }
+      signedOut(e.login);
+      return;
+    }
+    render(
+      <main id="main" class="center">
+        <h1>The console cannot start</h1>
+        <p role="alert">{String((e as Error).message ?? e)}</p>
+        <p><a href={here()}>Try again</a></p>
+      </main>,
+      root,
+    );
+  }
+}
+
+void start();
