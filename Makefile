@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 GOTEST_FLAGS ?= -count=1 -timeout 25m
 FUZZTIME ?= 30000x
 
-.PHONY: help build demo dev kafka kafka-stop test test-go test-cluster fuzz bench chaos lint proto setup tools clean
+.PHONY: help build demo dev kafka kafka-stop test test-go test-console test-cluster fuzz bench chaos lint proto setup tools clean console
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,11 +37,17 @@ setup: ## install redis-server, kcat, docker-compose, promtool, the pinned Go to
 	scripts/setup.sh
 
 test: setup ## install what tests need, then lint, every test, short fuzz runs and deploy checks
-	@$(MAKE) --no-print-directory lint test-go fuzz
+	@$(MAKE) --no-print-directory lint test-go test-console fuzz
 	scripts/check-deploy.sh
 
 test-go:
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && go test $(GOTEST_FLAGS) ./...); done
+
+console: setup ## rebuild the console web app: npm ci, TS clients from proto/ (buf), vite build into services/console/web/dist (committed)
+	cd services/console/web && npm ci --no-audit --no-fund && npm run build
+
+test-console: setup ## the console's unit tests (vitest) and browser tests (Playwright, headless Debian chromium, against a real churnwatch dev)
+	cd services/console/web && npx vitest run && npx playwright test
 
 test-cluster: ## the Redis-backed tests again on a local three-master Redis Cluster (CROSSSLOT fails them)
 	@set -e; for m in services/platform services/ingester services/rules services/alerts; do echo "== cluster: go test $$m"; (cd $$m && CHURNWATCH_TEST_REDIS=cluster go test $(GOTEST_FLAGS) ./...); done

@@ -101,9 +101,14 @@ export function timeZoneName(): string {
   return zone;
 }
 
+// dateStyle/timeStyle cannot be combined with timeZoneName, so the parts
+// are spelled out.
 const timeFormat = new Intl.DateTimeFormat(undefined, {
-  dateStyle: "medium",
-  timeStyle: "short",
+  year: "numeric",
+  month: "short",
+  day: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
   timeZoneName: "short",
 });
 

@@ -25,6 +25,9 @@ export interface LiveOptions {
 // Codes after which reconnecting cannot help: the caller is signed out or
 // not allowed. Everything else (network drop, server restart, a slow client
 // cut off) is retried from the cursor.
+// A stream up this long before it dropped counts as healthy.
+const healthyMs = 10000;
+
 const final = new Set([Code.Unauthenticated, Code.PermissionDenied, Code.InvalidArgument, Code.Unimplemented]);
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -52,23 +55,26 @@ export async function follow(client: Client<typeof AlertService>, o: LiveOptions
   let attempt = 0;
   while (!o.signal.aborted) {
     o.onStatus({ kind: "connecting" });
+    const started = Date.now();
+    let got = false;
+    let live = false;
+    // Response headers mean the server accepted the stream, even before
+    // the first update.
+    const up = () => {
+      if (!live) o.onStatus({ kind: "live" });
+      live = true;
+    };
     try {
-      let live = false;
-      const up = () => {
-        if (!live) o.onStatus({ kind: "live" });
-        live = true;
-        attempt = 0;
-      };
-      // Response headers mean the server accepted the stream, even before
-      // the first update.
       for await (const res of client.subscribe({ cursor }, { signal: o.signal, onHeader: up })) {
         up();
+        got = true;
         const u = res.update;
         if (!u) continue;
         if (u.cursor) cursor = u.cursor;
         o.onUpdate(u);
       }
       // The server ended the stream (bounded stream lifetime): resume.
+      attempt = 0;
     } catch (e) {
       if (o.signal.aborted) break;
       const err = ConnectError.from(e);
@@ -76,12 +82,13 @@ export async function follow(client: Client<typeof AlertService>, o: LiveOptions
         o.onStatus({ kind: "stopped", code: err.code, reason: err.rawMessage });
         return cursor;
       }
+      // A stream that delivered or stayed up a while was healthy: start the
+      // backoff over. One that fails at once keeps backing off.
+      if (got || Date.now() - started > healthyMs) attempt = 0;
       const wait = backoff(attempt++, min, max);
       o.onStatus({ kind: "retrying", inMs: wait, reason: err.rawMessage });
       await sleep(wait, o.signal);
-      continue;
     }
-    attempt = 0;
   }
   return cursor;
 }

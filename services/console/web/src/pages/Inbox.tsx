@@ -183,7 +183,7 @@ function AlertTable(props: { alerts: Alert[]; now: Date; fresh: ReadonlySet<stri
   // Arrow keys move between rows, Home/End to the first/last, Enter opens.
   const onKey = (e: KeyboardEvent, a: Alert) => {
     const row = e.currentTarget as HTMLTableRowElement;
-    const all = Array.from(body.current?.rows ?? []);
+    const all = Array.from(body.current?.querySelectorAll<HTMLTableRowElement>(":scope > tr") ?? []);
     const i = all.indexOf(row);
     const go = (j: number) => {
       const r = all[Math.max(0, Math.min(all.length - 1, j))];
