@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/churnwatch/churnwatch/proto/gen/go v0.0.0
 	github.com/churnwatch/churnwatch/services/alerts v0.0.0
+	github.com/churnwatch/churnwatch/services/console v0.0.0
 	github.com/churnwatch/churnwatch/services/ingester v0.0.0
 	github.com/churnwatch/churnwatch/services/platform v0.0.0
 	github.com/churnwatch/churnwatch/services/rules v0.0.0
@@ -15,12 +16,16 @@ require (
 )
 
 require (
+	connectrpc.com/connect v1.19.1 // indirect
+	connectrpc.com/vanguard v0.4.0 // indirect
 	github.com/MicahParks/jwkset v0.11.4 // indirect
 	github.com/MicahParks/keyfunc/v3 v3.9.2 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/cloudevents/sdk-go/v2 v2.16.2 // indirect
+	github.com/coreos/go-oidc/v3 v3.21.0 // indirect
+	github.com/go-jose/go-jose/v4 v4.1.4 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
@@ -60,6 +65,7 @@ require (
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/oauth2 v0.38.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
@@ -71,6 +77,7 @@ require (
 replace (
 	github.com/churnwatch/churnwatch/proto/gen/go => ../../proto/gen/go
 	github.com/churnwatch/churnwatch/services/alerts => ../alerts
+	github.com/churnwatch/churnwatch/services/console => ../console
 	github.com/churnwatch/churnwatch/services/ingester => ../ingester
 	github.com/churnwatch/churnwatch/services/platform => ../platform
 	github.com/churnwatch/churnwatch/services/rules => ../rules

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -327,4 +328,13 @@ func fmtCounts(m map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// PrintSignIn tells how to open the console in dev mode: a /dev/login link
+// for a manager and one for a branch head.
+func PrintSignIn(w io.Writer, consoleURL, manager, branch string) {
+	fmt.Fprintf(w, "console: %s\n", consoleURL)
+	fmt.Fprintf(w, "  sign in as manager %s:      %s/dev/login?sub=%s&role=manager\n", manager, consoleURL, url.QueryEscape(manager))
+	fmt.Fprintf(w, "  sign in as head of branch %s: %s/dev/login?sub=head-%s&role=branch_head&branch=%s\n", branch, consoleURL, url.QueryEscape(branch), url.QueryEscape(branch))
+	fmt.Fprintf(w, "  (dev mode only: any sub, role manager|branch_head|ops|admin, branch for branch heads)\n")
 }
