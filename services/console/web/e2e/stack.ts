@@ -48,8 +48,17 @@ export interface CliAlert {
   note?: string;
 }
 
-export function alertsOf(manager: string, state = "open,acknowledged,escalated"): CliAlert[] {
+export const waiting = "open,acknowledged,escalated";
+
+export function alertsOf(manager: string, state = waiting): CliAlert[] {
   return jsonLines<CliAlert>(churnctl(["alerts", "list", "--manager", manager, "--state", state, "--limit", "1000", "--json"]));
+}
+
+// alertsAs lists what a principal's own token shows it, the way churnctl
+// would for that person.
+export function alertsAs(sub: string, role: string, branch = "", state = waiting): CliAlert[] {
+  const token = churnctl(["token", "mint", "--subject", sub, "--role", role, ...(branch ? ["--branch", branch] : []), "--ttl", "10m"]).trim();
+  return jsonLines<CliAlert>(churnctl(["alerts", "list", "--state", state, "--limit", "1000", "--json"], { token }));
 }
 
 export function getAlert(id: string): CliAlert {

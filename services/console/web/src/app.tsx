@@ -6,7 +6,6 @@ import { roleLabel, timeZoneName } from "./format";
 import { Link, route, useLocation } from "./router";
 import { Inbox } from "./pages/Inbox";
 import { AlertPage } from "./pages/AlertPage";
-import { SignIn } from "./pages/SignIn";
 
 export function Shell({ api }: { api: Api }) {
   const { path, query } = useLocation();
@@ -34,7 +33,6 @@ export function Shell({ api }: { api: Api }) {
       <main id="main">
         {r.page === "inbox" && <Inbox query={query} />}
         {r.page === "alert" && <AlertPage key={r.alertId} alertId={r.alertId} />}
-        {r.page === "login" && <SignIn next={query.get("next") ?? "/"} signedInAs={s.sub} />}
         {r.page === "not-found" && (
           <section>
             <h1>Page not found</h1>

@@ -6,7 +6,6 @@ import "./style.css";
 import { browserTransport, clients } from "./api/clients";
 import { fetchSession, loginUrl, SignedOut } from "./api/session";
 import { Shell } from "./app";
-import { SignIn } from "./pages/SignIn";
 
 const root = document.getElementById("app")!;
 const here = () => location.pathname + location.search;
@@ -21,12 +20,8 @@ async function start() {
     render(<Shell api={{ ...clients(browserTransport()), session, signedOut: () => signedOut() }} />, root);
   } catch (e) {
     if (e instanceof SignedOut) {
-      // The sign-in screen itself is shown when the server hands /login to
-      // the app (no IdP configured); otherwise go to the server's sign-in.
-      if (location.pathname === "/login") {
-        render(<SignIn next={new URLSearchParams(location.search).get("next") ?? "/"} />, root);
-        return;
-      }
+      // The console server's /login signs in (the bank's IdP, or the dev
+      // sign-in page under churnwatch dev) and comes back to this page.
       signedOut(e.login);
       return;
     }

@@ -31,12 +31,10 @@ export function useLocation(): { path: string; query: URLSearchParams } {
 export type Route =
   | { page: "inbox" }
   | { page: "alert"; alertId: string }
-  | { page: "login" }
   | { page: "not-found" };
 
 export function route(path: string): Route {
   if (path === "/" || path === "") return { page: "inbox" };
-  if (path === "/login") return { page: "login" };
   const m = /^\/alerts\/([^/]+)$/.exec(path);
   if (m) return { page: "alert", alertId: decodeURIComponent(m[1]) };
   return { page: "not-found" };
