@@ -71,6 +71,10 @@ test("a manager opens an alert by keyboard, sees why, and acknowledges it (churn
   await expect(page.getByRole("heading", { name: "What to do" })).toBeVisible();
   await expect(page.getByRole("table", { name: "Alert history" }).locator("tbody tr")).not.toHaveCount(0);
   await expect(page.getByText(/of 100 \(/)).toBeVisible(); // GetCustomerRisk answered
+  // The chart is drawn exactly when the risk service sends a daily series.
+  const risk = JSON.parse(churnctl(["risk", a.customerId, "--json"]).trim().split("\n")[0]) as { daily?: unknown[] };
+  if (risk.daily?.length) await expect(page.locator("figure.chart canvas")).toBeVisible();
+  else await expect(page.getByTestId("no-daily")).toBeVisible();
   await expect(page.getByRole("button", { name: "Reassign" })).toHaveCount(0);
   await accessible(page, "the alert page");
   await shoot(page, "alert-desktop", true);

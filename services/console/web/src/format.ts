@@ -79,19 +79,17 @@ export function ruleLabel(id: string): string {
   return rules.find((r) => r.id === id)?.label ?? id;
 }
 
-// unitLabel says what the figures of an explanation are counted in.
-export function withUnit(value: string, unit: string): string {
+// withUnit says what the figures of an explanation are counted in. A
+// "ratio" is of the customer's usual activity for activity.drop and of the
+// balance for the outflow rules.
+export function withUnit(value: string, unit: string, ruleId = ""): string {
   if (!value) return "—";
-  switch (unit) {
-    case "":
-      return value;
-    case "ratio":
-      return `${value} of the usual`;
-    case "count":
-      return value;
-    default:
-      return `${value} ${unit}`;
+  if (unit === "ratio") {
+    if (ruleId === "activity.drop") return `${value} of the usual activity`;
+    if (ruleId.startsWith("outflow.")) return `${value} of the balance`;
+    return value;
   }
+  return unit && unit !== "count" ? `${value} ${unit}` : value;
 }
 
 const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;

@@ -22,11 +22,12 @@ export function RiskChart({ series, label }: { series: DailySeries; label: strin
       {
         width: width(),
         height: 240,
+        legend: { live: false },
         scales: { x: { time: true }, act: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
         axes: [
           {},
           { scale: "act", label: "Transactions per day" },
-          { scale: "bal", side: 1, label: `Balance (${series.currency})`, grid: { show: false } },
+          { scale: "bal", side: 1, size: 80, label: `Balance (${series.currency})`, grid: { show: false } },
         ],
         series: [
           {},

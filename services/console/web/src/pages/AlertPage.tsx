@@ -112,8 +112,8 @@ function AlertView({ alert: a, reload, replace }: { alert: Alert; reload: () => 
               {a.reasons.map((r) => (
                 <tr>
                   <td data-label="Rule">{ruleLabel(r.ruleId)} <code>{r.ruleId}</code></td>
-                  <td data-label="Observed">{withUnit(r.observed, r.unit)}</td>
-                  <td data-label="Threshold">{withUnit(r.threshold, r.unit)}</td>
+                  <td data-label="Observed">{withUnit(r.observed, r.unit, r.ruleId)}</td>
+                  <td data-label="Threshold">{withUnit(r.threshold, r.unit, r.ruleId)}</td>
                   <td data-label="Threshold version">{String(r.thresholdVersion)}</td>
                   <td data-label="Triggering events">{r.eventIds.length ? r.eventIds.map((id) => <code class="event-id">{id}</code>) : "—"}</td>
                   <td data-label="In plain words">{r.detail || "—"}</td>
