@@ -6,16 +6,17 @@ import type { Page } from "@playwright/test";
 import AxeBuilder from "@axe-core/playwright";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { DropProxy } from "./dropproxy";
 import { alertsAs, alertsOf, bankDir, churnctl, consoleUrl, getAlert, jsonLines, repoRoot } from "./stack";
 
 const shots = join(repoRoot, "docs", "console");
 mkdirSync(shots, { recursive: true });
 const phone = { width: 390, height: 844 };
 
-async function signIn(page: Page, sub: string, role: string, branch = "") {
+async function signIn(page: Page, sub: string, role: string, branch = "", base = consoleUrl()) {
   const q = new URLSearchParams({ sub, role, ...(branch ? { branch } : {}) });
-  await page.goto(`${consoleUrl()}/dev/login?${q}`);
-  await expect(page).toHaveURL(`${consoleUrl()}/`);
+  await page.goto(`${base}/dev/login?${q}`);
+  await expect(page).toHaveURL(`${base}/`);
   await expect(page.getByText(`Signed in as ${sub}`)).toBeVisible();
 }
 
@@ -107,24 +108,29 @@ test("a manager resolves an alert with an outcome and a note", async ({ page }) 
   expect(await rowIds(page)).not.toContain(target.customerId);
 });
 
+// quietCustomer is a customer of the manager with no alert yet, and an
+// external outflow for it an hour after its last event (so not late).
+function quietCustomer(manager: string, skip: string[] = []) {
+  const customers = jsonLines<{ customerId: string; managerId: string }>(readFileSync(join(bankDir, "customers.ndjson"), "utf8"));
+  const alerted = new Set(alertsOf(manager, "open,acknowledged,escalated,snoozed,resolved").map((a) => a.customerId));
+  const quiet = customers.find((c) => c.managerId === manager && !alerted.has(c.customerId) && !skip.includes(c.customerId));
+  expect(quiet, `a customer of ${manager} without an alert`).toBeTruthy();
+  const id = quiet!.customerId;
+  const theirs = readFileSync(join(bankDir, "events.ndjson"), "utf8").split("\n").filter((l) => l.includes(`"customerId":"${id}"`));
+  const last = JSON.parse(theirs[theirs.length - 1]) as { accountId: string; occurredAt: string };
+  const at = new Date(new Date(last.occurredAt).getTime() + 3600_000).toISOString().replace(/\.\d+Z$/, "Z");
+  const outflow = JSON.stringify({ eventId: `e2e-live-${id}`, customerId: id, accountId: last.accountId, occurredAt: at,
+    type: "TRANSFER_OUT", amount: "250000.00", currency: "EUR", counterpartyBank: "OTHERBANK", balanceAfter: "100.00", channel: "ONLINE" });
+  return { id, ingest: () => expect(JSON.parse(churnctl(["ingest", "-", "--format", "ndjson"], { input: outflow + "\n" })).accepted).toBe(1) };
+}
+
 test("a new alert appears live within 5 s of its event being ingested", async ({ page }) => {
   await signIn(page, "rm-001", "manager");
   await expect(page.getByRole("status").filter({ hasText: "Live" })).toBeVisible();
-  // A customer of rm-001 with no alert yet, and one of its accounts.
-  const customers = jsonLines<{ customerId: string; managerId: string }>(readFileSync(join(bankDir, "customers.ndjson"), "utf8"));
-  const alerted = new Set(alertsOf("rm-001", "open,acknowledged,escalated,snoozed,resolved").map((a) => a.customerId));
-  const quiet = customers.find((c) => c.managerId === "rm-001" && !alerted.has(c.customerId))!;
-  expect(quiet, "a customer of rm-001 without an alert").toBeTruthy();
-  const events = readFileSync(join(bankDir, "events.ndjson"), "utf8").split("\n");
-  const theirs = events.filter((l) => l.includes(`"customerId":"${quiet.customerId}"`));
-  const last = JSON.parse(theirs[theirs.length - 1]) as { accountId: string; occurredAt: string };
-  const at = new Date(new Date(last.occurredAt).getTime() + 3600_000).toISOString().replace(/\.\d+Z$/, "Z");
-  const outflow = JSON.stringify({ eventId: `e2e-live-${quiet.customerId}`, customerId: quiet.customerId, accountId: last.accountId, occurredAt: at,
-    type: "TRANSFER_OUT", amount: "250000.00", currency: "EUR", counterpartyBank: "OTHERBANK", balanceAfter: "100.00", channel: "ONLINE" });
-  const res = JSON.parse(churnctl(["ingest", "-", "--format", "ndjson"], { input: outflow + "\n" }));
+  const quiet = quietCustomer("rm-001");
+  quiet.ingest();
   const t0 = Date.now();
-  expect(res.accepted).toBe(1);
-  const row = inbox(page).locator("tbody tr").filter({ hasText: quiet.customerId });
+  const row = inbox(page).locator("tbody tr").filter({ hasText: quiet.id });
   await expect(row).toBeVisible({ timeout: 5000 });
   const ms = Date.now() - t0;
   console.log(`live alert shown ${ms} ms after its event was accepted`);
@@ -132,6 +138,29 @@ test("a new alert appears live within 5 s of its event being ingested", async ({
   // The top reason is the latest rule hit: the transfer itself, or the
   // drain of the balance it caused.
   await expect(row).toContainText(/Large transfer to another bank|Balance moving to other banks/);
+});
+
+test("after a network drop the inbox reconnects by itself and shows what it missed, without a reload", async ({ page }) => {
+  const proxy = new DropProxy(new URL(consoleUrl()));
+  const base = await proxy.start();
+  try {
+    await signIn(page, "rm-001", "manager", "", base);
+    await expect(page.getByRole("status").filter({ hasText: "Live" })).toBeVisible();
+    const before = await inbox(page).locator("tbody tr").count();
+    await page.evaluate(() => { (window as unknown as { marker: number }).marker = 42; });
+    proxy.drop();
+    await expect(page.getByRole("status").filter({ hasText: "Connection lost" })).toBeVisible();
+    const quiet = quietCustomer("rm-001");
+    quiet.ingest(); // raised while the browser cannot reach the console
+    await page.waitForTimeout(1500); // stay down across a reconnect attempt or two
+    proxy.restore();
+    await expect(inbox(page).locator("tbody tr").filter({ hasText: quiet.id })).toBeVisible({ timeout: 20_000 });
+    await expect(page.getByRole("status").filter({ hasText: "Live" })).toBeVisible();
+    expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker), "the page was not reloaded").toBe(42);
+    expect(await inbox(page).locator("tbody tr").count()).toBe(before + 1);
+  } finally {
+    await proxy.stop();
+  }
 });
 
 test("a branch head sees the branch and filters by relationship manager", async ({ page }) => {
