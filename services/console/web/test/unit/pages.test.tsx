@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { cleanup, fireEvent, render, screen, waitFor, within } from "@testing-library/preact";
 import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { Code, ConnectError, createRouterTransport } from "@connectrpc/connect";
 import { AlertService, ListAlertsResponseSchema, SubscribeResponseSchema } from "../../src/gen/churnwatch/v1/alert_service_pb";
@@ -54,6 +54,15 @@ function bank(alerts: Alert[], opts: { denied?: string[] } = {}) {
       acknowledgeAlert(req) {
         calls.push(`ack ${req.alertId}`);
         return change(req.alertId, { state: AlertState.ACKNOWLEDGED }, AlertChange.ACKNOWLEDGED);
+      },
+      snoozeAlert(req) {
+        calls.push(`snooze ${req.alertId} ${req.until ? timestampDate(req.until).toISOString() : "-"} ${req.note}`);
+        return change(req.alertId, { state: AlertState.SNOOZED, snoozedUntil: req.until, note: req.note }, AlertChange.SNOOZED);
+      },
+      reassignAlert(req) {
+        if (!req.note) throw new ConnectError("a reassignment needs a note", Code.InvalidArgument);
+        calls.push(`reassign ${req.alertId} ${req.managerId} ${req.note}`);
+        return change(req.alertId, { managerId: req.managerId, note: req.note }, AlertChange.REASSIGNED);
       },
       resolveAlert(req) {
         calls.push(`resolve ${req.alertId} ${Outcome[req.outcome]} ${req.note}`);
@@ -198,9 +207,48 @@ describe("alert page", () => {
     expect(screen.queryByRole("button", { name: "Resolve" })).toBeNull();
   });
 
-  it("offers Reassign to a branch head", async () => {
-    open("/alerts/a1", bank([alert({ alertId: "a1" })]), "branch_head", "bh-01", "br-01");
-    expect(await screen.findByRole("button", { name: "Reassign" })).toBeTruthy();
+  it("lets a branch head reassign with a note, and shows the new manager", async () => {
+    const b = bank([alert({ alertId: "a1" })]);
+    open("/alerts/a1", b, "branch_head", "bh-01", "br-01");
+    fireEvent.click(await screen.findByRole("button", { name: "Reassign" }));
+    const form = screen.getByRole("form", { name: "Reassign the alert" });
+    fireEvent.input(within(form).getByLabelText("New manager"), { target: { value: " rm-002 " } });
+    fireEvent.input(within(form).getByLabelText("Note"), { target: { value: "rm-001 is on leave" } });
+    fireEvent.submit(form);
+    await screen.findByText("Reassigned to rm-002.");
+    expect(b.calls).toEqual(["reassign a1 rm-002 rm-001 is on leave"]);
+    await waitFor(() => expect(document.body.textContent).toContain("rm-002 · branch br-01"));
+  });
+
+  it("snoozes until the chosen local time, and refuses a time in the past", async () => {
+    const b = bank([alert({ alertId: "a1" })]);
+    open("/alerts/a1", b);
+    fireEvent.click(await screen.findByRole("button", { name: "Snooze" }));
+    const form = screen.getByRole("form", { name: "Snooze the alert" });
+    const until = within(form).getByLabelText("Snooze until") as HTMLInputElement;
+    fireEvent.input(until, { target: { value: "2001-01-01T09:00" } });
+    fireEvent.submit(form);
+    await screen.findByText(/Choose a time in the future/);
+    expect(b.calls).toEqual([]);
+    const later = new Date(Date.now() + 3 * 24 * hour);
+    later.setSeconds(0, 0);
+    const p = (n: number) => String(n).padStart(2, "0");
+    fireEvent.input(until, { target: { value: `${later.getFullYear()}-${p(later.getMonth() + 1)}-${p(later.getDate())}T${p(later.getHours())}:${p(later.getMinutes())}` } });
+    fireEvent.input(within(form).getByLabelText("Note"), { target: { value: "on holiday" } });
+    fireEvent.submit(form);
+    await waitFor(() => expect(screen.getByTestId("alert-state").textContent).toBe("Snoozed"));
+    expect(b.calls).toEqual([`snooze a1 ${later.toISOString()} on holiday`]);
+  });
+
+  it("names a refused action and what to do next", async () => {
+    const b = bank([alert({ alertId: "a1" })]);
+    open("/alerts/a1", b, "ops", "ops-1");
+    fireEvent.click(await screen.findByRole("button", { name: "Reassign" }));
+    const form = screen.getByRole("form", { name: "Reassign the alert" });
+    fireEvent.input(within(form).getByLabelText("New manager"), { target: { value: "rm-002" } });
+    fireEvent.submit(form); // the note is left empty: the service refuses
+    const err = await screen.findByRole("alert");
+    expect(err.textContent).toContain("Could not reassign the alert (a reassignment needs a note). Check what you entered and try again.");
   });
 
   it("shows a manager another manager's alert as not yours, without its data", async () => {
