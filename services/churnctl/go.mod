@@ -3,6 +3,7 @@ module github.com/churnwatch/churnwatch/services/churnctl
 go 1.26.0
 
 require (
+	connectrpc.com/connect v1.19.1
 	github.com/churnwatch/churnwatch/proto/gen/go v0.0.0
 	github.com/churnwatch/churnwatch/services/alerts v0.0.0
 	github.com/churnwatch/churnwatch/services/console v0.0.0
@@ -16,7 +17,6 @@ require (
 )
 
 require (
-	connectrpc.com/connect v1.19.1 // indirect
 	connectrpc.com/vanguard v0.4.0 // indirect
 	github.com/MicahParks/jwkset v0.11.4 // indirect
 	github.com/MicahParks/keyfunc/v3 v3.9.2 // indirect
