@@ -94,4 +94,3 @@ func (h *headSent) Header() http.Header         { return h.late }
 func (h *headSent) WriteHeader(int)             {}
 func (h *headSent) Flush()                      { _ = http.NewResponseController(h.ResponseWriter).Flush() }
 func (h *headSent) Unwrap() http.ResponseWriter { return h.ResponseWriter }
-
