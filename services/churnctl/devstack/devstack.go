@@ -242,6 +242,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if cenvm["CHURNWATCH_CONSOLE_DEV"] == "" {
 		cenvm["CHURNWATCH_CONSOLE_DEV"] = "true"
 	}
+	if cenvm["CHURNWATCH_OIDC_ISSUER"] != "" && cenvm["CHURNWATCH_OIDC_REDIRECT_URL"] == "" {
+		cenvm["CHURNWATCH_OIDC_REDIRECT_URL"] = consoleURL + "/auth/callback"
+	}
 	ccfg, err := consoleapp.LoadConfig(config.FromMap(cenvm))
 	if err != nil {
 		consoleLis.Close()

@@ -56,7 +56,41 @@ func longLivedStreams(next http.Handler) http.Handler {
 			rc := http.NewResponseController(w)
 			_ = rc.SetReadDeadline(time.Time{})
 			_ = rc.SetWriteDeadline(time.Time{})
+			if ct := r.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/connect+") && identity(r.Header.Get("Connect-Content-Encoding")) {
+				w = sendHeadNow(w, ct)
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
 }
+
+func identity(enc string) bool { return enc == "" || enc == "identity" }
+
+// sendHeadNow answers a Connect streaming call's head at once: 200 and the
+// request's content type, which is what the Connect protocol answers for
+// every streaming call, errors included (they travel in the end-of-stream
+// message). Vanguard holds the head back until the first message, and a
+// browser's fetch resolves only on the head, so a Subscribe with nothing to
+// replay would look hung until the first alert. What vanguard writes to the
+// head later is dropped (only for uncompressed calls: the head would
+// otherwise have to name the compression).
+func sendHeadNow(w http.ResponseWriter, contentType string) http.ResponseWriter {
+	rc := http.NewResponseController(w)
+	// On HTTP/1.1 the request body would close with the head; vanguard
+	// still reads the request message after it.
+	_ = rc.EnableFullDuplex()
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(http.StatusOK)
+	_ = rc.Flush()
+	return &headSent{ResponseWriter: w, late: http.Header{}}
+}
+
+type headSent struct {
+	http.ResponseWriter
+	late http.Header
+}
+
+func (h *headSent) Header() http.Header         { return h.late }
+func (h *headSent) WriteHeader(int)             {}
+func (h *headSent) Flush()                      { _ = http.NewResponseController(h.ResponseWriter).Flush() }
+func (h *headSent) Unwrap() http.ResponseWriter { return h.ResponseWriter }

@@ -127,6 +127,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(time.Time{})
 		_ = rc.SetWriteDeadline(time.Time{})
+		_ = rc.EnableFullDuplex() // HTTP/1.1: the body stays readable after the head
+		// Pass the head on at once (ReverseProxy would hold it until the
+		// first message): the browser's fetch resolves on it.
+		w = flushHead{w}
 	}
 	rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
 }
@@ -182,3 +186,14 @@ func writeConnectError(w http.ResponseWriter, status int, code, msg string) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
 }
+
+// flushHead flushes the response head as soon as it is written.
+type flushHead struct{ http.ResponseWriter }
+
+func (f flushHead) WriteHeader(code int) {
+	f.ResponseWriter.WriteHeader(code)
+	_ = http.NewResponseController(f.ResponseWriter).Flush()
+}
+
+func (f flushHead) Flush()                      { _ = http.NewResponseController(f.ResponseWriter).Flush() }
+func (f flushHead) Unwrap() http.ResponseWriter { return f.ResponseWriter }
