@@ -80,6 +80,7 @@ test("a manager opens an alert by keyboard, sees why, and acknowledges it (churn
   await accessible(page, "the alert page");
   await shoot(page, "alert-desktop", true);
   await page.setViewportSize(phone);
+  await accessible(page, "the alert page on a phone");
   await shoot(page, "alert-phone");
   await page.setViewportSize({ width: 1280, height: 800 });
 
