@@ -26,6 +26,20 @@ const stateChoices: { value: StateFilter; label: string }[] = [
   { value: "SNOOZED", label: "Snoozed" },
   { value: "RESOLVED", label: "Resolved" },
 ];
+const any = { value: "", label: "Any" };
+
+// Choice is one labelled filter drop-down.
+function Choice(props: { label: string; value: string; options: { value: string; label: string }[]; onChange: (v: string) => void }) {
+  return (
+    <label>
+      {props.label}
+      <select value={props.value} onChange={(e) => props.onChange(e.currentTarget.value)}>
+        {props.options.map((o) => <option value={o.value}>{o.label}</option>)}
+      </select>
+    </label>
+  );
+}
+
 // At most this many pages of ListAlerts (200 each) are loaded at once.
 const maxPages = 10;
 
@@ -131,43 +145,19 @@ export function Inbox({ query }: { query: URLSearchParams }) {
     <section>
       <h1>{heading(api.session.role, api.session.branch)}</h1>
       <form class="filters" onSubmit={(e) => e.preventDefault()} aria-label="Filters">
-        <label>
-          Severity
-          <select value={filters.severity === null ? "" : Severity[filters.severity]}
-            onChange={(e) => set({ severity: e.currentTarget.value ? Severity[e.currentTarget.value as keyof typeof Severity] : null })}>
-            <option value="">Any</option>
-            {severities.map((s) => <option value={Severity[s]}>{severityLabel[s]}</option>)}
-          </select>
-        </label>
-        <label>
-          Rule
-          <select value={filters.rule} onChange={(e) => set({ rule: e.currentTarget.value })}>
-            <option value="">Any</option>
-            {rules.map((r) => <option value={r.id}>{r.label}</option>)}
-          </select>
-        </label>
-        <label>
-          Tier
-          <select value={filters.tier === null ? "" : Tier[filters.tier]}
-            onChange={(e) => set({ tier: e.currentTarget.value ? Tier[e.currentTarget.value as keyof typeof Tier] : null })}>
-            <option value="">Any</option>
-            {tiers.map((t) => <option value={Tier[t]}>{tierLabel[t]}</option>)}
-          </select>
-        </label>
-        <label>
-          State
-          <select value={filters.state} onChange={(e) => set({ state: e.currentTarget.value as StateFilter })}>
-            {stateChoices.map((c) => <option value={c.value}>{c.label}</option>)}
-          </select>
-        </label>
+        <Choice label="Severity" value={filters.severity === null ? "" : Severity[filters.severity]}
+          options={[any, ...severities.map((v) => ({ value: Severity[v], label: severityLabel[v] }))]}
+          onChange={(v) => set({ severity: v ? Severity[v as keyof typeof Severity] : null })} />
+        <Choice label="Rule" value={filters.rule} options={[any, ...rules.map((r) => ({ value: r.id, label: r.label }))]}
+          onChange={(v) => set({ rule: v })} />
+        <Choice label="Tier" value={filters.tier === null ? "" : Tier[filters.tier]}
+          options={[any, ...tiers.map((v) => ({ value: Tier[v], label: tierLabel[v] }))]}
+          onChange={(v) => set({ tier: v ? Tier[v as keyof typeof Tier] : null })} />
+        <Choice label="State" value={filters.state} options={stateChoices} onChange={(v) => set({ state: v as StateFilter })} />
         {many && (
-          <label>
-            Relationship manager
-            <select value={filters.manager} onChange={(e) => set({ manager: e.currentTarget.value })}>
-              <option value="">All managers</option>
-              {managers.map((m) => <option value={m}>{m}</option>)}
-            </select>
-          </label>
+          <Choice label="Relationship manager" value={filters.manager}
+            options={[{ value: "", label: "All managers" }, ...managers.map((m) => ({ value: m, label: m }))]}
+            onChange={(v) => set({ manager: v })} />
         )}
       </form>
       <p role="status" class={`live live-${live.kind}`}>{liveText(live)}</p>
