@@ -213,11 +213,13 @@ function AlertTable(props: { alerts: Alert[]; now: Date; fresh: ReadonlySet<stri
                 class={`sev-${severityLabel[a.severity].toLowerCase()}${overdue ? " overdue" : ""}`}
                 onKeyDown={(e) => onKey(e, a)} onClick={() => navigate(alertPath(a.alertId))}>
                 <td data-label="Customer">
-                  <Link href={alertPath(a.alertId)} tabIndex={-1}>
-                    <span class="cust-id">{a.customerId}</span>{" "}
-                    <span class="cust-name">{a.customerDisplayName || "(no name on file)"}</span>
-                  </Link>
-                  {props.fresh.has(a.alertId) && <span class="badge new">New</span>}
+                  <span>
+                    <Link href={alertPath(a.alertId)} tabIndex={-1}>
+                      <span class="cust-id">{a.customerId}</span>{" "}
+                      <span class="cust-name">{a.customerDisplayName || "(no name on file)"}</span>
+                    </Link>
+                    {props.fresh.has(a.alertId) && <span class="badge new">New</span>}
+                  </span>
                 </td>
                 <td data-label="Tier">{tierLabel[a.tier]}</td>
                 <td data-label="Severity"><span class={`sev sev-${severityLabel[a.severity].toLowerCase()}`}>{severityLabel[a.severity]}</span></td>
@@ -225,9 +227,11 @@ function AlertTable(props: { alerts: Alert[]; now: Date; fresh: ReadonlySet<stri
                 <td data-label="Stage">{stageLabel[a.stage]}</td>
                 <td data-label="Top reason">{reason ? ruleLabel(reason.ruleId) : "—"}</td>
                 <td data-label="Acknowledge by">
-                  {formatTime(a.ackDueAt)}
-                  {overdue && <span class="badge overdue-badge"> Overdue</span>}
-                  {!overdue && a.ackDueAt && <span class="due-rel"> ({relativeDue(a.ackDueAt, props.now)})</span>}
+                  <span>
+                    {formatTime(a.ackDueAt)}
+                    {overdue && <span class="badge overdue-badge"> Overdue</span>}
+                    {!overdue && a.ackDueAt && <span class="due-rel"> ({relativeDue(a.ackDueAt, props.now)})</span>}
+                  </span>
                 </td>
                 <td data-label="State">{stateLabel[a.state]}</td>
                 {props.showManager && <td data-label="Manager">{a.managerId || "unassigned"}</td>}
