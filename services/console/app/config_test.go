@@ -1,6 +1,7 @@
 package app
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -48,6 +49,21 @@ func TestStartLogHasNoSecret(t *testing.T) {
 	for k, v := range c.Fields() {
 		if s, ok := v.(string); ok && strings.Contains(s, "s3cr3t") {
 			t.Fatalf("field %s shows the client secret", k)
+		}
+	}
+}
+
+// TestSettingsDocumented: every setting of --help is in the table of
+// docs/console-deploy.md.
+func TestSettingsDocumented(t *testing.T) {
+	b, err := os.ReadFile("../../../docs/console-deploy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range Settings {
+		name := strings.Split(s.Name, ",")[0]
+		if !strings.Contains(string(b), "| `"+name+"`") {
+			t.Errorf("docs/console-deploy.md has no row for %s", name)
 		}
 	}
 }
