@@ -5,6 +5,7 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -265,14 +266,7 @@ func busiestManager(bank *simulate.Bank, alerts []*cwv1.Alert) (manager, branch 
 			return manager, c.BranchID
 		}
 	}
-	return cmpOr(manager, "rm-001"), "br-01"
-}
-
-func cmpOr(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
+	return cmp.Or(manager, "rm-001"), "br-01"
 }
 
 // printNext is the closing "what to try next".

@@ -114,6 +114,13 @@ func run(ctx context.Context, args []string) error {
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
+		if *dir != "" {
+			abs, err := filepath.Abs(*dir)
+			if err != nil {
+				return err
+			}
+			*dir = abs
+		}
 		_, err := demo.Run(ctx, demo.Options{Customers: *n, Months: *months, Seed: *seed, Out: os.Stdout, Logs: logOut(*logs), Serve: *serve, Dir: *dir})
 		if errors.Is(err, context.Canceled) && *serve {
 			return nil
