@@ -1,27 +1,30 @@
 # churnwatch — run `make help` for the targets.
 SHELL := /bin/bash
-MODULES := proto/gen/go services/platform services/ingester services/rules services/alerts services/churnctl
+MODULES := proto/gen/go services/platform services/ingester services/rules services/alerts services/churnctl services/console
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 GOTEST_FLAGS ?= -count=1 -timeout 25m
 FUZZTIME ?= 30000x
+# make demo keeps the stack and the console running after the summary.
+DEMO_FLAGS ?= --serve --dir .dev
 
 .PHONY: help build demo dev kafka kafka-stop test test-go test-console test-cluster fuzz bench chaos lint proto setup tools clean console
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/ingester bin/rules bin/alerts bin/churnwatch bin/churnctl
+build: ## build bin/ingester bin/rules bin/alerts bin/console bin/churnwatch bin/churnctl
 	@mkdir -p bin
 	go build -o bin/ingester ./services/ingester/cmd/ingester
 	go build -o bin/rules ./services/rules/cmd/rules
 	go build -o bin/alerts ./services/alerts/cmd/alerts
+	go build -o bin/console ./services/console/cmd/console
 	go build -o bin/churnwatch ./services/churnctl/cmd/churnwatch
 	go build -o bin/churnctl ./services/churnctl/cmd/churnctl
 
-demo: ## the main job: embedded broker + Redis, a simulated bank streamed through, alerts live, a summary
+demo: ## the main job: a simulated bank streamed through (alerts live, a summary), then the console until Ctrl-C (DEMO_FLAGS= to exit at once)
 	@scripts/setup.sh --no-tools
 	@$(MAKE) --no-print-directory build
-	bin/churnwatch demo
+	bin/churnwatch demo $(DEMO_FLAGS)
 
 dev: build ## run the dev stack (all services, embedded broker and Redis); writes .dev/dev.env
 	bin/churnwatch dev --dir .dev

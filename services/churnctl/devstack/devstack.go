@@ -5,6 +5,7 @@
 package devstack
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"errors"
@@ -205,7 +206,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 
 	// The console's address is bound before the alerts service starts, so
 	// that alert emails link to <console>/alerts/{id}.
-	consoleAddr := cmpOr(env["CHURNWATCH_CONSOLE_ADDR"], "127.0.0.1:8080")
+	consoleAddr := cmp.Or(env["CHURNWATCH_CONSOLE_ADDR"], "127.0.0.1:8080")
 	if o.AnyPort {
 		consoleAddr = "127.0.0.1:0"
 	}
@@ -273,13 +274,6 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	ok = true
 	return s, nil
-}
-
-func cmpOr(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
 
 // ConsoleURL is the console's base URL (dev mode: ConsoleURL + "/dev/login?sub=…").

@@ -37,9 +37,13 @@ Usage:
       the console's too, is a free one; dev.env has CHURNWATCH_CONSOLE_URL). Real Kafka and Redis are
       used instead when CHURNWATCH_KAFKA_BROKERS / CHURNWATCH_REDIS_ADDR are
       set. Stops cleanly on Ctrl-C / SIGTERM.
-  churnwatch demo [--customers N] [--months M] [--seed S] [--logs]
-      The dev stack plus a simulated bank streamed through it: alerts shown
-      live, then a detection summary; exits when done.
+  churnwatch demo [--customers N] [--months M] [--seed S] [--serve] [--dir D] [--logs]
+      The dev stack (console included) plus a simulated bank streamed
+      through it: event progress (events, rate, ETA) and alerts as they come,
+      in event-time order, then a detection summary, the console's URL with
+      /dev/login links for the manager with the most alerts and for a branch
+      head, and what to try next. Exits when done, or with --serve keeps the
+      stack and the console running (D/dev.env written) until Ctrl-C.
 
   churnwatch broker [--port P] [--partitions N]
       Only the embedded Kafka-protocol broker, with the churnwatch topics;
@@ -105,10 +109,22 @@ func run(ctx context.Context, args []string) error {
 		n := fs.Int("customers", 3000, "simulated customers")
 		months := fs.Int("months", 12, "months of history")
 		seed := fs.Int64("seed", 7, "simulation seed")
+		serve := fs.Bool("serve", false, "keep the stack and the console running after the summary, until Ctrl-C")
+		dir := fs.String("dir", "", "directory for dev.env (with --serve), the dev key and Redis files (default: a new temp dir)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		_, err := demo.Run(ctx, demo.Options{Customers: *n, Months: *months, Seed: *seed, Out: os.Stdout, Logs: logOut(*logs)})
+		if *dir != "" {
+			abs, err := filepath.Abs(*dir)
+			if err != nil {
+				return err
+			}
+			*dir = abs
+		}
+		_, err := demo.Run(ctx, demo.Options{Customers: *n, Months: *months, Seed: *seed, Out: os.Stdout, Logs: logOut(*logs), Serve: *serve, Dir: *dir})
+		if errors.Is(err, context.Canceled) && *serve {
+			return nil
+		}
 		return err
 	case "broker":
 		port := fs.Int("port", 0, "listen port on 127.0.0.1 (0 = any)")
