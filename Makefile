@@ -22,7 +22,7 @@ build: ## build bin/ingester bin/rules bin/alerts bin/console bin/churnwatch bin
 	go build -o bin/churnctl ./services/churnctl/cmd/churnctl
 
 demo: ## the main job: a simulated bank streamed through (alerts live, a summary), then the console until Ctrl-C (DEMO_FLAGS= to exit at once)
-	@scripts/setup.sh --no-tools
+	@scripts/setup.sh --no-tools --no-console
 	@$(MAKE) --no-print-directory build
 	bin/churnwatch demo $(DEMO_FLAGS)
 
@@ -30,7 +30,7 @@ dev: build ## run the dev stack (all services, embedded broker and Redis); write
 	bin/churnwatch dev --dir .dev
 
 kafka: ## real Apache Kafka, 3 KRaft nodes on loopback in .kafka (KAFKA_VERSION, BROKERS=1|3, KAFKA_PORT); writes .kafka/kafka.env
-	scripts/setup.sh --no-tools
+	scripts/setup.sh --no-tools --no-console
 	scripts/kafka.sh start --dir .kafka --brokers $(or $(BROKERS),3) --base-port $(or $(KAFKA_PORT),19092)
 
 kafka-stop: ## stop the cluster `make kafka` started
@@ -62,7 +62,7 @@ bench: setup ## performance report (one JSON object) and the Go benchmarks (BENC
 	scripts/bench.sh
 
 chaos: ## fault run (SPEC §8 no loss): kill -9 of service instances, a broker and Redis on real Kafka; one JSON report (CHAOS_FLAGS="--kafka embedded" without scripts/kafka.sh)
-	@scripts/setup.sh --no-tools
+	@scripts/setup.sh --no-tools --no-console
 	@$(MAKE) --no-print-directory build
 	bin/churnwatch chaos $(CHAOS_FLAGS)
 
