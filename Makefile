@@ -36,7 +36,7 @@ kafka: ## real Apache Kafka, 3 KRaft nodes on loopback in .kafka (KAFKA_VERSION,
 kafka-stop: ## stop the cluster `make kafka` started
 	scripts/kafka.sh stop --dir .kafka
 
-setup: ## install redis-server, kcat, docker-compose, promtool, the pinned Go tools and Kafka's jars
+setup: ## install redis-server, kcat, docker-compose, promtool, the pinned Go tools, Kafka's jars, chromium and the console's npm packages
 	scripts/setup.sh
 
 test: setup ## install what tests need, then lint, every test, short fuzz runs and deploy checks
