@@ -147,7 +147,8 @@ test("after a network drop the inbox reconnects by itself and shows what it miss
   try {
     await signIn(page, "rm-001", "manager", "", base);
     await expect(page.getByRole("status").filter({ hasText: "Live" })).toBeVisible();
-    const before = await inbox(page).locator("tbody tr").count();
+    const before = alertsAs("rm-001", "manager").length;
+    await expect(inbox(page).locator("tbody tr")).toHaveCount(before);
     await page.evaluate(() => { (window as unknown as { marker: number }).marker = 42; });
     proxy.drop();
     await expect(page.getByRole("status").filter({ hasText: "Connection lost" })).toBeVisible();
@@ -158,7 +159,7 @@ test("after a network drop the inbox reconnects by itself and shows what it miss
     await expect(inbox(page).locator("tbody tr").filter({ hasText: quiet.id })).toBeVisible({ timeout: 20_000 });
     await expect(page.getByRole("status").filter({ hasText: "Live" })).toBeVisible();
     expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker), "the page was not reloaded").toBe(42);
-    expect(await inbox(page).locator("tbody tr").count()).toBe(before + 1);
+    await expect(inbox(page).locator("tbody tr")).toHaveCount(before + 1);
   } finally {
     await proxy.stop();
   }
@@ -185,6 +186,22 @@ test("a branch head sees the branch and filters by relationship manager", async 
   // Branch heads may reassign.
   await inbox(page).locator("tbody tr").first().click();
   await expect(page.getByRole("button", { name: "Reassign" })).toBeVisible();
+});
+
+test("operations see every alert of the bank, with the manager filter", async ({ page }) => {
+  await signIn(page, "ops-1", "ops");
+  await expect(page.getByRole("heading", { name: "All customers at risk" })).toBeVisible();
+  const all = alertsAs("ops-1", "ops");
+  await expect(inbox(page).locator("tbody tr")).toHaveCount(all.length);
+  expect(await rowIds(page)).toEqual(all.map((a) => a.customerId).sort());
+  await expect(page.getByLabel("Relationship manager")).toBeVisible();
+  // The severity filter: only critical alerts, as many as the API has.
+  await page.getByLabel("Severity").selectOption("CRITICAL");
+  await expect(page).toHaveURL(/severity=CRITICAL/);
+  const critical = all.filter((a) => a.severity === "SEVERITY_CRITICAL");
+  expect(critical.length, "the bank has critical alerts").toBeGreaterThan(0);
+  await expect(inbox(page).locator("tbody tr")).toHaveCount(critical.length);
+  expect(new Set(await inbox(page).locator("tbody tr .sev").allTextContents())).toEqual(new Set(["Critical"]));
 });
 
 test("a manager opening another manager's alert is told it is not theirs, and sees none of it", async ({ page }) => {
