@@ -6,18 +6,23 @@
 #   Apache Kafka's jars from Maven Central into .tools/kafka/ (scripts/kafka.sh
 #   install; the real-Kafka tests start brokers from them);
 #   Go tools, pinned, into .tools/bin: buf, protoc-gen-go, protoc-gen-go-grpc,
-#   staticcheck, grpcurl.
-# Usage: scripts/setup.sh [--no-apt] [--no-tools] [--no-kafka]
+#   staticcheck, grpcurl;
+#   for the console (services/console/web): Debian's chromium (the browser
+#   tests drive it headless; Playwright's own browser downloads cannot be
+#   reached here) and the app's npm packages (npm ci, skipped when
+#   node_modules already matches package-lock.json).
+# Usage: scripts/setup.sh [--no-apt] [--no-tools] [--no-kafka] [--no-console]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt=1 tools=1 kafka=1
+apt=1 tools=1 kafka=1 console=1
 for a in "$@"; do
 	case $a in
 	--no-apt) apt=0 ;;
 	--no-tools) tools=0 ;;
 	--no-kafka) kafka=0 ;;
-	*) echo "usage: $0 [--no-apt] [--no-tools] [--no-kafka]" >&2; exit 2 ;;
+	--no-console) console=0 ;;
+	*) echo "usage: $0 [--no-apt] [--no-tools] [--no-kafka] [--no-console]" >&2; exit 2 ;;
 	esac
 done
 
@@ -31,6 +36,9 @@ if [ $apt = 1 ]; then
 		command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 		command -v mvn >/dev/null || need+=(maven)
 		command -v unzip >/dev/null || need+=(unzip)
+	fi
+	if [ $console = 1 ]; then
+		[ -x /usr/bin/chromium ] || need+=(chromium fonts-dejavu-core)
 	fi
 	if [ ${#need[@]} -gt 0 ]; then
 		sudo=""
@@ -63,4 +71,19 @@ fi
 
 if [ $kafka = 1 ]; then
 	scripts/kafka.sh install
+fi
+
+if [ $console = 1 ]; then
+	web=services/console/web
+	if ! command -v npm >/dev/null || ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)'; then
+		echo "setup: the console needs Node.js >= 20.19 with npm (found: $(node --version 2>/dev/null || echo none)); install it, then run scripts/setup.sh again" >&2
+		exit 1
+	fi
+	# npm ci wipes node_modules; skip it when the tree installed is the locked one.
+	lock=$(sha256sum $web/package-lock.json | cut -d' ' -f1)
+	if [ "$(cat $web/node_modules/.churnwatch-lock 2>/dev/null)" != "$lock" ]; then
+		echo "setup: npm ci in $web" >&2
+		(cd $web && npm ci --no-audit --no-fund --loglevel=error)
+		echo "$lock" >$web/node_modules/.churnwatch-lock
+	fi
 fi

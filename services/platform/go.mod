@@ -3,6 +3,7 @@ module github.com/churnwatch/churnwatch/services/platform
 go 1.26.0
 
 require (
+	connectrpc.com/vanguard v0.4.0
 	github.com/MicahParks/keyfunc/v3 v3.9.2
 	github.com/churnwatch/churnwatch/proto/gen/go v0.0.0
 	github.com/golang-jwt/jwt/v5 v5.3.1
@@ -24,6 +25,7 @@ require (
 )
 
 require (
+	connectrpc.com/connect v1.19.1 // indirect
 	github.com/MicahParks/jwkset v0.11.4 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect

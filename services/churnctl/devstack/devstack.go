@@ -1,15 +1,17 @@
 // Package devstack composes churnwatch in one process: the three services
-// plus, unless real ones are configured, an embedded Kafka-protocol broker
+// and the console (in dev mode: /dev/login) plus, unless real ones are configured, an embedded Kafka-protocol broker
 // (kfake) and a Redis (a child redis-server). `churnwatch dev`, `churnwatch
 // demo`, the benchmarks and the end-to-end tests all start it.
 package devstack
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	alertsapp "github.com/churnwatch/churnwatch/services/alerts/app"
+	consoleapp "github.com/churnwatch/churnwatch/services/console/app"
 	ingesterapp "github.com/churnwatch/churnwatch/services/ingester/app"
 	rulesapp "github.com/churnwatch/churnwatch/services/rules/app"
 
@@ -33,8 +36,9 @@ type Options struct {
 	Dir string
 	// Env overrides and extends the process environment (CHURNWATCH_*).
 	Env map[string]string
-	// AnyPort binds every service to 127.0.0.1:0 instead of the SPEC
-	// defaults (7001–7003 / 8001–8003).
+	// AnyPort binds every service and the console to 127.0.0.1:0 instead
+	// of the SPEC defaults (7001–7003 / 8001–8003, console
+	// CHURNWATCH_CONSOLE_ADDR or 127.0.0.1:8080).
 	AnyPort bool
 	// Partitions of each topic on the embedded broker (at least 3).
 	Partitions int
@@ -58,6 +62,7 @@ type Stack struct {
 	Ingester  *ingesterapp.App
 	Rules     *rulesapp.App
 	Alerts    *alertsapp.App
+	Console   *consoleapp.App
 	KeyPath   string
 	PubPath   string
 
@@ -199,7 +204,26 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	s.run("rules", func() error { return runWhenReleased(rctx, held, s.Rules.Run) })
 
-	acfg, err := alertsapp.LoadConfig(config.FromMap(addrs("7003", "8003")))
+	// The console's address is bound before the alerts service starts, so
+	// that alert emails link to <console>/alerts/{id}.
+	consoleAddr := cmp.Or(env["CHURNWATCH_CONSOLE_ADDR"], "127.0.0.1:8080")
+	if o.AnyPort {
+		consoleAddr = "127.0.0.1:0"
+	}
+	consoleLis, err := net.Listen("tcp", consoleAddr)
+	if err != nil {
+		return nil, fmt.Errorf("console: listen %s (CHURNWATCH_CONSOLE_ADDR; --any-port picks a free port): %w", consoleAddr, err)
+	}
+	scheme := "http://"
+	if env["CHURNWATCH_TLS_CERT"] != "" {
+		scheme = "https://"
+	}
+	consoleURL := scheme + consoleLis.Addr().String()
+	alertsEnv := addrs("7003", "8003")
+	if alertsEnv["CHURNWATCH_CONSOLE_URL"] == "" {
+		alertsEnv["CHURNWATCH_CONSOLE_URL"] = consoleURL
+	}
+	acfg, err := alertsapp.LoadConfig(config.FromMap(alertsEnv))
 	if err != nil {
 		return nil, fmt.Errorf("alerts config: %w", err)
 	}
@@ -208,6 +232,33 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, fmt.Errorf("alerts: %w", err)
 	}
 	s.run("alerts", func() error { return runWhenReleased(rctx, held, s.Alerts.Run) })
+
+	cenvm := map[string]string{}
+	for k, v := range env {
+		cenvm[k] = v
+	}
+	cenvm["CHURNWATCH_CONSOLE_ALERTS_URL"] = scheme + s.Alerts.HTTPAddr()
+	cenvm["CHURNWATCH_CONSOLE_RULES_URL"] = scheme + s.Rules.HTTPAddr()
+	cenvm["CHURNWATCH_DEV_KEY"] = s.KeyPath
+	if cenvm["CHURNWATCH_CONSOLE_DEV"] == "" {
+		cenvm["CHURNWATCH_CONSOLE_DEV"] = "true"
+	}
+	if cenvm["CHURNWATCH_OIDC_ISSUER"] != "" && cenvm["CHURNWATCH_OIDC_REDIRECT_URL"] == "" {
+		cenvm["CHURNWATCH_OIDC_REDIRECT_URL"] = consoleURL + "/auth/callback"
+	}
+	ccfg, err := consoleapp.LoadConfig(config.FromMap(cenvm))
+	if err != nil {
+		consoleLis.Close()
+		return nil, fmt.Errorf("console config: %w", err)
+	}
+	mint := func(p auth.Principal, ttl time.Duration) (string, error) {
+		return s.Token(p.Subject, p.Role, p.Branch, ttl)
+	}
+	if s.Console, err = consoleapp.New(ctx, ccfg, consoleapp.WithListener(consoleLis), consoleapp.WithDevMinter(mint), consoleapp.WithLogOutput(o.Logs)); err != nil {
+		consoleLis.Close()
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	s.run("console", func() error { return s.Console.Run(rctx) })
 
 	serving := []string{s.Ingester.GRPCAddr()}
 	if !o.HoldConsumers {
@@ -224,6 +275,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	ok = true
 	return s, nil
 }
+
+// ConsoleURL is the console's base URL (dev mode: ConsoleURL + "/dev/login?sub=…").
+func (s *Stack) ConsoleURL() string { return s.Console.URL() }
 
 // Release starts held consumers (Options.HoldConsumers).
 func (s *Stack) Release() { s.release() }
@@ -312,6 +366,7 @@ func (s *Stack) Env() map[string]string {
 		"CHURNWATCH_REDIS_ADDR":       s.RedisAddr,
 		"CHURNWATCH_DEV_KEY":          s.KeyPath,
 		"CHURNWATCH_AUTH_PUBLIC_KEYS": s.PubPath,
+		"CHURNWATCH_CONSOLE_URL":      s.ConsoleURL(),
 	}
 	for k, v := range s.clientEnv {
 		env[k] = v
@@ -330,7 +385,7 @@ func (s *Stack) WriteEnvFile() (string, error) {
 	env["CHURNWATCH_TOKEN"] = tok
 	keys := []string{"CHURNWATCH_INGESTER_ADDR", "CHURNWATCH_RULES_ADDR", "CHURNWATCH_ALERTS_ADDR",
 		"CHURNWATCH_INGESTER_HTTP", "CHURNWATCH_RULES_HTTP", "CHURNWATCH_ALERTS_HTTP",
-		"CHURNWATCH_KAFKA_BROKERS", "CHURNWATCH_REDIS_ADDR", "CHURNWATCH_DEV_KEY", "CHURNWATCH_AUTH_PUBLIC_KEYS", "CHURNWATCH_TOKEN"}
+		"CHURNWATCH_KAFKA_BROKERS", "CHURNWATCH_REDIS_ADDR", "CHURNWATCH_DEV_KEY", "CHURNWATCH_AUTH_PUBLIC_KEYS", "CHURNWATCH_CONSOLE_URL", "CHURNWATCH_TOKEN"}
 	for _, k := range clientSettings {
 		if env[k] != "" {
 			keys = append(keys, k)
@@ -339,6 +394,7 @@ func (s *Stack) WriteEnvFile() (string, error) {
 	var b strings.Builder
 	b.WriteString("# churnwatch dev stack — source this file: . " + filepath.Join(s.Dir, "dev.env") + "\n")
 	b.WriteString("# CHURNWATCH_TOKEN is an admin token for the dev key, valid 24 h; mint others with churnctl token mint.\n")
+	b.WriteString("# Console (dev mode): open $CHURNWATCH_CONSOLE_URL/dev/login?sub=rm-001&role=manager (or role=branch_head&branch=br-01, ops, admin).\n")
 	for _, k := range keys {
 		fmt.Fprintf(&b, "export %s=%q\n", k, env[k])
 	}

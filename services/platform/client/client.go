@@ -26,6 +26,31 @@ type TLS struct {
 	KeyFile  string
 }
 
+// Config is the client TLS configuration: the CA's pool as roots (the
+// system roots when CAFile is empty) and the client certificate, if any.
+func (t TLS) Config() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("ca file holds no certificate")
+		}
+		tc.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
 type bearer struct {
 	token  string
 	secure bool
@@ -44,21 +69,9 @@ func Dial(addr, token string, t TLS) (*grpc.ClientConn, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20)),
 	}
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+		tc, err := t.Config()
 		if err != nil {
-			return nil, fmt.Errorf("read ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New("ca file holds no certificate")
-		}
-		tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		if t.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("client certificate: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
+			return nil, err
 		}
 		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
 	} else {

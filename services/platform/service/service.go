@@ -1,9 +1,10 @@
 // Package service is the runtime every churnwatch service shares: logger,
 // telemetry, token verification, Redis, the Kafka cluster (TLS, SASL), the
 // gRPC server (auth, health, reflection, keepalive, resource limits,
-// tracing) and the HTTP server (/healthz, /readyz, /metrics; TLS/mTLS like
-// gRPC, optionally a plaintext probe port), with an ordered, bounded
-// shutdown.
+// tracing) and the HTTP server (/healthz, /readyz, /metrics, the browser
+// API: the same gRPC services in the Connect and gRPC-Web protocols;
+// TLS/mTLS like gRPC, optionally a plaintext probe port), with an ordered,
+// bounded shutdown.
 package service
 
 import (
@@ -240,6 +241,9 @@ func (b *Base) serveReady(w http.ResponseWriter, r *http.Request) {
 // end open streams → GracefulStop (forced Stop after the grace period) →
 // HTTP shutdown → closers (flush producers, close clients) → telemetry.
 func (b *Base) Run(ctx context.Context) error {
+	if err := b.mountBrowserAPI(); err != nil {
+		return err
+	}
 	errc := make(chan error, len(b.workers)+2)
 	go func() {
 		if err := b.GRPC.Serve(b.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

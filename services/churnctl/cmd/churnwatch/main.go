@@ -26,17 +26,24 @@ const usage = `churnwatch — churnwatch in one process, for development and dem
 
 Usage:
   churnwatch dev  [--dir D] [--any-port] [--logs]
-      Runs ingester, rules and alerts plus an embedded Kafka-protocol broker
+      Runs ingester, rules, alerts and the console (dev mode, at
+      CHURNWATCH_CONSOLE_ADDR, default 127.0.0.1:8080; sign in with
+      <console>/dev/login?sub=ID&role=ROLE[&branch=B]) plus an embedded Kafka-protocol broker
       (franz-go kfake) and Redis (a child redis-server), and writes D/dev.env
       (default D=.dev) with export lines for every address, the broker list,
       Redis, the dev token key and an admin token: ". D/dev.env" then use
       churnctl. Services listen on the SPEC defaults 127.0.0.1:7001-7003
-      (gRPC) and :8001-8003 (HTTP) unless --any-port. Real Kafka and Redis are
+      (gRPC) and :8001-8003 (HTTP) unless --any-port (then every port,
+      the console's too, is a free one; dev.env has CHURNWATCH_CONSOLE_URL). Real Kafka and Redis are
       used instead when CHURNWATCH_KAFKA_BROKERS / CHURNWATCH_REDIS_ADDR are
       set. Stops cleanly on Ctrl-C / SIGTERM.
-  churnwatch demo [--customers N] [--months M] [--seed S] [--logs]
-      The dev stack plus a simulated bank streamed through it: alerts shown
-      live, then a detection summary; exits when done.
+  churnwatch demo [--customers N] [--months M] [--seed S] [--serve] [--dir D] [--logs]
+      The dev stack (console included) plus a simulated bank streamed
+      through it: event progress (events, rate, ETA) and alerts as they come,
+      in event-time order, then a detection summary, the console's URL with
+      /dev/login links for the manager with the most alerts and for a branch
+      head, and what to try next. Exits when done, or with --serve keeps the
+      stack and the console running (D/dev.env written) until Ctrl-C.
 
   churnwatch broker [--port P] [--partitions N]
       Only the embedded Kafka-protocol broker, with the churnwatch topics;
@@ -102,10 +109,22 @@ func run(ctx context.Context, args []string) error {
 		n := fs.Int("customers", 3000, "simulated customers")
 		months := fs.Int("months", 12, "months of history")
 		seed := fs.Int64("seed", 7, "simulation seed")
+		serve := fs.Bool("serve", false, "keep the stack and the console running after the summary, until Ctrl-C")
+		dir := fs.String("dir", "", "directory for dev.env (with --serve), the dev key and Redis files (default: a new temp dir)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		_, err := demo.Run(ctx, demo.Options{Customers: *n, Months: *months, Seed: *seed, Out: os.Stdout, Logs: logOut(*logs)})
+		if *dir != "" {
+			abs, err := filepath.Abs(*dir)
+			if err != nil {
+				return err
+			}
+			*dir = abs
+		}
+		_, err := demo.Run(ctx, demo.Options{Customers: *n, Months: *months, Seed: *seed, Out: os.Stdout, Logs: logOut(*logs), Serve: *serve, Dir: *dir})
+		if errors.Is(err, context.Canceled) && *serve {
+			return nil
+		}
 		return err
 	case "broker":
 		port := fs.Int("port", 0, "listen port on 127.0.0.1 (0 = any)")
@@ -192,9 +211,11 @@ func dev(ctx context.Context, dir string, anyPort bool, logs io.Writer) error {
 		return err
 	}
 	e := st.Env()
-	fmt.Printf("churnwatch dev is running\n  ingester %s (http %s)\n  rules    %s (http %s)\n  alerts   %s (http %s)\n  kafka    %s (embedded kfake unless configured)\n  redis    %s\n\n  . %s    # then: churnctl status, churnctl ingest FILE, churnctl watch\nCtrl-C stops.\n",
+	fmt.Printf("churnwatch dev is running\n  ingester %s (http %s)\n  rules    %s (http %s)\n  alerts   %s (http %s)\n  console  %s (dev mode)\n  kafka    %s (embedded kfake unless configured)\n  redis    %s\n\n  . %s    # then: churnctl status, churnctl ingest FILE, churnctl watch\n\n",
 		e["CHURNWATCH_INGESTER_ADDR"], e["CHURNWATCH_INGESTER_HTTP"], e["CHURNWATCH_RULES_ADDR"], e["CHURNWATCH_RULES_HTTP"],
-		e["CHURNWATCH_ALERTS_ADDR"], e["CHURNWATCH_ALERTS_HTTP"], e["CHURNWATCH_KAFKA_BROKERS"], e["CHURNWATCH_REDIS_ADDR"], envFile)
+		e["CHURNWATCH_ALERTS_ADDR"], e["CHURNWATCH_ALERTS_HTTP"], e["CHURNWATCH_CONSOLE_URL"], e["CHURNWATCH_KAFKA_BROKERS"], e["CHURNWATCH_REDIS_ADDR"], envFile)
+	demo.PrintSignIn(os.Stdout, st.ConsoleURL(), "rm-001", "br-01")
+	fmt.Println("Ctrl-C stops.")
 	<-ctx.Done()
 	fmt.Println("stopping…")
 	return st.Close()

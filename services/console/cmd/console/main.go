@@ -1,0 +1,112 @@
+// Command console is the churnwatch console server: the web app, sign-in
+// and the browser API of the services.
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/churnwatch/churnwatch/services/console/app"
+	"github.com/churnwatch/churnwatch/services/platform/config"
+)
+
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context) int {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "healthcheck":
+			return healthcheck(ctx)
+		case "-h", "--help", "help":
+			usage()
+			return 0
+		default:
+			fmt.Fprintf(os.Stderr, "console: unknown argument %q (console --help)\n", os.Args[1])
+			return 2
+		}
+	}
+	cfg, err := app.LoadConfig(config.FromOS())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "console: configuration:", err)
+		return 1
+	}
+	a, err := app.New(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "console:", err)
+		return 1
+	}
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "console:", err)
+		return 1
+	}
+	return 0
+}
+
+// healthcheck asks the console's /healthz (plain HTTP on its address, for
+// container HEALTHCHECKs; with TLS, probe /healthz over https instead).
+func healthcheck(ctx context.Context) int {
+	addr := os.Getenv("CHURNWATCH_CONSOLE_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/healthz", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "unhealthy:", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, "unhealthy:", resp.Status)
+		return 1
+	}
+	return 0
+}
+
+func usage() {
+	fmt.Printf(`console %s — the churnwatch console server
+
+Serves the console web app (inbox, alert pages) to RMs, branch heads and
+ops; signs them in at the bank's IdP (OpenID Connect, authorization code
+with PKCE) and forwards the app's calls under /rpc/ to the services' HTTP
+ports (Connect / gRPC-Web) with the signed-in user's token, which never
+reaches the browser. See docs/console-deploy.md.
+
+Usage: console [healthcheck | -h]
+
+Routes: / and the app's pages · GET /api/session · GET /login?next=PATH ·
+GET /auth/callback · POST /logout · GET /dev/login (dev mode only) ·
+POST /rpc/churnwatch.v1.AlertService/* and /rpc/churnwatch.v1.RulesAdminService/* ·
+GET /healthz /readyz
+
+Environment (default):
+`, version)
+	config.WriteSettings(os.Stdout, app.Settings)
+	fmt.Println("\nToken verification (the same values as the services'; the role, branch and subject claims")
+	fmt.Println("say who is signed in; with an IdP and no JWKS URL, the IdP's discovered jwks_uri is used):")
+	for _, s := range config.AuthSettings {
+		fmt.Printf("  %-40s %s (%s)\n", s.Name, s.Help, s.Default)
+	}
+	fmt.Println("\nTLS and limits: CHURNWATCH_TLS_CERT/_TLS_KEY (HTTPS on the console's port), and the HTTP timeouts:")
+	for _, s := range config.TransportSettings {
+		if len(s.Name) > 16 && s.Name[:16] == "CHURNWATCH_HTTP_" {
+			fmt.Printf("  %-40s %s (%s)\n", s.Name, s.Help, s.Default)
+		}
+	}
+	fmt.Println("  CHURNWATCH_LOG_LEVEL                     debug, info, warn, error (info)")
+	fmt.Println("  CHURNWATCH_SHUTDOWN_GRACE                time open requests get at shutdown (10s)")
+}
