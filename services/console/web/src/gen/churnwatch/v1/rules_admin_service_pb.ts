@@ -8,7 +8,7 @@ import type { Severity, Stage, Tier } from "./common_pb";
 import { file_churnwatch_v1_common } from "./common_pb";
 import type { RiskSignal } from "./signals_pb";
 import { file_churnwatch_v1_signals } from "./signals_pb";
-import type { ThresholdChange, ThresholdSet, ThresholdSetting } from "./thresholds_pb";
+import type { ThresholdBacktest, ThresholdChange, ThresholdProposal, ThresholdProposalState, ThresholdSet, ThresholdSetting } from "./thresholds_pb";
 import { file_churnwatch_v1_thresholds } from "./thresholds_pb";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file churnwatch/v1/rules_admin_service.proto.
  */
 export const file_churnwatch_v1_rules_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("CidjaHVybndhdGNoL3YxL3J1bGVzX2FkbWluX3NlcnZpY2UucHJvdG8SDWNodXJud2F0Y2gudjEiFgoUR2V0VGhyZXNob2xkc1JlcXVlc3QiSAoVR2V0VGhyZXNob2xkc1Jlc3BvbnNlEi8KCnRocmVzaG9sZHMYASABKAsyGy5jaHVybndhdGNoLnYxLlRocmVzaG9sZFNldCJ2ChdVcGRhdGVUaHJlc2hvbGRzUmVxdWVzdBIYChBleHBlY3RlZF92ZXJzaW9uGAEgASgDEjEKCHNldHRpbmdzGAIgAygLMh8uY2h1cm53YXRjaC52MS5UaHJlc2hvbGRTZXR0aW5nEg4KBnJlYXNvbhgDIAEoCSJ7ChhVcGRhdGVUaHJlc2hvbGRzUmVzcG9uc2USLwoKdGhyZXNob2xkcxgBIAEoCzIbLmNodXJud2F0Y2gudjEuVGhyZXNob2xkU2V0Ei4KBmNoYW5nZRgCIAEoCzIeLmNodXJud2F0Y2gudjEuVGhyZXNob2xkQ2hhbmdlIiwKG0xpc3RUaHJlc2hvbGRDaGFuZ2VzUmVxdWVzdBINCgVsaW1pdBgBIAEoBSJPChxMaXN0VGhyZXNob2xkQ2hhbmdlc1Jlc3BvbnNlEi8KB2NoYW5nZXMYASADKAsyHi5jaHVybndhdGNoLnYxLlRocmVzaG9sZENoYW5nZSItChZHZXRDdXN0b21lclJpc2tSZXF1ZXN0EhMKC2N1c3RvbWVyX2lkGAEgASgJIo8DChdHZXRDdXN0b21lclJpc2tSZXNwb25zZRITCgtjdXN0b21lcl9pZBgBIAEoCRIhCgR0aWVyGAIgASgOMhMuY2h1cm53YXRjaC52MS5UaWVyEhYKDmtub3duX2N1c3RvbWVyGAMgASgIEiMKBXN0YWdlGAQgASgOMhQuY2h1cm53YXRjaC52MS5TdGFnZRINCgVzY29yZRgFIAEoBRIpCghzZXZlcml0eRgGIAEoDjIXLmNodXJud2F0Y2gudjEuU2V2ZXJpdHkSLwoMbGl2ZV9zaWduYWxzGAcgAygLMhkuY2h1cm53YXRjaC52MS5SaXNrU2lnbmFsEjEKDWxhc3RfYWN0aXZpdHkYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhcnRpdGlvbhgJIAEoBRIzCg9wYXJ0aXRpb25fY2xvY2sYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhkKEXRocmVzaG9sZF92ZXJzaW9uGAsgASgDMqcDChFSdWxlc0FkbWluU2VydmljZRJaCg1HZXRUaHJlc2hvbGRzEiMuY2h1cm53YXRjaC52MS5HZXRUaHJlc2hvbGRzUmVxdWVzdBokLmNodXJud2F0Y2gudjEuR2V0VGhyZXNob2xkc1Jlc3BvbnNlEmMKEFVwZGF0ZVRocmVzaG9sZHMSJi5jaHVybndhdGNoLnYxLlVwZGF0ZVRocmVzaG9sZHNSZXF1ZXN0GicuY2h1cm53YXRjaC52MS5VcGRhdGVUaHJlc2hvbGRzUmVzcG9uc2USbwoUTGlzdFRocmVzaG9sZENoYW5nZXMSKi5jaHVybndhdGNoLnYxLkxpc3RUaHJlc2hvbGRDaGFuZ2VzUmVxdWVzdBorLmNodXJud2F0Y2gudjEuTGlzdFRocmVzaG9sZENoYW5nZXNSZXNwb25zZRJgCg9HZXRDdXN0b21lclJpc2sSJS5jaHVybndhdGNoLnYxLkdldEN1c3RvbWVyUmlza1JlcXVlc3QaJi5jaHVybndhdGNoLnYxLkdldEN1c3RvbWVyUmlza1Jlc3BvbnNlQkpaSGdpdGh1Yi5jb20vY2h1cm53YXRjaC9jaHVybndhdGNoL3Byb3RvL2dlbi9nby9jaHVybndhdGNoL3YxO2NodXJud2F0Y2h2MWIGcHJvdG8z", [file_churnwatch_v1_common, file_churnwatch_v1_signals, file_churnwatch_v1_thresholds, file_google_protobuf_timestamp]);
+  fileDesc("CidjaHVybndhdGNoL3YxL3J1bGVzX2FkbWluX3NlcnZpY2UucHJvdG8SDWNodXJud2F0Y2gudjEiFgoUR2V0VGhyZXNob2xkc1JlcXVlc3QiSAoVR2V0VGhyZXNob2xkc1Jlc3BvbnNlEi8KCnRocmVzaG9sZHMYASABKAsyGy5jaHVybndhdGNoLnYxLlRocmVzaG9sZFNldCJ2ChdVcGRhdGVUaHJlc2hvbGRzUmVxdWVzdBIYChBleHBlY3RlZF92ZXJzaW9uGAEgASgDEjEKCHNldHRpbmdzGAIgAygLMh8uY2h1cm53YXRjaC52MS5UaHJlc2hvbGRTZXR0aW5nEg4KBnJlYXNvbhgDIAEoCSJ7ChhVcGRhdGVUaHJlc2hvbGRzUmVzcG9uc2USLwoKdGhyZXNob2xkcxgBIAEoCzIbLmNodXJud2F0Y2gudjEuVGhyZXNob2xkU2V0Ei4KBmNoYW5nZRgCIAEoCzIeLmNodXJud2F0Y2gudjEuVGhyZXNob2xkQ2hhbmdlIiwKG0xpc3RUaHJlc2hvbGRDaGFuZ2VzUmVxdWVzdBINCgVsaW1pdBgBIAEoBSJPChxMaXN0VGhyZXNob2xkQ2hhbmdlc1Jlc3BvbnNlEi8KB2NoYW5nZXMYASADKAsyHi5jaHVybndhdGNoLnYxLlRocmVzaG9sZENoYW5nZSKwAQodUHJvcG9zZVRocmVzaG9sZENoYW5nZVJlcXVlc3QSGAoQZXhwZWN0ZWRfdmVyc2lvbhgBIAEoAxIxCghzZXR0aW5ncxgCIAMoCzIfLmNodXJud2F0Y2gudjEuVGhyZXNob2xkU2V0dGluZxIOCgZyZWFzb24YAyABKAkSMgoIYmFja3Rlc3QYBCABKAsyIC5jaHVybndhdGNoLnYxLlRocmVzaG9sZEJhY2t0ZXN0IlQKHlByb3Bvc2VUaHJlc2hvbGRDaGFuZ2VSZXNwb25zZRIyCghwcm9wb3NhbBgBIAEoCzIgLmNodXJud2F0Y2gudjEuVGhyZXNob2xkUHJvcG9zYWwieQodTGlzdFRocmVzaG9sZFByb3Bvc2Fsc1JlcXVlc3QSNAoFc3RhdGUYASABKA4yJS5jaHVybndhdGNoLnYxLlRocmVzaG9sZFByb3Bvc2FsU3RhdGUSDQoFbGltaXQYAiABKAUSEwoLcHJvcG9zYWxfaWQYAyABKAkiVQoeTGlzdFRocmVzaG9sZFByb3Bvc2Fsc1Jlc3BvbnNlEjMKCXByb3Bvc2FscxgBIAMoCzIgLmNodXJud2F0Y2gudjEuVGhyZXNob2xkUHJvcG9zYWwiRAodQXBwcm92ZVRocmVzaG9sZENoYW5nZVJlcXVlc3QSEwoLcHJvcG9zYWxfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIrUBCh5BcHByb3ZlVGhyZXNob2xkQ2hhbmdlUmVzcG9uc2USLwoKdGhyZXNob2xkcxgBIAEoCzIbLmNodXJud2F0Y2gudjEuVGhyZXNob2xkU2V0Ei4KBmNoYW5nZRgCIAEoCzIeLmNodXJud2F0Y2gudjEuVGhyZXNob2xkQ2hhbmdlEjIKCHByb3Bvc2FsGAMgASgLMiAuY2h1cm53YXRjaC52MS5UaHJlc2hvbGRQcm9wb3NhbCJDChxSZWplY3RUaHJlc2hvbGRDaGFuZ2VSZXF1ZXN0EhMKC3Byb3Bvc2FsX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJTCh1SZWplY3RUaHJlc2hvbGRDaGFuZ2VSZXNwb25zZRIyCghwcm9wb3NhbBgBIAEoCzIgLmNodXJud2F0Y2gudjEuVGhyZXNob2xkUHJvcG9zYWwiLQoWR2V0Q3VzdG9tZXJSaXNrUmVxdWVzdBITCgtjdXN0b21lcl9pZBgBIAEoCSK6AwoXR2V0Q3VzdG9tZXJSaXNrUmVzcG9uc2USEwoLY3VzdG9tZXJfaWQYASABKAkSIQoEdGllchgCIAEoDjITLmNodXJud2F0Y2gudjEuVGllchIWCg5rbm93bl9jdXN0b21lchgDIAEoCBIjCgVzdGFnZRgEIAEoDjIULmNodXJud2F0Y2gudjEuU3RhZ2USDQoFc2NvcmUYBSABKAUSKQoIc2V2ZXJpdHkYBiABKA4yFy5jaHVybndhdGNoLnYxLlNldmVyaXR5Ei8KDGxpdmVfc2lnbmFscxgHIAMoCzIZLmNodXJud2F0Y2gudjEuUmlza1NpZ25hbBIxCg1sYXN0X2FjdGl2aXR5GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYXJ0aXRpb24YCSABKAUSMwoPcGFydGl0aW9uX2Nsb2NrGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIZChF0aHJlc2hvbGRfdmVyc2lvbhgLIAEoAxIpCgVkYWlseRgMIAMoCzIaLmNodXJud2F0Y2gudjEuQ3VzdG9tZXJEYXkicQoLQ3VzdG9tZXJEYXkSDAoEZGF0ZRgBIAEoCRIUCgx0cmFuc2FjdGlvbnMYAiABKAUSGgoNYmFsYW5jZV9taW5vchgDIAEoA0gAiAEBEhAKCGN1cnJlbmN5GAQgASgJQhAKDl9iYWxhbmNlX21pbm9yMoAHChFSdWxlc0FkbWluU2VydmljZRJaCg1HZXRUaHJlc2hvbGRzEiMuY2h1cm53YXRjaC52MS5HZXRUaHJlc2hvbGRzUmVxdWVzdBokLmNodXJud2F0Y2gudjEuR2V0VGhyZXNob2xkc1Jlc3BvbnNlEmMKEFVwZGF0ZVRocmVzaG9sZHMSJi5jaHVybndhdGNoLnYxLlVwZGF0ZVRocmVzaG9sZHNSZXF1ZXN0GicuY2h1cm53YXRjaC52MS5VcGRhdGVUaHJlc2hvbGRzUmVzcG9uc2USbwoUTGlzdFRocmVzaG9sZENoYW5nZXMSKi5jaHVybndhdGNoLnYxLkxpc3RUaHJlc2hvbGRDaGFuZ2VzUmVxdWVzdBorLmNodXJud2F0Y2gudjEuTGlzdFRocmVzaG9sZENoYW5nZXNSZXNwb25zZRJ1ChZQcm9wb3NlVGhyZXNob2xkQ2hhbmdlEiwuY2h1cm53YXRjaC52MS5Qcm9wb3NlVGhyZXNob2xkQ2hhbmdlUmVxdWVzdBotLmNodXJud2F0Y2gudjEuUHJvcG9zZVRocmVzaG9sZENoYW5nZVJlc3BvbnNlEnUKFkxpc3RUaHJlc2hvbGRQcm9wb3NhbHMSLC5jaHVybndhdGNoLnYxLkxpc3RUaHJlc2hvbGRQcm9wb3NhbHNSZXF1ZXN0Gi0uY2h1cm53YXRjaC52MS5MaXN0VGhyZXNob2xkUHJvcG9zYWxzUmVzcG9uc2USdQoWQXBwcm92ZVRocmVzaG9sZENoYW5nZRIsLmNodXJud2F0Y2gudjEuQXBwcm92ZVRocmVzaG9sZENoYW5nZVJlcXVlc3QaLS5jaHVybndhdGNoLnYxLkFwcHJvdmVUaHJlc2hvbGRDaGFuZ2VSZXNwb25zZRJyChVSZWplY3RUaHJlc2hvbGRDaGFuZ2USKy5jaHVybndhdGNoLnYxLlJlamVjdFRocmVzaG9sZENoYW5nZVJlcXVlc3QaLC5jaHVybndhdGNoLnYxLlJlamVjdFRocmVzaG9sZENoYW5nZVJlc3BvbnNlEmAKD0dldEN1c3RvbWVyUmlzaxIlLmNodXJud2F0Y2gudjEuR2V0Q3VzdG9tZXJSaXNrUmVxdWVzdBomLmNodXJud2F0Y2gudjEuR2V0Q3VzdG9tZXJSaXNrUmVzcG9uc2VCSlpIZ2l0aHViLmNvbS9jaHVybndhdGNoL2NodXJud2F0Y2gvcHJvdG8vZ2VuL2dvL2NodXJud2F0Y2gvdjE7Y2h1cm53YXRjaHYxYgZwcm90bzM", [file_churnwatch_v1_common, file_churnwatch_v1_signals, file_churnwatch_v1_thresholds, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message churnwatch.v1.GetThresholdsRequest
@@ -136,6 +136,197 @@ export const ListThresholdChangesResponseSchema: GenMessage<ListThresholdChanges
   messageDesc(file_churnwatch_v1_rules_admin_service, 5);
 
 /**
+ * @generated from message churnwatch.v1.ProposeThresholdChangeRequest
+ */
+export type ProposeThresholdChangeRequest = Message<"churnwatch.v1.ProposeThresholdChangeRequest"> & {
+  /**
+   * @generated from field: int64 expected_version = 1;
+   */
+  expectedVersion: bigint;
+
+  /**
+   * @generated from field: repeated churnwatch.v1.ThresholdSetting settings = 2;
+   */
+  settings: ThresholdSetting[];
+
+  /**
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: churnwatch.v1.ThresholdBacktest backtest = 4;
+   */
+  backtest?: ThresholdBacktest | undefined;
+};
+
+/**
+ * Describes the message churnwatch.v1.ProposeThresholdChangeRequest.
+ * Use `create(ProposeThresholdChangeRequestSchema)` to create a new message.
+ */
+export const ProposeThresholdChangeRequestSchema: GenMessage<ProposeThresholdChangeRequest> = /*@__PURE__*/
+  messageDesc(file_churnwatch_v1_rules_admin_service, 6);
+
+/**
+ * @generated from message churnwatch.v1.ProposeThresholdChangeResponse
+ */
+export type ProposeThresholdChangeResponse = Message<"churnwatch.v1.ProposeThresholdChangeResponse"> & {
+  /**
+   * @generated from field: churnwatch.v1.ThresholdProposal proposal = 1;
+   */
+  proposal?: ThresholdProposal | undefined;
+};
+
+/**
+ * Describes the message churnwatch.v1.ProposeThresholdChangeResponse.
+ * Use `create(ProposeThresholdChangeResponseSchema)` to create a new message.
+ */
+export const ProposeThresholdChangeResponseSchema: GenMessage<ProposeThresholdChangeResponse> = /*@__PURE__*/
+  messageDesc(file_churnwatch_v1_rules_admin_service, 7);
+
+/**
+ * @generated from message churnwatch.v1.ListThresholdProposalsRequest
+ */
+export type ListThresholdProposalsRequest = Message<"churnwatch.v1.ListThresholdProposalsRequest"> & {
+  /**
+   * Only proposals in this state; unspecified = all.
+   *
+   * @generated from field: churnwatch.v1.ThresholdProposalState state = 1;
+   */
+  state: ThresholdProposalState;
+
+  /**
+   * @generated from field: int32 limit = 2;
+   */
+  limit: number;
+
+  /**
+   * Only this proposal.
+   *
+   * @generated from field: string proposal_id = 3;
+   */
+  proposalId: string;
+};
+
+/**
+ * Describes the message churnwatch.v1.ListThresholdProposalsRequest.
+ * Use `create(ListThresholdProposalsRequestSchema)` to create a new message.
+ */
+export const ListThresholdProposalsRequestSchema: GenMessage<ListThresholdProposalsRequest> = /*@__PURE__*/
+  messageDesc(file_churnwatch_v1_rules_admin_service, 8);
+
+/**
+ * @generated from message churnwatch.v1.ListThresholdProposalsResponse
+ */
+export type ListThresholdProposalsResponse = Message<"churnwatch.v1.ListThresholdProposalsResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated churnwatch.v1.ThresholdProposal proposals = 1;
+   */
+  proposals: ThresholdProposal[];
+};
+
+/**
+ * Describes the message churnwatch.v1.ListThresholdProposalsResponse.
+ * Use `create(ListThresholdProposalsResponseSchema)` to create a new message.
+ */
+export const ListThresholdProposalsResponseSchema: GenMessage<ListThresholdProposalsResponse> = /*@__PURE__*/
+  messageDesc(file_churnwatch_v1_rules_admin_service, 9);
+
+/**
+ * @generated from message churnwatch.v1.ApproveThresholdChangeRequest
+ */
+export type ApproveThresholdChangeRequest = Message<"churnwatch.v1.ApproveThresholdChangeRequest"> & {
+  /**
+   * @generated from field: string proposal_id = 1;
+   */
+  proposalId: string;
+
+  /**
+   * Optional note of the approver, kept in the audit trail.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message churnwatch.v1.ApproveThresholdChangeRequest.
+ * Use `create(ApproveThresholdChangeRequestSchema)` to create a new message.
+ */
+export const ApproveThresholdChangeRequestSchema: GenMessage<ApproveThresholdChangeRequest> = /*@__PURE__*/
+  messageDesc(file_churnwatch_v1_rules_admin_service, 10);
+
+/**
+ * @generated from message churnwatch.v1.ApproveThresholdChangeResponse
+ */
+export type ApproveThresholdChangeResponse = Message<"churnwatch.v1.ApproveThresholdChangeResponse"> & {
+  /**
+   * @generated from field: churnwatch.v1.ThresholdSet thresholds = 1;
+   */
+  thresholds?: ThresholdSet | undefined;
+
+  /**
+   * @generated from field: churnwatch.v1.ThresholdChange change = 2;
+   */
+  change?: ThresholdChange | undefined;
+
+  /**
+   * @generated from field: churnwatch.v1.ThresholdProposal proposal = 3;
+   */
+  proposal?: ThresholdProposal | undefined;
+};
+
+/**
+ * Describes the message churnwatch.v1.ApproveThresholdChangeResponse.
+ * Use `create(ApproveThresholdChangeResponseSchema)` to create a new message.
+ */
+export const ApproveThresholdChangeResponseSchema: GenMessage<ApproveThresholdChangeResponse> = /*@__PURE__*/
+  messageDesc(file_churnwatch_v1_rules_admin_service, 11);
+
+/**
+ * @generated from message churnwatch.v1.RejectThresholdChangeRequest
+ */
+export type RejectThresholdChangeRequest = Message<"churnwatch.v1.RejectThresholdChangeRequest"> & {
+  /**
+   * @generated from field: string proposal_id = 1;
+   */
+  proposalId: string;
+
+  /**
+   * Why (required).
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message churnwatch.v1.RejectThresholdChangeRequest.
+ * Use `create(RejectThresholdChangeRequestSchema)` to create a new message.
+ */
+export const RejectThresholdChangeRequestSchema: GenMessage<RejectThresholdChangeRequest> = /*@__PURE__*/
+  messageDesc(file_churnwatch_v1_rules_admin_service, 12);
+
+/**
+ * @generated from message churnwatch.v1.RejectThresholdChangeResponse
+ */
+export type RejectThresholdChangeResponse = Message<"churnwatch.v1.RejectThresholdChangeResponse"> & {
+  /**
+   * @generated from field: churnwatch.v1.ThresholdProposal proposal = 1;
+   */
+  proposal?: ThresholdProposal | undefined;
+};
+
+/**
+ * Describes the message churnwatch.v1.RejectThresholdChangeResponse.
+ * Use `create(RejectThresholdChangeResponseSchema)` to create a new message.
+ */
+export const RejectThresholdChangeResponseSchema: GenMessage<RejectThresholdChangeResponse> = /*@__PURE__*/
+  messageDesc(file_churnwatch_v1_rules_admin_service, 13);
+
+/**
  * @generated from message churnwatch.v1.GetCustomerRiskRequest
  */
 export type GetCustomerRiskRequest = Message<"churnwatch.v1.GetCustomerRiskRequest"> & {
@@ -150,7 +341,7 @@ export type GetCustomerRiskRequest = Message<"churnwatch.v1.GetCustomerRiskReque
  * Use `create(GetCustomerRiskRequestSchema)` to create a new message.
  */
 export const GetCustomerRiskRequestSchema: GenMessage<GetCustomerRiskRequest> = /*@__PURE__*/
-  messageDesc(file_churnwatch_v1_rules_admin_service, 6);
+  messageDesc(file_churnwatch_v1_rules_admin_service, 14);
 
 /**
  * @generated from message churnwatch.v1.GetCustomerRiskResponse
@@ -210,6 +401,14 @@ export type GetCustomerRiskResponse = Message<"churnwatch.v1.GetCustomerRiskResp
    * @generated from field: int64 threshold_version = 11;
    */
   thresholdVersion: bigint;
+
+  /**
+   * One entry per UTC day for the last 180 days up to the customer's (or
+   * the partition's) clock day, oldest first, for charts.
+   *
+   * @generated from field: repeated churnwatch.v1.CustomerDay daily = 12;
+   */
+  daily: CustomerDay[];
 };
 
 /**
@@ -217,7 +416,50 @@ export type GetCustomerRiskResponse = Message<"churnwatch.v1.GetCustomerRiskResp
  * Use `create(GetCustomerRiskResponseSchema)` to create a new message.
  */
 export const GetCustomerRiskResponseSchema: GenMessage<GetCustomerRiskResponse> = /*@__PURE__*/
-  messageDesc(file_churnwatch_v1_rules_admin_service, 7);
+  messageDesc(file_churnwatch_v1_rules_admin_service, 15);
+
+/**
+ * CustomerDay is one day of a customer's activity.
+ *
+ * @generated from message churnwatch.v1.CustomerDay
+ */
+export type CustomerDay = Message<"churnwatch.v1.CustomerDay"> & {
+  /**
+   * The UTC day, YYYY-MM-DD.
+   *
+   * @generated from field: string date = 1;
+   */
+  date: string;
+
+  /**
+   * Customer-initiated transactions (SPEC §2) that day.
+   *
+   * @generated from field: int32 transactions = 2;
+   */
+  transactions: number;
+
+  /**
+   * End-of-day total balance of the customer's accounts in its primary
+   * currency, in minor units; absent before the first known balance.
+   *
+   * @generated from field: optional int64 balance_minor = 3;
+   */
+  balanceMinor?: bigint | undefined;
+
+  /**
+   * The currency of balance_minor (ISO 4217).
+   *
+   * @generated from field: string currency = 4;
+   */
+  currency: string;
+};
+
+/**
+ * Describes the message churnwatch.v1.CustomerDay.
+ * Use `create(CustomerDaySchema)` to create a new message.
+ */
+export const CustomerDaySchema: GenMessage<CustomerDay> = /*@__PURE__*/
+  messageDesc(file_churnwatch_v1_rules_admin_service, 16);
 
 /**
  * RulesAdminService tunes thresholds live and explains a customer's risk.
@@ -235,7 +477,8 @@ export const RulesAdminService: GenService<{
   },
   /**
    * UpdateThresholds applies changes on top of expected_version (optimistic
-   * concurrency); admin only.
+   * concurrency); admin only, and refused when four-eyes is enforced
+   * (CHURNWATCH_THRESHOLDS_FOUR_EYES=true).
    *
    * @generated from rpc churnwatch.v1.RulesAdminService.UpdateThresholds
    */
@@ -251,6 +494,50 @@ export const RulesAdminService: GenService<{
     methodKind: "unary";
     input: typeof ListThresholdChangesRequestSchema;
     output: typeof ListThresholdChangesResponseSchema;
+  },
+  /**
+   * ProposeThresholdChange records a four-eyes proposal made against
+   * expected_version, with a reason and its back-test; nothing goes live.
+   *
+   * @generated from rpc churnwatch.v1.RulesAdminService.ProposeThresholdChange
+   */
+  proposeThresholdChange: {
+    methodKind: "unary";
+    input: typeof ProposeThresholdChangeRequestSchema;
+    output: typeof ProposeThresholdChangeResponseSchema;
+  },
+  /**
+   * ListThresholdProposals lists proposals, newest first.
+   *
+   * @generated from rpc churnwatch.v1.RulesAdminService.ListThresholdProposals
+   */
+  listThresholdProposals: {
+    methodKind: "unary";
+    input: typeof ListThresholdProposalsRequestSchema;
+    output: typeof ListThresholdProposalsResponseSchema;
+  },
+  /**
+   * ApproveThresholdChange puts a pending proposal live as the next
+   * version; by a principal other than the proposer, and only while the
+   * set in force is still the proposal's base version.
+   *
+   * @generated from rpc churnwatch.v1.RulesAdminService.ApproveThresholdChange
+   */
+  approveThresholdChange: {
+    methodKind: "unary";
+    input: typeof ApproveThresholdChangeRequestSchema;
+    output: typeof ApproveThresholdChangeResponseSchema;
+  },
+  /**
+   * RejectThresholdChange closes a pending proposal with a reason; by a
+   * principal other than the proposer.
+   *
+   * @generated from rpc churnwatch.v1.RulesAdminService.RejectThresholdChange
+   */
+  rejectThresholdChange: {
+    methodKind: "unary";
+    input: typeof RejectThresholdChangeRequestSchema;
+    output: typeof RejectThresholdChangeResponseSchema;
   },
   /**
    * @generated from rpc churnwatch.v1.RulesAdminService.GetCustomerRisk

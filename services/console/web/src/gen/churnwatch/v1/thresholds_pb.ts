@@ -2,8 +2,10 @@
 // @generated from file churnwatch/v1/thresholds.proto (package churnwatch.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Tier } from "./common_pb";
+import { file_churnwatch_v1_common } from "./common_pb";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file churnwatch/v1/thresholds.proto.
  */
 export const file_churnwatch_v1_thresholds: GenFile = /*@__PURE__*/
-  fileDesc("Ch5jaHVybndhdGNoL3YxL3RocmVzaG9sZHMucHJvdG8SDWNodXJud2F0Y2gudjEiLgoQVGhyZXNob2xkU2V0dGluZxILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAkipgEKDFRocmVzaG9sZFNldBIPCgd2ZXJzaW9uGAEgASgDEjEKCHNldHRpbmdzGAIgAygLMh8uY2h1cm53YXRjaC52MS5UaHJlc2hvbGRTZXR0aW5nEi4KCnVwZGF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnVwZGF0ZWRfYnkYBCABKAkSDgoGcmVhc29uGAUgASgJIksKFlRocmVzaG9sZFNldHRpbmdDaGFuZ2USCwoDa2V5GAEgASgJEhEKCW9sZF92YWx1ZRgCIAEoCRIRCgluZXdfdmFsdWUYAyABKAkiwwEKD1RocmVzaG9sZENoYW5nZRIPCgd2ZXJzaW9uGAEgASgDEhgKEHByZXZpb3VzX3ZlcnNpb24YAiABKAMSDQoFYWN0b3IYAyABKAkSLgoKY2hhbmdlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAUgASgJEjYKB2NoYW5nZXMYBiADKAsyJS5jaHVybndhdGNoLnYxLlRocmVzaG9sZFNldHRpbmdDaGFuZ2VCSlpIZ2l0aHViLmNvbS9jaHVybndhdGNoL2NodXJud2F0Y2gvcHJvdG8vZ2VuL2dvL2NodXJud2F0Y2gvdjE7Y2h1cm53YXRjaHYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5jaHVybndhdGNoL3YxL3RocmVzaG9sZHMucHJvdG8SDWNodXJud2F0Y2gudjEiLgoQVGhyZXNob2xkU2V0dGluZxILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAkipgEKDFRocmVzaG9sZFNldBIPCgd2ZXJzaW9uGAEgASgDEjEKCHNldHRpbmdzGAIgAygLMh8uY2h1cm53YXRjaC52MS5UaHJlc2hvbGRTZXR0aW5nEi4KCnVwZGF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnVwZGF0ZWRfYnkYBCABKAkSDgoGcmVhc29uGAUgASgJIksKFlRocmVzaG9sZFNldHRpbmdDaGFuZ2USCwoDa2V5GAEgASgJEhEKCW9sZF92YWx1ZRgCIAEoCRIRCgluZXdfdmFsdWUYAyABKAki+wIKD1RocmVzaG9sZENoYW5nZRIPCgd2ZXJzaW9uGAEgASgDEhgKEHByZXZpb3VzX3ZlcnNpb24YAiABKAMSDQoFYWN0b3IYAyABKAkSLgoKY2hhbmdlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAUgASgJEjYKB2NoYW5nZXMYBiADKAsyJS5jaHVybndhdGNoLnYxLlRocmVzaG9sZFNldHRpbmdDaGFuZ2USMAoEa2luZBgHIAEoDjIiLmNodXJud2F0Y2gudjEuVGhyZXNob2xkQ2hhbmdlS2luZBITCgtwcm9wb3NhbF9pZBgIIAEoCRIQCghwcm9wb3NlchgJIAEoCRIQCghhcHByb3ZlchgKIAEoCRIXCg9hcHByb3ZhbF9yZWFzb24YCyABKAkSMgoIYmFja3Rlc3QYDCABKAsyIC5jaHVybndhdGNoLnYxLlRocmVzaG9sZEJhY2t0ZXN0IsEDChFUaHJlc2hvbGRCYWNrdGVzdBIPCgdoaXN0b3J5GAEgASgJEikKBXN0YXJ0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWN1c3RvbWVycxgEIAEoAxIXCg9ldmVudHNfYWNjZXB0ZWQYBSABKAMSFwoPZXZlbnRzX3JlamVjdGVkGAYgASgDEhgKEGJhc2VsaW5lX3ZlcnNpb24YByABKAMSFQoNYWxlcnRzX2JlZm9yZRgIIAEoBRIUCgxhbGVydHNfYWZ0ZXIYCSABKAUSLwoFcnVsZXMYCiADKAsyIC5jaHVybndhdGNoLnYxLkJhY2t0ZXN0UnVsZURlbHRhEjoKEGRldGVjdGlvbl9iZWZvcmUYCyABKAsyIC5jaHVybndhdGNoLnYxLkJhY2t0ZXN0RGV0ZWN0aW9uEjkKD2RldGVjdGlvbl9hZnRlchgMIAEoCzIgLmNodXJud2F0Y2gudjEuQmFja3Rlc3REZXRlY3Rpb24SEwoLY29tcHV0ZWRfYnkYDSABKAkihgEKEUJhY2t0ZXN0UnVsZURlbHRhEg8KB3J1bGVfaWQYASABKAkSIQoEdGllchgCIAEoDjITLmNodXJud2F0Y2gudjEuVGllchIOCgZiZWZvcmUYAyABKAUSDQoFYWZ0ZXIYBCABKAUSDQoFYWRkZWQYBSABKAUSDwoHcmVtb3ZlZBgGIAEoBSJsChFCYWNrdGVzdERldGVjdGlvbhIRCglwcmVjaXNpb24YASABKAESDgoGcmVjYWxsGAIgASgBEhgKEG1lZGlhbl9sZWFkX2RheXMYAyABKAESGgoSbGFiZWxsZWRfY3VzdG9tZXJzGAQgASgFIoMEChFUaHJlc2hvbGRQcm9wb3NhbBIKCgJpZBgBIAEoCRI0CgVzdGF0ZRgCIAEoDjIlLmNodXJud2F0Y2gudjEuVGhyZXNob2xkUHJvcG9zYWxTdGF0ZRIUCgxiYXNlX3ZlcnNpb24YAyABKAMSMQoIc2V0dGluZ3MYBCADKAsyHy5jaHVybndhdGNoLnYxLlRocmVzaG9sZFNldHRpbmcSNgoHY2hhbmdlcxgFIAMoCzIlLmNodXJud2F0Y2gudjEuVGhyZXNob2xkU2V0dGluZ0NoYW5nZRIQCghwcm9wb3NlchgGIAEoCRIOCgZyZWFzb24YByABKAkSLwoLcHJvcG9zZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKCGJhY2t0ZXN0GAogASgLMiAuY2h1cm53YXRjaC52MS5UaHJlc2hvbGRCYWNrdGVzdBISCgpkZWNpZGVkX2J5GAsgASgJEi4KCmRlY2lkZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2RlY2lzaW9uX3JlYXNvbhgNIAEoCRIXCg9hcHBsaWVkX3ZlcnNpb24YDiABKAMqggEKE1RocmVzaG9sZENoYW5nZUtpbmQSJQohVEhSRVNIT0xEX0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASIAocVEhSRVNIT0xEX0NIQU5HRV9LSU5EX0RJUkVDVBABEiIKHlRIUkVTSE9MRF9DSEFOR0VfS0lORF9QUk9QT1NBTBACKtwBChZUaHJlc2hvbGRQcm9wb3NhbFN0YXRlEigKJFRIUkVTSE9MRF9QUk9QT1NBTF9TVEFURV9VTlNQRUNJRklFRBAAEiQKIFRIUkVTSE9MRF9QUk9QT1NBTF9TVEFURV9QRU5ESU5HEAESJQohVEhSRVNIT0xEX1BST1BPU0FMX1NUQVRFX0FQUFJPVkVEEAISJQohVEhSRVNIT0xEX1BST1BPU0FMX1NUQVRFX1JFSkVDVEVEEAMSJAogVEhSRVNIT0xEX1BST1BPU0FMX1NUQVRFX0VYUElSRUQQBEJKWkhnaXRodWIuY29tL2NodXJud2F0Y2gvY2h1cm53YXRjaC9wcm90by9nZW4vZ28vY2h1cm53YXRjaC92MTtjaHVybndhdGNodjFiBnByb3RvMw", [file_churnwatch_v1_common, file_google_protobuf_timestamp]);
 
 /**
  * ThresholdSetting is one threshold: key "RULE.FIELD.TIER" (for example
@@ -144,6 +146,44 @@ export type ThresholdChange = Message<"churnwatch.v1.ThresholdChange"> & {
    * @generated from field: repeated churnwatch.v1.ThresholdSettingChange changes = 6;
    */
   changes: ThresholdSettingChange[];
+
+  /**
+   * DIRECT (UpdateThresholds by an admin) or PROPOSAL (an approved
+   * four-eyes proposal; actor is then the approver).
+   *
+   * @generated from field: churnwatch.v1.ThresholdChangeKind kind = 7;
+   */
+  kind: ThresholdChangeKind;
+
+  /**
+   * For PROPOSAL: the proposal, who proposed it, who approved it (= actor)
+   * and the approver's note; reason is the proposer's.
+   *
+   * @generated from field: string proposal_id = 8;
+   */
+  proposalId: string;
+
+  /**
+   * @generated from field: string proposer = 9;
+   */
+  proposer: string;
+
+  /**
+   * @generated from field: string approver = 10;
+   */
+  approver: string;
+
+  /**
+   * @generated from field: string approval_reason = 11;
+   */
+  approvalReason: string;
+
+  /**
+   * For PROPOSAL: the back-test the approver saw.
+   *
+   * @generated from field: churnwatch.v1.ThresholdBacktest backtest = 12;
+   */
+  backtest?: ThresholdBacktest | undefined;
 };
 
 /**
@@ -152,4 +192,359 @@ export type ThresholdChange = Message<"churnwatch.v1.ThresholdChange"> & {
  */
 export const ThresholdChangeSchema: GenMessage<ThresholdChange> = /*@__PURE__*/
   messageDesc(file_churnwatch_v1_thresholds, 3);
+
+/**
+ * ThresholdBacktest is the offline back-test a proposal carries: the same
+ * engine as `churnctl backtest --compare`, run by the proposer's client
+ * over a stated history, once with the thresholds in force at
+ * baseline_version and once with the proposed change on top of them. The
+ * rules service stores it as given (it checks that it is complete and
+ * that baseline_version is the version the proposal is made against); it
+ * does not replay the history itself.
+ *
+ * @generated from message churnwatch.v1.ThresholdBacktest
+ */
+export type ThresholdBacktest = Message<"churnwatch.v1.ThresholdBacktest"> & {
+  /**
+   * What was replayed, as the proposer named it: files, their sizes, and
+   * where they came from (for example "customers.ndjson 3000 records,
+   * events.ndjson 928411 records").
+   *
+   * @generated from field: string history = 1;
+   */
+  history: string;
+
+  /**
+   * Event time covered: the first accepted event and the end clock.
+   *
+   * @generated from field: google.protobuf.Timestamp start = 2;
+   */
+  start?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end = 3;
+   */
+  end?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int64 customers = 4;
+   */
+  customers: bigint;
+
+  /**
+   * @generated from field: int64 events_accepted = 5;
+   */
+  eventsAccepted: bigint;
+
+  /**
+   * @generated from field: int64 events_rejected = 6;
+   */
+  eventsRejected: bigint;
+
+  /**
+   * The live threshold version the "before" side used.
+   *
+   * @generated from field: int64 baseline_version = 7;
+   */
+  baselineVersion: bigint;
+
+  /**
+   * Customers alerted before and after the change.
+   *
+   * @generated from field: int32 alerts_before = 8;
+   */
+  alertsBefore: number;
+
+  /**
+   * @generated from field: int32 alerts_after = 9;
+   */
+  alertsAfter: number;
+
+  /**
+   * Per rule and tier: alerts carrying the rule before and after, and the
+   * customers whose alert gains the rule (added) or loses it (removed).
+   *
+   * @generated from field: repeated churnwatch.v1.BacktestRuleDelta rules = 10;
+   */
+  rules: BacktestRuleDelta[];
+
+  /**
+   * With outcome labels (churnctl backtest --labels): precision and recall
+   * before and after; absent without labels.
+   *
+   * @generated from field: churnwatch.v1.BacktestDetection detection_before = 11;
+   */
+  detectionBefore?: BacktestDetection | undefined;
+
+  /**
+   * @generated from field: churnwatch.v1.BacktestDetection detection_after = 12;
+   */
+  detectionAfter?: BacktestDetection | undefined;
+
+  /**
+   * Which client computed it, e.g. "churnctl dev".
+   *
+   * @generated from field: string computed_by = 13;
+   */
+  computedBy: string;
+};
+
+/**
+ * Describes the message churnwatch.v1.ThresholdBacktest.
+ * Use `create(ThresholdBacktestSchema)` to create a new message.
+ */
+export const ThresholdBacktestSchema: GenMessage<ThresholdBacktest> = /*@__PURE__*/
+  messageDesc(file_churnwatch_v1_thresholds, 4);
+
+/**
+ * BacktestRuleDelta is one rule and tier of a back-test comparison.
+ *
+ * @generated from message churnwatch.v1.BacktestRuleDelta
+ */
+export type BacktestRuleDelta = Message<"churnwatch.v1.BacktestRuleDelta"> & {
+  /**
+   * @generated from field: string rule_id = 1;
+   */
+  ruleId: string;
+
+  /**
+   * @generated from field: churnwatch.v1.Tier tier = 2;
+   */
+  tier: Tier;
+
+  /**
+   * @generated from field: int32 before = 3;
+   */
+  before: number;
+
+  /**
+   * @generated from field: int32 after = 4;
+   */
+  after: number;
+
+  /**
+   * @generated from field: int32 added = 5;
+   */
+  added: number;
+
+  /**
+   * @generated from field: int32 removed = 6;
+   */
+  removed: number;
+};
+
+/**
+ * Describes the message churnwatch.v1.BacktestRuleDelta.
+ * Use `create(BacktestRuleDeltaSchema)` to create a new message.
+ */
+export const BacktestRuleDeltaSchema: GenMessage<BacktestRuleDelta> = /*@__PURE__*/
+  messageDesc(file_churnwatch_v1_thresholds, 5);
+
+/**
+ * BacktestDetection is detection quality against outcome labels.
+ *
+ * @generated from message churnwatch.v1.BacktestDetection
+ */
+export type BacktestDetection = Message<"churnwatch.v1.BacktestDetection"> & {
+  /**
+   * @generated from field: double precision = 1;
+   */
+  precision: number;
+
+  /**
+   * @generated from field: double recall = 2;
+   */
+  recall: number;
+
+  /**
+   * @generated from field: double median_lead_days = 3;
+   */
+  medianLeadDays: number;
+
+  /**
+   * @generated from field: int32 labelled_customers = 4;
+   */
+  labelledCustomers: number;
+};
+
+/**
+ * Describes the message churnwatch.v1.BacktestDetection.
+ * Use `create(BacktestDetectionSchema)` to create a new message.
+ */
+export const BacktestDetectionSchema: GenMessage<BacktestDetection> = /*@__PURE__*/
+  messageDesc(file_churnwatch_v1_thresholds, 6);
+
+/**
+ * ThresholdProposal is a four-eyes threshold change: proposed by one
+ * principal (ops or admin), approved or rejected by a second one.
+ *
+ * @generated from message churnwatch.v1.ThresholdProposal
+ */
+export type ThresholdProposal = Message<"churnwatch.v1.ThresholdProposal"> & {
+  /**
+   * "tp-" and a number, unique.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: churnwatch.v1.ThresholdProposalState state = 2;
+   */
+  state: ThresholdProposalState;
+
+  /**
+   * The version the change is made against: approval is refused once the
+   * set in force has moved past it.
+   *
+   * @generated from field: int64 base_version = 3;
+   */
+  baseVersion: bigint;
+
+  /**
+   * The values the proposal sets, as given.
+   *
+   * @generated from field: repeated churnwatch.v1.ThresholdSetting settings = 4;
+   */
+  settings: ThresholdSetting[];
+
+  /**
+   * Each key's move from the base version's value to the proposed one.
+   *
+   * @generated from field: repeated churnwatch.v1.ThresholdSettingChange changes = 5;
+   */
+  changes: ThresholdSettingChange[];
+
+  /**
+   * @generated from field: string proposer = 6;
+   */
+  proposer: string;
+
+  /**
+   * @generated from field: string reason = 7;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp proposed_at = 8;
+   */
+  proposedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 9;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: churnwatch.v1.ThresholdBacktest backtest = 10;
+   */
+  backtest?: ThresholdBacktest | undefined;
+
+  /**
+   * Who approved or rejected it, when and why.
+   *
+   * @generated from field: string decided_by = 11;
+   */
+  decidedBy: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp decided_at = 12;
+   */
+  decidedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string decision_reason = 13;
+   */
+  decisionReason: string;
+
+  /**
+   * The threshold version the approval put live.
+   *
+   * @generated from field: int64 applied_version = 14;
+   */
+  appliedVersion: bigint;
+};
+
+/**
+ * Describes the message churnwatch.v1.ThresholdProposal.
+ * Use `create(ThresholdProposalSchema)` to create a new message.
+ */
+export const ThresholdProposalSchema: GenMessage<ThresholdProposal> = /*@__PURE__*/
+  messageDesc(file_churnwatch_v1_thresholds, 7);
+
+/**
+ * ThresholdChangeKind is how a change went live.
+ *
+ * @generated from enum churnwatch.v1.ThresholdChangeKind
+ */
+export enum ThresholdChangeKind {
+  /**
+   * @generated from enum value: THRESHOLD_CHANGE_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Applied directly by an admin (UpdateThresholds).
+   *
+   * @generated from enum value: THRESHOLD_CHANGE_KIND_DIRECT = 1;
+   */
+  DIRECT = 1,
+
+  /**
+   * Proposed by one principal and approved by a second one.
+   *
+   * @generated from enum value: THRESHOLD_CHANGE_KIND_PROPOSAL = 2;
+   */
+  PROPOSAL = 2,
+}
+
+/**
+ * Describes the enum churnwatch.v1.ThresholdChangeKind.
+ */
+export const ThresholdChangeKindSchema: GenEnum<ThresholdChangeKind> = /*@__PURE__*/
+  enumDesc(file_churnwatch_v1_thresholds, 0);
+
+/**
+ * ThresholdProposalState is where a four-eyes proposal stands.
+ *
+ * @generated from enum churnwatch.v1.ThresholdProposalState
+ */
+export enum ThresholdProposalState {
+  /**
+   * @generated from enum value: THRESHOLD_PROPOSAL_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting for a second principal.
+   *
+   * @generated from enum value: THRESHOLD_PROPOSAL_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * Approved and live as applied_version.
+   *
+   * @generated from enum value: THRESHOLD_PROPOSAL_STATE_APPROVED = 2;
+   */
+  APPROVED = 2,
+
+  /**
+   * @generated from enum value: THRESHOLD_PROPOSAL_STATE_REJECTED = 3;
+   */
+  REJECTED = 3,
+
+  /**
+   * Not decided before expires_at; re-propose.
+   *
+   * @generated from enum value: THRESHOLD_PROPOSAL_STATE_EXPIRED = 4;
+   */
+  EXPIRED = 4,
+}
+
+/**
+ * Describes the enum churnwatch.v1.ThresholdProposalState.
+ */
+export const ThresholdProposalStateSchema: GenEnum<ThresholdProposalState> = /*@__PURE__*/
+  enumDesc(file_churnwatch_v1_thresholds, 1);
 
