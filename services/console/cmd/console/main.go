@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -98,15 +99,19 @@ Environment (default):
 	config.WriteSettings(os.Stdout, app.Settings)
 	fmt.Println("\nToken verification (the same values as the services'; the role, branch and subject claims")
 	fmt.Println("say who is signed in; with an IdP and no JWKS URL, the IdP's discovered jwks_uri is used):")
+	var auth []config.Setting
 	for _, s := range config.AuthSettings {
-		fmt.Printf("  %-40s %s (%s)\n", s.Name, s.Help, s.Default)
+		auth = append(auth, config.Setting{Name: s.Name, Default: s.Default, Help: s.Help})
 	}
+	config.WriteSettings(os.Stdout, auth)
 	fmt.Println("\nTLS and limits: CHURNWATCH_TLS_CERT/_TLS_KEY (HTTPS on the console's port), and the HTTP timeouts:")
+	var timeouts []config.Setting
 	for _, s := range config.TransportSettings {
-		if len(s.Name) > 16 && s.Name[:16] == "CHURNWATCH_HTTP_" {
-			fmt.Printf("  %-40s %s (%s)\n", s.Name, s.Help, s.Default)
+		if strings.HasPrefix(s.Name, "CHURNWATCH_HTTP_") && strings.HasSuffix(s.Name, "_TIMEOUT") {
+			timeouts = append(timeouts, s)
 		}
 	}
+	config.WriteSettings(os.Stdout, timeouts)
 	fmt.Println("  CHURNWATCH_LOG_LEVEL                     debug, info, warn, error (info)")
 	fmt.Println("  CHURNWATCH_SHUTDOWN_GRACE                time open requests get at shutdown (10s)")
 }
