@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -64,16 +65,95 @@ func (r *backtestRun) summary() BacktestSummary {
 	return s
 }
 
+// historyFlags are the flags that name a history to replay: `backtest`
+// and `thresholds propose` read it the same way.
+type historyFlags struct {
+	customers, events, labels, until, mapping, data *string
+}
+
+func addHistoryFlags(fs *flag.FlagSet) *historyFlags {
+	return &historyFlags{
+		customers: fs.String("customers", "", "customer profiles, NDJSON (required)"),
+		events:    fs.String("events", "", "account events, NDJSON or CSV; - for stdin (required)"),
+		labels:    fs.String("labels", "", "labels.ndjson of churnctl simulate: adds precision, recall and lead time"),
+		until:     fs.String("until", "", "advance the clock to the end of this day (YYYY-MM-DD) instead of the last event's"),
+		mapping:   fs.String("mapping", "", "read a bank's own export through this mapping (YAML) instead of --customers and --events"),
+		data:      fs.String("data", "", "with --mapping: the export's directory (default: the mapping's)"),
+	}
+}
+
+// replayer is a history read from the files the flags name, ready to be
+// replayed under one or more threshold sets.
+type replayer struct {
+	hist   *backtest.History
+	labels []backtest.Label
+	opts   backtest.Options
+	// described names what was read, for a proposal's back-test.
+	described string
+}
+
+func (h *historyFlags) load(env *Env) (*replayer, error) {
+	switch {
+	case *h.mapping != "" && (*h.customers != "" || *h.events != ""):
+		return nil, Usagef("--mapping replaces --customers and --events: give one or the other")
+	case *h.mapping == "" && (*h.customers == "" || *h.events == ""):
+		return nil, Usagef("--customers F and --events F are required (or --mapping M.yaml [--data DIR])")
+	}
+	r := &replayer{opts: backtest.Options{HomeBank: env.Getenv("CHURNWATCH_HOME_BANK")}}
+	if *h.until != "" {
+		d, err := time.Parse(time.DateOnly, *h.until)
+		if err != nil {
+			return nil, Usagef("--until %q: want YYYY-MM-DD", *h.until)
+		}
+		r.opts.Until = d.AddDate(0, 0, 1)
+	}
+	var err error
+	if *h.mapping != "" {
+		r.hist, err = readMappedInput(*h.mapping, *h.data)
+		r.described = "mapping " + *h.mapping
+	} else {
+		r.hist, err = readBacktestInput(env, *h.customers, *h.events)
+		r.described = fmt.Sprintf("customers %s, events %s", *h.customers, *h.events)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if *h.labels != "" {
+		f, err := os.Open(*h.labels)
+		if err != nil {
+			return nil, &ExitError{Code: ExitFailure, Err: err}
+		}
+		r.labels, err = backtest.ReadLabels(f)
+		f.Close()
+		if err != nil {
+			return nil, &ExitError{Code: ExitFailure, Err: err}
+		}
+		r.described += ", labels " + *h.labels
+	}
+	return r, nil
+}
+
+// run replays the history under th.
+func (r *replayer) run(name string, th *engine.Thresholds) (*backtestRun, error) {
+	o := r.opts
+	o.Thresholds = th
+	start := time.Now()
+	res, err := r.hist.Replay(o)
+	if err != nil {
+		return nil, &ExitError{Code: ExitFailure, Err: err}
+	}
+	out := &backtestRun{name: name, res: res, took: time.Since(start)}
+	if r.labels != nil {
+		out.det = backtest.Score(res.Alerts, r.labels, res.Start, res.End)
+	}
+	return out, nil
+}
+
 func backtestCmd(_ context.Context, env *Env, args []string) error {
 	fs := NewFlags(env, "backtest")
-	customersFile := fs.String("customers", "", "customer profiles, NDJSON (required)")
-	eventsFile := fs.String("events", "", "account events, NDJSON or CSV; - for stdin (required)")
+	hf := addHistoryFlags(fs)
 	thresholdsFile := fs.String("thresholds", "", "threshold set in force: RULE.FIELD[.TIER]=VALUE lines or `thresholds show --json` output (default: SPEC defaults)")
-	labelsFile := fs.String("labels", "", "labels.ndjson of churnctl simulate: adds precision, recall and lead time")
 	compareFile := fs.String("compare", "", "a proposed threshold set to compare with the current one (same formats as --thresholds)")
-	until := fs.String("until", "", "advance the clock to the end of this day (YYYY-MM-DD) instead of the last event's")
-	mappingFile := fs.String("mapping", "", "read a bank's own export through this mapping (YAML) instead of --customers and --events")
-	dataDir := fs.String("data", "", "with --mapping: the export's directory (default: the mapping's)")
 	asJSON := fs.Bool("json", false, "every alert as one JSON object per line (as alerts list --json), then one summary object")
 	pos, err := Parse(fs, args)
 	if err != nil {
@@ -81,20 +161,6 @@ func backtestCmd(_ context.Context, env *Env, args []string) error {
 	}
 	if len(pos) > 0 {
 		return Usagef("backtest takes flags only, not %q", pos[0])
-	}
-	switch {
-	case *mappingFile != "" && (*customersFile != "" || *eventsFile != ""):
-		return Usagef("--mapping replaces --customers and --events: give one or the other")
-	case *mappingFile == "" && (*customersFile == "" || *eventsFile == ""):
-		return Usagef("--customers F and --events F are required (or --mapping M.yaml [--data DIR])")
-	}
-	opts := backtest.Options{HomeBank: env.Getenv("CHURNWATCH_HOME_BANK")}
-	if *until != "" {
-		d, err := time.Parse(time.DateOnly, *until)
-		if err != nil {
-			return Usagef("--until %q: want YYYY-MM-DD", *until)
-		}
-		opts.Until = d.AddDate(0, 0, 1)
 	}
 	current, currentName, err := readThresholdsFile(*thresholdsFile)
 	if err != nil {
@@ -106,49 +172,17 @@ func backtestCmd(_ context.Context, env *Env, args []string) error {
 			return err
 		}
 	}
-	var hist *backtest.History
-	if *mappingFile != "" {
-		hist, err = readMappedInput(*mappingFile, *dataDir)
-	} else {
-		hist, err = readBacktestInput(env, *customersFile, *eventsFile)
-	}
+	rp, err := hf.load(env)
 	if err != nil {
 		return err
 	}
-	var labels []backtest.Label
-	if *labelsFile != "" {
-		f, err := os.Open(*labelsFile)
-		if err != nil {
-			return &ExitError{Code: ExitFailure, Err: err}
-		}
-		labels, err = backtest.ReadLabels(f)
-		f.Close()
-		if err != nil {
-			return &ExitError{Code: ExitFailure, Err: err}
-		}
-	}
-
-	run := func(name string, th *engine.Thresholds) (*backtestRun, error) {
-		o := opts
-		o.Thresholds = th
-		start := time.Now()
-		res, err := hist.Replay(o)
-		if err != nil {
-			return nil, &ExitError{Code: ExitFailure, Err: err}
-		}
-		r := &backtestRun{name: name, res: res, took: time.Since(start)}
-		if labels != nil {
-			r.det = backtest.Score(res.Alerts, labels, res.Start, res.End)
-		}
-		return r, nil
-	}
-	cur, err := run(currentName, current)
+	cur, err := rp.run(currentName, current)
 	if err != nil {
 		return err
 	}
 	var prop *backtestRun
 	if proposed != nil {
-		if prop, err = run(*compareFile, proposed); err != nil {
+		if prop, err = rp.run(*compareFile, proposed); err != nil {
 			return err
 		}
 	}

@@ -18,6 +18,7 @@ var argumentHelp = map[string]string{
 	"YYYY-MM-DD":              "the business day to close; it must have ended (UTC)",
 	"RULE.FIELD[.TIER]=VALUE": "a threshold and its new value, e.g. dormancy.declining.days=45; several may be given (thresholds show lists the keys)",
 	"CUSTOMER_ID":             "the customer's id",
+	"PROPOSAL_ID":             "the threshold proposal's id, e.g. tp-3 (thresholds proposals lists them)",
 }
 
 // helpFlags are the flags NewFlags defines on every command.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -11,13 +12,15 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/platform/money"
 )
 
 func init() {
 	Register(&Command{Name: "thresholds show", Args: "[--json]", Summary: "the threshold set in force, key by key", Run: thresholdsShow})
 	Register(&Command{Name: "thresholds set", Args: "RULE.FIELD[.TIER]=VALUE … --reason \"…\"",
-		Summary: "change thresholds live (admin); audited", Run: thresholdsSet})
-	Register(&Command{Name: "thresholds history", Args: "[--limit N] [--json]", Summary: "who changed which threshold, when and why", Run: thresholdsHistory})
+		Summary: "change thresholds live directly (admin; refused when CHURNWATCH_THRESHOLDS_FOUR_EYES=true: use thresholds propose); audited", Run: thresholdsSet})
+	Register(&Command{Name: "thresholds history", Args: "[--limit N] [--json]",
+		Summary: "who changed which threshold, when and why: direct changes, and approved proposals with proposer, approver and back-test", Run: thresholdsHistory})
 	Register(&Command{Name: "risk", Args: "CUSTOMER_ID [--json]", Summary: "a customer's stage, score and live signals with explanations", Run: risk})
 	Register(&Command{Name: "status", Args: "[--json]", Summary: "per service: ready, consumer lag, partition clocks", Run: statusCmd})
 	Register(&Command{Name: "wait", Args: "[--timeout 60s]", Summary: "return when rules and alerts have caught up (exit 4 on timeout)", Run: waitCmd})
@@ -96,19 +99,9 @@ func thresholdsSet(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
-		return Usagef("name at least one RULE.FIELD[.TIER]=VALUE, e.g. outflow.large.amount.MASS=5000")
-	}
-	if strings.TrimSpace(*reason) == "" {
-		return Usagef("--reason is required")
-	}
-	var settings []*cwv1.ThresholdSetting
-	for _, p := range pos {
-		k, v, ok := strings.Cut(p, "=")
-		if !ok || k == "" || v == "" {
-			return Usagef("%q: want RULE.FIELD[.TIER]=VALUE", p)
-		}
-		settings = append(settings, &cwv1.ThresholdSetting{Key: k, Value: v})
+	settings, err := parseChange(pos, *reason)
+	if err != nil {
+		return err
 	}
 	c, done, err := rulesClient(env)
 	if err != nil {
@@ -148,13 +141,22 @@ type changeJSONT struct {
 	ChangedAt       string              `json:"changedAt"`
 	Reason          string              `json:"reason"`
 	Changes         []settingChangeJSON `json:"changes"`
+	// Kind is "direct" or "proposal"; the rest is set for proposals.
+	Kind           string        `json:"kind"`
+	ProposalID     string        `json:"proposalId,omitempty"`
+	Proposer       string        `json:"proposer,omitempty"`
+	Approver       string        `json:"approver,omitempty"`
+	ApprovalReason string        `json:"approvalReason,omitempty"`
+	Backtest       *backtestJSON `json:"backtest,omitempty"`
 }
 
 func changeJSON(c *cwv1.ThresholdChange) changeJSONT {
 	out := changeJSONT{Version: c.GetVersion(), PreviousVersion: c.GetPreviousVersion(), Actor: c.GetActor(),
-		ChangedAt: ts(c.GetChangedAt()), Reason: c.GetReason(), Changes: []settingChangeJSON{}}
-	for _, kv := range c.GetChanges() {
-		out.Changes = append(out.Changes, settingChangeJSON{Key: kv.GetKey(), Old: kv.GetOldValue(), New: kv.GetNewValue()})
+		ChangedAt: ts(c.GetChangedAt()), Reason: c.GetReason(), Changes: settingChanges(c.GetChanges()),
+		Kind: "direct", ProposalID: c.GetProposalId(), Proposer: c.GetProposer(), Approver: c.GetApprover(),
+		ApprovalReason: c.GetApprovalReason(), Backtest: backtestOut(c.GetBacktest())}
+	if c.GetKind() == cwv1.ThresholdChangeKind_THRESHOLD_CHANGE_KIND_PROPOSAL {
+		out.Kind = "proposal"
 	}
 	return out
 }
@@ -184,10 +186,19 @@ func thresholdsHistory(ctx context.Context, env *Env, args []string) error {
 			}
 			continue
 		}
-		fmt.Fprintf(env.Stdout, "v%d  %s  %s  %q\n", ch.GetVersion(), ts(ch.GetChangedAt()), ch.GetActor(), ch.GetReason())
-		for _, kv := range ch.GetChanges() {
-			fmt.Fprintf(env.Stdout, "      %-46s %s → %s\n", kv.GetKey(), kv.GetOldValue(), kv.GetNewValue())
+		j := changeJSON(ch)
+		if j.Kind == "proposal" {
+			fmt.Fprintf(env.Stdout, "v%d  %s  %s proposed by %s, approved by %s  %q\n", j.Version, j.ChangedAt, j.ProposalID, j.Proposer, j.Approver, j.Reason)
+			if j.ApprovalReason != "" {
+				fmt.Fprintf(env.Stdout, "      approver's note: %s\n", j.ApprovalReason)
+			}
+		} else {
+			fmt.Fprintf(env.Stdout, "v%d  %s  direct change by %s  %q\n", j.Version, j.ChangedAt, j.Actor, j.Reason)
 		}
+		for _, kv := range j.Changes {
+			fmt.Fprintf(env.Stdout, "      %-46s %s → %s\n", kv.Key, kv.Old, kv.New)
+		}
+		printBacktestSummary(env.Stdout, j.Backtest, "      ")
 	}
 	if len(resp.GetChanges()) == 0 && !*asJSON {
 		fmt.Fprintln(env.Stdout, "no threshold changes yet (version 1 = SPEC defaults)")
@@ -221,6 +232,15 @@ type riskJSON struct {
 	PartitionClock   string       `json:"partitionClock,omitempty"`
 	ThresholdVersion int64        `json:"thresholdVersion"`
 	Signals          []signalJSON `json:"signals"`
+	Daily            []dayJSON    `json:"daily"`
+}
+
+// dayJSON is one day of GetCustomerRisk's daily series.
+type dayJSON struct {
+	Date         string `json:"date"`
+	Transactions int32  `json:"transactions"`
+	Balance      string `json:"balance,omitempty"` // decimal, in currency; absent before the first known balance
+	Currency     string `json:"currency,omitempty"`
 }
 
 func enumName(s, prefix string) string { return strings.TrimPrefix(s, prefix) }
@@ -254,6 +274,14 @@ func risk(ctx context.Context, env *Env, args []string) error {
 			Observed: e.GetObserved(), Threshold: e.GetThreshold(), Unit: e.GetUnit(), ThresholdVersion: e.GetThresholdVersion(),
 			EventIDs: append([]string{}, e.GetEventIds()...), Detail: e.GetDetail()})
 	}
+	out.Daily = []dayJSON{}
+	for _, d := range r.GetDaily() {
+		dj := dayJSON{Date: d.GetDate(), Transactions: d.GetTransactions()}
+		if d.BalanceMinor != nil {
+			dj.Balance, dj.Currency = money.FormatMinor(d.GetBalanceMinor(), d.GetCurrency()), d.GetCurrency()
+		}
+		out.Daily = append(out.Daily, dj)
+	}
 	if *asJSON {
 		return env.JSON(out)
 	}
@@ -268,6 +296,7 @@ func risk(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(w, "last activity %s\n", out.LastActivity)
 	}
 	fmt.Fprintf(w, "partition %d  clock %s  thresholds v%d\n", out.Partition, orDash(out.PartitionClock), out.ThresholdVersion)
+	printDaily(w, out.Daily)
 	if len(out.Signals) == 0 {
 		fmt.Fprintln(w, "no live signals")
 	}
@@ -282,6 +311,24 @@ func risk(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	return nil
+}
+
+// printDaily summarises the daily series: transactions per 30 days and the
+// end-of-day balance at each period's end (--json lists every day).
+func printDaily(w io.Writer, days []dayJSON) {
+	if len(days) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "last %d days (per 30 days: customer transactions, end-of-day balance; --json lists every day)\n", len(days))
+	for lo := 0; lo < len(days); lo += 30 {
+		hi := min(lo+30, len(days))
+		n := int32(0)
+		for _, d := range days[lo:hi] {
+			n += d.Transactions
+		}
+		last := days[hi-1]
+		fmt.Fprintf(w, "  %s … %s  %4d  %s %s\n", days[lo].Date, last.Date, n, orDash(last.Balance), last.Currency)
+	}
 }
 
 func orDash(s string) string {

@@ -118,6 +118,10 @@ never the id itself nor the token.
 		}
 	}
 	b.WriteString("\n\n`/healthz`, `/readyz`, `/metrics`, gRPC health and reflection need no token.\n\n")
+	b.WriteString("Threshold changes are four-eyes (SPEC §6): a proposal (`ProposeThresholdChange`) is approved or\n" +
+		"rejected by a principal other than its proposer — the proposer itself gets `PERMISSION_DENIED`, admins\n" +
+		"included. With `CHURNWATCH_THRESHOLDS_FOUR_EYES=true` the rules service refuses direct\n" +
+		"`UpdateThresholds` (`FAILED_PRECONDITION`), so every change needs an approval.\n\n")
 	b.WriteString("## Scope: which customers' alerts and risk a role sees\n\n| role | scope |\n|---|---|\n")
 	for _, r := range Roles {
 		desc := map[Scope]string{

@@ -57,6 +57,12 @@ var Access = Policy{
 	cwv1.RulesAdminService_GetThresholds_FullMethodName:        opsRoles,
 	cwv1.RulesAdminService_ListThresholdChanges_FullMethodName: opsRoles,
 	cwv1.RulesAdminService_UpdateThresholds_FullMethodName:     {RoleAdmin},
+	// Four-eyes changes: ops and admin propose, approve and reject; the
+	// handler refuses a proposer deciding its own proposal (SPEC §6).
+	cwv1.RulesAdminService_ProposeThresholdChange_FullMethodName: opsRoles,
+	cwv1.RulesAdminService_ListThresholdProposals_FullMethodName: opsRoles,
+	cwv1.RulesAdminService_ApproveThresholdChange_FullMethodName: opsRoles,
+	cwv1.RulesAdminService_RejectThresholdChange_FullMethodName:  opsRoles,
 	// Customer risk: every alert role, narrowed by scope in the handler.
 	cwv1.RulesAdminService_GetCustomerRisk_FullMethodName: alertRoles,
 

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -284,6 +285,10 @@ func TestCustomerRiskAndStatus(t *testing.T) {
 		t.Fatalf("unknown customer: %v, want NotFound", err)
 	}
 
+	// The daily series for the console's chart: 180 days up to the clock.
+	if d := r.GetDaily(); len(d) != 180 || d[179].GetDate() != "2026-09-30" || d[0].GetDate() != "2026-04-04" {
+		t.Fatalf("C001 daily series: %d days, %v … %v", len(d), d[0], d[len(d)-1])
+	}
 	// StatusService is for ops and admin (SPEC §6).
 	if _, err := cwv1.NewStatusServiceClient(s.dial(addr, "rm-1", auth.RoleManager, "")).GetStatus(ctx, &cwv1.GetStatusRequest{}); code(err) != codes.PermissionDenied {
 		t.Fatalf("manager read the status: %v", err)
@@ -303,5 +308,47 @@ func TestCustomerRiskAndStatus(t *testing.T) {
 		if p.GetClock() == nil || !p.GetClock().AsTime().Equal(finalClose) {
 			t.Fatalf("partition %d clock %v", p.GetPartition(), p.GetClock())
 		}
+	}
+
+	// A customer active after the close: its days, counts and balances.
+	day0 := finalClose.Add(time.Second) // 2026-10-01T00:00:00Z
+	var msgs []kafka.Message
+	for i, n := range []int{2, 0, 3} { // transactions on Oct 1, 2, 3
+		for k := range n {
+			bal := int64(100000 - 1000*(10*i+k))
+			msgs = append(msgs, eventMsg(&cwv1.AccountEvent{EventId: fmt.Sprintf("d-%d-%d", i, k), CustomerId: "D1", AccountId: "D1-01",
+				OccurredAt: timestamppb.New(day0.Add(time.Duration(24*i+k+1) * time.Hour)), Type: cwv1.EventType_EVENT_TYPE_CARD_PAYMENT,
+				AmountMinor: 1000, Currency: "EUR", BalanceAfterMinor: &bal, IngestedAt: timestamppb.Now()}))
+		}
+	}
+	s.produce(s.topics.Events, msgs...)
+	s.waitCaughtUp(cfg.Group, s.topics.Events, 60*time.Second)
+	d1, err := ops.GetCustomerRisk(ctx, &cwv1.GetCustomerRiskRequest{CustomerId: "D1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	days := d1.GetDaily()
+	if len(days) != 180 {
+		t.Fatalf("D1: %d days", len(days))
+	}
+	type dayWant struct {
+		date string
+		txns int32
+		bal  int64 // -1: none
+	}
+	got := []dayWant{}
+	for _, d := range days[176:] {
+		b := int64(-1)
+		if d.BalanceMinor != nil {
+			b = d.GetBalanceMinor()
+			if d.GetCurrency() != "EUR" {
+				t.Fatalf("D1 %s currency %q", d.GetDate(), d.GetCurrency())
+			}
+		}
+		got = append(got, dayWant{d.GetDate(), d.GetTransactions(), b})
+	}
+	want := []dayWant{{"2026-09-30", 0, -1}, {"2026-10-01", 2, 99000}, {"2026-10-02", 0, 99000}, {"2026-10-03", 3, 78000}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("D1 last days %v\nwant %v", got, want)
 	}
 }

@@ -60,6 +60,13 @@ type Config struct {
 	// LagInterval is how often the consumer lag gauge is refreshed
 	// (CHURNWATCH_LAG_INTERVAL).
 	LagInterval time.Duration
+	// ThresholdsFourEyes refuses direct threshold changes: every change is
+	// proposed and approved by a second principal
+	// (CHURNWATCH_THRESHOLDS_FOUR_EYES).
+	ThresholdsFourEyes bool
+	// ProposalTTL is how long a threshold proposal waits for approval
+	// (CHURNWATCH_THRESHOLDS_PROPOSAL_TTL).
+	ProposalTTL time.Duration
 }
 
 // Env documents every service-specific variable with its default, for --help.
@@ -71,6 +78,8 @@ var Env = [][2]string{
 	{"CHURNWATCH_RULES_STATE_CACHE", "50000"},
 	{"CHURNWATCH_THRESHOLDS_POLL", "1s"},
 	{"CHURNWATCH_LAG_INTERVAL", "5s"},
+	{"CHURNWATCH_THRESHOLDS_FOUR_EYES", "false"},
+	{"CHURNWATCH_THRESHOLDS_PROPOSAL_TTL", "168h"},
 }
 
 // LoadConfig reads the configuration from e.
@@ -84,6 +93,9 @@ func LoadConfig(e *config.Env) (Config, error) {
 		StateCache:      e.Int("CHURNWATCH_RULES_STATE_CACHE", 50000),
 		ThresholdsPoll:  e.Duration("CHURNWATCH_THRESHOLDS_POLL", time.Second),
 		LagInterval:     e.Duration("CHURNWATCH_LAG_INTERVAL", 5*time.Second),
+
+		ThresholdsFourEyes: e.Bool("CHURNWATCH_THRESHOLDS_FOUR_EYES", false),
+		ProposalTTL:        e.Duration("CHURNWATCH_THRESHOLDS_PROPOSAL_TTL", admin.DefaultProposalTTL),
 	}
 	return c, errors.Join(e.Err(), c.Validate())
 }
@@ -117,6 +129,9 @@ func (c Config) Validate() error {
 	}
 	if c.LagInterval <= 0 {
 		errs = append(errs, errors.New("CHURNWATCH_LAG_INTERVAL must be positive"))
+	}
+	if c.ProposalTTL < time.Minute || c.ProposalTTL > 90*24*time.Hour {
+		errs = append(errs, errors.New("CHURNWATCH_THRESHOLDS_PROPOSAL_TTL: want 1m … 2160h (90 days)"))
 	}
 	return errors.Join(errs...)
 }
@@ -170,7 +185,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	log := base.Log
 	base.Log.Info("rules configured", "group", cfg.Group,
 		"allowed_lateness", cfg.AllowedLateness.String(), "batch_size", cfg.BatchSize, "batch_linger", cfg.BatchLinger.String(),
-		"thresholds_poll", cfg.ThresholdsPoll.String())
+		"thresholds_poll", cfg.ThresholdsPoll.String(), "thresholds_four_eyes", cfg.ThresholdsFourEyes,
+		"threshold_proposal_ttl", cfg.ProposalTTL.String())
 
 	metrics, err := scoring.NewMetrics(base.Tel.Meter)
 	if err != nil {
@@ -238,7 +254,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	base.AddWorker("thresholds watcher", a.watcher.Run)
 	base.AddWorker("lag gauge", a.refreshLag)
 
-	cwv1.RegisterRulesAdminServiceServer(base.GRPC, &admin.Server{Store: a.store, Watcher: a.watcher, Log: log})
+	cwv1.RegisterRulesAdminServiceServer(base.GRPC, &admin.Server{Store: a.store, Watcher: a.watcher, Log: log,
+		FourEyes: cfg.ThresholdsFourEyes, ProposalTTL: cfg.ProposalTTL})
 	clocks := func(ctx context.Context) (map[int]int64, error) {
 		cl, err := a.store.Clocks(ctx)
 		if err != nil {

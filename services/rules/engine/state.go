@@ -17,11 +17,13 @@ const (
 // the lateness (7 days) older than the clock, so every window they or a day
 // boundary can look at stays inside these.
 const (
-	keepCountDays   = dropWindowDays + dropBaselineDays + 10   // activity.drop windows + lateness
-	keepBalanceDays = drainBaselineDays + drainWindowDays + 10 // outflow.drain baseline + lateness
-	keepOutflowDays = drainWindowDays + 10                     // outflow.drain window + lateness
-	keepSeenDays    = 8                                        // lateness + 1 day
-	keepObsDays     = 8                                        // per-account balance observations
+	keepCountDays = dropWindowDays + dropBaselineDays + 10 // activity.drop windows + lateness
+	// outflow.drain's baseline, and the daily series GetCustomerRisk charts
+	// (HistoryDays), each plus the lateness.
+	keepBalanceDays = max(drainBaselineDays+drainWindowDays, HistoryDays) + 10
+	keepOutflowDays = drainWindowDays + 10 // outflow.drain window + lateness
+	keepSeenDays    = 8                    // lateness + 1 day
+	keepObsDays     = 8                    // per-account balance observations
 	keepComplaints  = complaintWindowDay + 10
 
 	maxSeen     = 4096 // dedupe entries; a customer with more events in 8 days loses exactly-once on the oldest

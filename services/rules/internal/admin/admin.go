@@ -91,7 +91,16 @@ type Server struct {
 	Watcher *Watcher
 	Log     *slog.Logger
 	Now     func() time.Time
+	// FourEyes refuses direct UpdateThresholds: every change is a proposal
+	// a second principal approves (CHURNWATCH_THRESHOLDS_FOUR_EYES).
+	FourEyes bool
+	// ProposalTTL is how long a proposal waits for its decision
+	// (CHURNWATCH_THRESHOLDS_PROPOSAL_TTL); 0 = DefaultProposalTTL.
+	ProposalTTL time.Duration
 }
+
+// DefaultProposalTTL is how long a proposal stays open by default.
+const DefaultProposalTTL = 7 * 24 * time.Hour
 
 // maxChanges bounds one ListThresholdChanges reply.
 const (
@@ -111,20 +120,53 @@ func (s *Server) GetThresholds(ctx context.Context, _ *cwv1.GetThresholdsRequest
 // UpdateThresholds applies settings on top of expected_version.
 func (s *Server) UpdateThresholds(ctx context.Context, req *cwv1.UpdateThresholdsRequest) (*cwv1.UpdateThresholdsResponse, error) {
 	p, _ := auth.FromContext(ctx)
-	reason := strings.TrimSpace(req.GetReason())
+	if s.FourEyes {
+		auth.LogDenied(ctx, s.Log, "permission denied", p, cwv1.RulesAdminService_UpdateThresholds_FullMethodName, "four-eyes enforced", "")
+		return nil, status.Error(codes.FailedPrecondition, "four-eyes is enforced (CHURNWATCH_THRESHOLDS_FOUR_EYES=true): "+
+			"direct changes are off; propose the change (churnctl thresholds propose … --reason …) for a second principal to approve")
+	}
+	reason, err := checkChange(req.GetReason(), req.GetSettings(), req.GetExpectedVersion())
+	if err != nil {
+		return nil, err
+	}
+	set, change, err := s.Store.Update(ctx, req.GetExpectedVersion(), p.Subject, reason, s.now(), applySettings(req.GetSettings()))
+	if err != nil {
+		return nil, s.toStatus(err)
+	}
+	s.Log.InfoContext(ctx, "thresholds updated", "version", change.Version, "actor", p.Subject, "keys", len(change.Changes))
+	s.Watcher.set(set.Values)
+	return &cwv1.UpdateThresholdsResponse{Thresholds: setProto(set), Change: changeProto(change)}, nil
+}
+
+// checkChange validates what a direct change and a proposal both need.
+func checkChange(reason string, settings []*cwv1.ThresholdSetting, expected int64) (string, error) {
+	reason = strings.TrimSpace(reason)
 	switch {
 	case reason == "":
-		return nil, status.Error(codes.InvalidArgument, "a reason is required: it goes into the audit trail")
-	case len(reason) > 500:
-		return nil, status.Error(codes.InvalidArgument, "reason longer than 500 characters")
-	case len(req.GetSettings()) == 0:
-		return nil, status.Error(codes.InvalidArgument, "no settings to change")
-	case req.GetExpectedVersion() <= 0:
-		return nil, status.Error(codes.InvalidArgument, "expected_version is required (GetThresholds tells the current one)")
+		return "", status.Error(codes.InvalidArgument, "a reason is required: it goes into the audit trail")
+	case len(reason) > maxReason:
+		return "", status.Error(codes.InvalidArgument, "reason longer than 500 characters")
+	case len(settings) == 0:
+		return "", status.Error(codes.InvalidArgument, "no settings to change")
+	case len(settings) > maxSettings:
+		return "", status.Errorf(codes.InvalidArgument, "%d settings in one change: at most %d", len(settings), maxSettings)
+	case expected <= 0:
+		return "", status.Error(codes.InvalidArgument, "expected_version is required (GetThresholds tells the current one)")
 	}
-	set, change, err := s.Store.Update(ctx, req.GetExpectedVersion(), p.Subject, reason, s.now(), func(th *engine.Thresholds) error {
+	return reason, nil
+}
+
+const (
+	maxReason   = 500
+	maxSettings = 500
+)
+
+// applySettings sets each key on a copy of the set in force and validates
+// the result; a change of no value is refused.
+func applySettings(settings []*cwv1.ThresholdSetting) func(th *engine.Thresholds) error {
+	return func(th *engine.Thresholds) error {
 		before := store.Settings(th)
-		for _, kv := range req.GetSettings() {
+		for _, kv := range settings {
 			if err := th.Set(kv.GetKey(), kv.GetValue()); err != nil {
 				return err
 			}
@@ -136,13 +178,7 @@ func (s *Server) UpdateThresholds(ctx context.Context, req *cwv1.UpdateThreshold
 			return nil
 		}
 		return errNoChange
-	})
-	if err != nil {
-		return nil, s.toStatus(err)
 	}
-	s.Log.Info("thresholds updated", "version", change.Version, "actor", p.Subject, "keys", len(change.Changes))
-	s.Watcher.set(set.Values)
-	return &cwv1.UpdateThresholdsResponse{Thresholds: setProto(set), Change: changeProto(change)}, nil
 }
 
 // ListThresholdChanges returns the audit trail, newest first.
@@ -228,7 +264,28 @@ func (s *Server) GetCustomerRisk(ctx context.Context, req *cwv1.GetCustomerRiskR
 	for _, sg := range live {
 		resp.LiveSignals = append(resp.LiveSignals, convert.Signal(sg, convert.Source{Partition: env.Partition}))
 	}
+	resp.Daily = dailyProto(&st, now)
 	return resp, nil
+}
+
+// dailyProto is the customer's last engine.HistoryDays days up to now's day.
+func dailyProto(st *engine.State, now time.Time) []*cwv1.CustomerDay {
+	days := st.Daily(now, engine.HistoryDays)
+	out := make([]*cwv1.CustomerDay, len(days))
+	for i, d := range days {
+		out[i] = &cwv1.CustomerDay{Date: d.Date.Format(time.DateOnly), Transactions: int32(d.Transactions)}
+		if d.HasBalance {
+			out[i].BalanceMinor, out[i].Currency = &d.Balance, st.Currency()
+		}
+	}
+	return out
+}
+
+func (s *Server) proposalTTL() time.Duration {
+	if s.ProposalTTL > 0 {
+		return s.ProposalTTL
+	}
+	return DefaultProposalTTL
 }
 
 func (s *Server) now() time.Time {
@@ -248,7 +305,13 @@ func (s *Server) toStatus(err error) error {
 	case errors.Is(err, errNoChange):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, store.ErrStaleVersion):
+		return status.Error(codes.FailedPrecondition, err.Error()+"; read the thresholds again (churnctl thresholds show) and retry on the current version")
+	case errors.Is(err, store.ErrStaleProposal), errors.Is(err, store.ErrNotPending):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, store.ErrNoProposal):
+		return status.Error(codes.NotFound, err.Error()+" (churnctl thresholds proposals lists them)")
+	case errors.Is(err, errBadBacktest):
+		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, store.ErrConflict):
 		return status.Error(codes.Aborted, err.Error()+"; read the thresholds again and retry")
 	case errors.Is(err, engine.ErrUnknownKey), errors.Is(err, engine.ErrBadValue),
@@ -277,9 +340,12 @@ func setProto(set store.ThresholdSet) *cwv1.ThresholdSet {
 
 func changeProto(c store.ThresholdChange) *cwv1.ThresholdChange {
 	out := &cwv1.ThresholdChange{Version: c.Version, PreviousVersion: c.PreviousVersion, Actor: c.Actor,
-		ChangedAt: timestamppb.New(c.ChangedAt), Reason: c.Reason}
-	for _, ch := range c.Changes {
-		out.Changes = append(out.Changes, &cwv1.ThresholdSettingChange{Key: ch.Key, OldValue: ch.Old, NewValue: ch.New})
+		ChangedAt: timestamppb.New(c.ChangedAt), Reason: c.Reason, Changes: settingChangesProto(c.Changes),
+		Kind: cwv1.ThresholdChangeKind_THRESHOLD_CHANGE_KIND_DIRECT}
+	if c.Kind == store.KindProposal {
+		out.Kind = cwv1.ThresholdChangeKind_THRESHOLD_CHANGE_KIND_PROPOSAL
+		out.ProposalId, out.Proposer, out.Approver, out.ApprovalReason = c.ProposalID, c.Proposer, c.Approver, c.ApprovalReason
+		out.Backtest = backtestProto(c.Backtest)
 	}
 	return out
 }

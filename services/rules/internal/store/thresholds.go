@@ -52,7 +52,24 @@ type ThresholdChange struct {
 	ChangedAt       time.Time       `json:"changed_at"`
 	Reason          string          `json:"reason"`
 	Changes         []SettingChange `json:"changes"`
+	// Kind is KindDirect or KindProposal; entries written before four-eyes
+	// have none and were direct.
+	Kind string `json:"kind,omitempty"`
+	// For KindProposal: the proposal, its proposer, the approver (= Actor)
+	// and the approver's note; Reason is the proposer's. Backtest is the
+	// proposal's back-test as its client sent it (opaque here).
+	ProposalID     string `json:"proposal_id,omitempty"`
+	Proposer       string `json:"proposer,omitempty"`
+	Approver       string `json:"approver,omitempty"`
+	ApprovalReason string `json:"approval_reason,omitempty"`
+	Backtest       []byte `json:"backtest,omitempty"`
 }
+
+// Kinds of threshold change.
+const (
+	KindDirect   = "direct"
+	KindProposal = "proposal"
+)
 
 type storedSet struct {
 	Version   int64             `json:"version"`
@@ -150,48 +167,71 @@ func (s *Store) Update(ctx context.Context, expected int64, actor, reason string
 	var set ThresholdSet
 	var change ThresholdChange
 	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-		cur := ThresholdSet{Values: engine.DefaultThresholds()}
-		raw, err := tx.Get(ctx, thresholdsKey).Bytes()
-		switch {
-		case errors.Is(err, redis.Nil):
-		case err != nil:
-			return fmt.Errorf("load thresholds: %w", err)
-		default:
-			if cur, err = decodeSet(raw); err != nil {
-				return err
-			}
-		}
-		if cur.Values.Version != expected {
-			return fmt.Errorf("%w: current version is %d, expected %d", ErrStaleVersion, cur.Values.Version, expected)
-		}
-		next := cur.Values
-		if err := modify(&next); err != nil {
-			return err
-		}
-		next.Version = cur.Values.Version + 1
-		old, nw := Settings(&cur.Values), Settings(&next)
-		change = ThresholdChange{Version: next.Version, PreviousVersion: cur.Values.Version, Actor: actor, ChangedAt: now.UTC(), Reason: reason}
-		change.Changes = Diff(old, nw)
-		set = ThresholdSet{Values: next, UpdatedAt: now.UTC(), UpdatedBy: actor, Reason: reason}
-		setJSON, err := encodeSet(set)
-		if err != nil {
-			return err
-		}
-		changeJSON, err := json.Marshal(change)
-		if err != nil {
-			return err
-		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Set(ctx, thresholdsKey, setJSON, 0)
-			p.LPush(ctx, changesKey, changeJSON)
-			p.LTrim(ctx, changesKey, 0, MaxChanges-1)
-			return nil
-		})
+		var err error
+		set, change, err = s.applyTx(ctx, tx, expected,
+			ThresholdChange{Actor: actor, Reason: reason, Kind: KindDirect}, now, modify, nil)
 		return err
 	}, thresholdsKey)
 	if errors.Is(err, redis.TxFailedErr) {
 		return ThresholdSet{}, ThresholdChange{}, ErrConflict
 	}
+	if err != nil {
+		return ThresholdSet{}, ThresholdChange{}, err
+	}
+	return set, change, nil
+}
+
+// currentTx reads the set in force inside a transaction.
+func currentTx(ctx context.Context, tx *redis.Tx) (ThresholdSet, error) {
+	raw, err := tx.Get(ctx, thresholdsKey).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return ThresholdSet{Values: engine.DefaultThresholds()}, nil
+	case err != nil:
+		return ThresholdSet{}, fmt.Errorf("load thresholds: %w", err)
+	}
+	return decodeSet(raw)
+}
+
+// applyTx is Update's body inside a WATCH of thresholdsKey (and whatever
+// else the caller watches): it checks expected, applies modify, and queues
+// the new set, the audit entry meta completed, and extra's writes in one
+// MULTI.
+func (s *Store) applyTx(ctx context.Context, tx *redis.Tx, expected int64, meta ThresholdChange, now time.Time,
+	modify func(th *engine.Thresholds) error, extra func(p redis.Pipeliner, change ThresholdChange) error) (ThresholdSet, ThresholdChange, error) {
+	cur, err := currentTx(ctx, tx)
+	if err != nil {
+		return ThresholdSet{}, ThresholdChange{}, err
+	}
+	if cur.Values.Version != expected {
+		return ThresholdSet{}, ThresholdChange{}, fmt.Errorf("%w: current version is %d, expected %d", ErrStaleVersion, cur.Values.Version, expected)
+	}
+	next := cur.Values
+	if err := modify(&next); err != nil {
+		return ThresholdSet{}, ThresholdChange{}, err
+	}
+	next.Version = cur.Values.Version + 1
+	change := meta
+	change.Version, change.PreviousVersion, change.ChangedAt = next.Version, cur.Values.Version, now.UTC()
+	change.Changes = Diff(Settings(&cur.Values), Settings(&next))
+	set := ThresholdSet{Values: next, UpdatedAt: now.UTC(), UpdatedBy: meta.Actor, Reason: meta.Reason}
+	setJSON, err := encodeSet(set)
+	if err != nil {
+		return ThresholdSet{}, ThresholdChange{}, err
+	}
+	changeJSON, err := json.Marshal(change)
+	if err != nil {
+		return ThresholdSet{}, ThresholdChange{}, err
+	}
+	_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, thresholdsKey, setJSON, 0)
+		p.LPush(ctx, changesKey, changeJSON)
+		p.LTrim(ctx, changesKey, 0, MaxChanges-1)
+		if extra != nil {
+			return extra(p, change)
+		}
+		return nil
+	})
 	if err != nil {
 		return ThresholdSet{}, ThresholdChange{}, err
 	}

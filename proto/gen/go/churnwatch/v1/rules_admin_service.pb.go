@@ -303,6 +303,435 @@ func (x *ListThresholdChangesResponse) GetChanges() []*ThresholdChange {
 	return nil
 }
 
+type ProposeThresholdChangeRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ExpectedVersion int64                  `protobuf:"varint,1,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	Settings        []*ThresholdSetting    `protobuf:"bytes,2,rep,name=settings,proto3" json:"settings,omitempty"`
+	Reason          string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Backtest        *ThresholdBacktest     `protobuf:"bytes,4,opt,name=backtest,proto3" json:"backtest,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ProposeThresholdChangeRequest) Reset() {
+	*x = ProposeThresholdChangeRequest{}
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeThresholdChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeThresholdChangeRequest) ProtoMessage() {}
+
+func (x *ProposeThresholdChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeThresholdChangeRequest.ProtoReflect.Descriptor instead.
+func (*ProposeThresholdChangeRequest) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_rules_admin_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ProposeThresholdChangeRequest) GetExpectedVersion() int64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+func (x *ProposeThresholdChangeRequest) GetSettings() []*ThresholdSetting {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *ProposeThresholdChangeRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ProposeThresholdChangeRequest) GetBacktest() *ThresholdBacktest {
+	if x != nil {
+		return x.Backtest
+	}
+	return nil
+}
+
+type ProposeThresholdChangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Proposal      *ThresholdProposal     `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeThresholdChangeResponse) Reset() {
+	*x = ProposeThresholdChangeResponse{}
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeThresholdChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeThresholdChangeResponse) ProtoMessage() {}
+
+func (x *ProposeThresholdChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeThresholdChangeResponse.ProtoReflect.Descriptor instead.
+func (*ProposeThresholdChangeResponse) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_rules_admin_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ProposeThresholdChangeResponse) GetProposal() *ThresholdProposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+type ListThresholdProposalsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only proposals in this state; unspecified = all.
+	State ThresholdProposalState `protobuf:"varint,1,opt,name=state,proto3,enum=churnwatch.v1.ThresholdProposalState" json:"state,omitempty"`
+	Limit int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Only this proposal.
+	ProposalId    string `protobuf:"bytes,3,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListThresholdProposalsRequest) Reset() {
+	*x = ListThresholdProposalsRequest{}
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListThresholdProposalsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListThresholdProposalsRequest) ProtoMessage() {}
+
+func (x *ListThresholdProposalsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListThresholdProposalsRequest.ProtoReflect.Descriptor instead.
+func (*ListThresholdProposalsRequest) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_rules_admin_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListThresholdProposalsRequest) GetState() ThresholdProposalState {
+	if x != nil {
+		return x.State
+	}
+	return ThresholdProposalState_THRESHOLD_PROPOSAL_STATE_UNSPECIFIED
+}
+
+func (x *ListThresholdProposalsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListThresholdProposalsRequest) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
+}
+
+type ListThresholdProposalsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first.
+	Proposals     []*ThresholdProposal `protobuf:"bytes,1,rep,name=proposals,proto3" json:"proposals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListThresholdProposalsResponse) Reset() {
+	*x = ListThresholdProposalsResponse{}
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListThresholdProposalsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListThresholdProposalsResponse) ProtoMessage() {}
+
+func (x *ListThresholdProposalsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListThresholdProposalsResponse.ProtoReflect.Descriptor instead.
+func (*ListThresholdProposalsResponse) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_rules_admin_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListThresholdProposalsResponse) GetProposals() []*ThresholdProposal {
+	if x != nil {
+		return x.Proposals
+	}
+	return nil
+}
+
+type ApproveThresholdChangeRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ProposalId string                 `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	// Optional note of the approver, kept in the audit trail.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveThresholdChangeRequest) Reset() {
+	*x = ApproveThresholdChangeRequest{}
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveThresholdChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveThresholdChangeRequest) ProtoMessage() {}
+
+func (x *ApproveThresholdChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveThresholdChangeRequest.ProtoReflect.Descriptor instead.
+func (*ApproveThresholdChangeRequest) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_rules_admin_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ApproveThresholdChangeRequest) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
+}
+
+func (x *ApproveThresholdChangeRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ApproveThresholdChangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Thresholds    *ThresholdSet          `protobuf:"bytes,1,opt,name=thresholds,proto3" json:"thresholds,omitempty"`
+	Change        *ThresholdChange       `protobuf:"bytes,2,opt,name=change,proto3" json:"change,omitempty"`
+	Proposal      *ThresholdProposal     `protobuf:"bytes,3,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveThresholdChangeResponse) Reset() {
+	*x = ApproveThresholdChangeResponse{}
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveThresholdChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveThresholdChangeResponse) ProtoMessage() {}
+
+func (x *ApproveThresholdChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveThresholdChangeResponse.ProtoReflect.Descriptor instead.
+func (*ApproveThresholdChangeResponse) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_rules_admin_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ApproveThresholdChangeResponse) GetThresholds() *ThresholdSet {
+	if x != nil {
+		return x.Thresholds
+	}
+	return nil
+}
+
+func (x *ApproveThresholdChangeResponse) GetChange() *ThresholdChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *ApproveThresholdChangeResponse) GetProposal() *ThresholdProposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+type RejectThresholdChangeRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ProposalId string                 `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	// Why (required).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectThresholdChangeRequest) Reset() {
+	*x = RejectThresholdChangeRequest{}
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectThresholdChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectThresholdChangeRequest) ProtoMessage() {}
+
+func (x *RejectThresholdChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectThresholdChangeRequest.ProtoReflect.Descriptor instead.
+func (*RejectThresholdChangeRequest) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_rules_admin_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RejectThresholdChangeRequest) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
+}
+
+func (x *RejectThresholdChangeRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RejectThresholdChangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Proposal      *ThresholdProposal     `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectThresholdChangeResponse) Reset() {
+	*x = RejectThresholdChangeResponse{}
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectThresholdChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectThresholdChangeResponse) ProtoMessage() {}
+
+func (x *RejectThresholdChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectThresholdChangeResponse.ProtoReflect.Descriptor instead.
+func (*RejectThresholdChangeResponse) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_rules_admin_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RejectThresholdChangeResponse) GetProposal() *ThresholdProposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
 type GetCustomerRiskRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CustomerId    string                 `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
@@ -312,7 +741,7 @@ type GetCustomerRiskRequest struct {
 
 func (x *GetCustomerRiskRequest) Reset() {
 	*x = GetCustomerRiskRequest{}
-	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[6]
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -324,7 +753,7 @@ func (x *GetCustomerRiskRequest) String() string {
 func (*GetCustomerRiskRequest) ProtoMessage() {}
 
 func (x *GetCustomerRiskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[6]
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -337,7 +766,7 @@ func (x *GetCustomerRiskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCustomerRiskRequest.ProtoReflect.Descriptor instead.
 func (*GetCustomerRiskRequest) Descriptor() ([]byte, []int) {
-	return file_churnwatch_v1_rules_admin_service_proto_rawDescGZIP(), []int{6}
+	return file_churnwatch_v1_rules_admin_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetCustomerRiskRequest) GetCustomerId() string {
@@ -360,13 +789,16 @@ type GetCustomerRiskResponse struct {
 	Partition        int32                  `protobuf:"varint,9,opt,name=partition,proto3" json:"partition,omitempty"`
 	PartitionClock   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=partition_clock,json=partitionClock,proto3" json:"partition_clock,omitempty"`
 	ThresholdVersion int64                  `protobuf:"varint,11,opt,name=threshold_version,json=thresholdVersion,proto3" json:"threshold_version,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// One entry per UTC day for the last 180 days up to the customer's (or
+	// the partition's) clock day, oldest first, for charts.
+	Daily         []*CustomerDay `protobuf:"bytes,12,rep,name=daily,proto3" json:"daily,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetCustomerRiskResponse) Reset() {
 	*x = GetCustomerRiskResponse{}
-	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[7]
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +810,7 @@ func (x *GetCustomerRiskResponse) String() string {
 func (*GetCustomerRiskResponse) ProtoMessage() {}
 
 func (x *GetCustomerRiskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[7]
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +823,7 @@ func (x *GetCustomerRiskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCustomerRiskResponse.ProtoReflect.Descriptor instead.
 func (*GetCustomerRiskResponse) Descriptor() ([]byte, []int) {
-	return file_churnwatch_v1_rules_admin_service_proto_rawDescGZIP(), []int{7}
+	return file_churnwatch_v1_rules_admin_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetCustomerRiskResponse) GetCustomerId() string {
@@ -471,6 +903,87 @@ func (x *GetCustomerRiskResponse) GetThresholdVersion() int64 {
 	return 0
 }
 
+func (x *GetCustomerRiskResponse) GetDaily() []*CustomerDay {
+	if x != nil {
+		return x.Daily
+	}
+	return nil
+}
+
+// CustomerDay is one day of a customer's activity.
+type CustomerDay struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The UTC day, YYYY-MM-DD.
+	Date string `protobuf:"bytes,1,opt,name=date,proto3" json:"date,omitempty"`
+	// Customer-initiated transactions (SPEC §2) that day.
+	Transactions int32 `protobuf:"varint,2,opt,name=transactions,proto3" json:"transactions,omitempty"`
+	// End-of-day total balance of the customer's accounts in its primary
+	// currency, in minor units; absent before the first known balance.
+	BalanceMinor *int64 `protobuf:"varint,3,opt,name=balance_minor,json=balanceMinor,proto3,oneof" json:"balance_minor,omitempty"`
+	// The currency of balance_minor (ISO 4217).
+	Currency      string `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CustomerDay) Reset() {
+	*x = CustomerDay{}
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CustomerDay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CustomerDay) ProtoMessage() {}
+
+func (x *CustomerDay) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_rules_admin_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CustomerDay.ProtoReflect.Descriptor instead.
+func (*CustomerDay) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_rules_admin_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CustomerDay) GetDate() string {
+	if x != nil {
+		return x.Date
+	}
+	return ""
+}
+
+func (x *CustomerDay) GetTransactions() int32 {
+	if x != nil {
+		return x.Transactions
+	}
+	return 0
+}
+
+func (x *CustomerDay) GetBalanceMinor() int64 {
+	if x != nil && x.BalanceMinor != nil {
+		return *x.BalanceMinor
+	}
+	return 0
+}
+
+func (x *CustomerDay) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
 var File_churnwatch_v1_rules_admin_service_proto protoreflect.FileDescriptor
 
 const file_churnwatch_v1_rules_admin_service_proto_rawDesc = "" +
@@ -493,10 +1006,40 @@ const file_churnwatch_v1_rules_admin_service_proto_rawDesc = "" +
 	"\x1bListThresholdChangesRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"X\n" +
 	"\x1cListThresholdChangesResponse\x128\n" +
-	"\achanges\x18\x01 \x03(\v2\x1e.churnwatch.v1.ThresholdChangeR\achanges\"9\n" +
+	"\achanges\x18\x01 \x03(\v2\x1e.churnwatch.v1.ThresholdChangeR\achanges\"\xdd\x01\n" +
+	"\x1dProposeThresholdChangeRequest\x12)\n" +
+	"\x10expected_version\x18\x01 \x01(\x03R\x0fexpectedVersion\x12;\n" +
+	"\bsettings\x18\x02 \x03(\v2\x1f.churnwatch.v1.ThresholdSettingR\bsettings\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12<\n" +
+	"\bbacktest\x18\x04 \x01(\v2 .churnwatch.v1.ThresholdBacktestR\bbacktest\"^\n" +
+	"\x1eProposeThresholdChangeResponse\x12<\n" +
+	"\bproposal\x18\x01 \x01(\v2 .churnwatch.v1.ThresholdProposalR\bproposal\"\x93\x01\n" +
+	"\x1dListThresholdProposalsRequest\x12;\n" +
+	"\x05state\x18\x01 \x01(\x0e2%.churnwatch.v1.ThresholdProposalStateR\x05state\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1f\n" +
+	"\vproposal_id\x18\x03 \x01(\tR\n" +
+	"proposalId\"`\n" +
+	"\x1eListThresholdProposalsResponse\x12>\n" +
+	"\tproposals\x18\x01 \x03(\v2 .churnwatch.v1.ThresholdProposalR\tproposals\"X\n" +
+	"\x1dApproveThresholdChangeRequest\x12\x1f\n" +
+	"\vproposal_id\x18\x01 \x01(\tR\n" +
+	"proposalId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xd3\x01\n" +
+	"\x1eApproveThresholdChangeResponse\x12;\n" +
+	"\n" +
+	"thresholds\x18\x01 \x01(\v2\x1b.churnwatch.v1.ThresholdSetR\n" +
+	"thresholds\x126\n" +
+	"\x06change\x18\x02 \x01(\v2\x1e.churnwatch.v1.ThresholdChangeR\x06change\x12<\n" +
+	"\bproposal\x18\x03 \x01(\v2 .churnwatch.v1.ThresholdProposalR\bproposal\"W\n" +
+	"\x1cRejectThresholdChangeRequest\x12\x1f\n" +
+	"\vproposal_id\x18\x01 \x01(\tR\n" +
+	"proposalId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"]\n" +
+	"\x1dRejectThresholdChangeResponse\x12<\n" +
+	"\bproposal\x18\x01 \x01(\v2 .churnwatch.v1.ThresholdProposalR\bproposal\"9\n" +
 	"\x16GetCustomerRiskRequest\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
-	"customerId\"\x90\x04\n" +
+	"customerId\"\xc2\x04\n" +
 	"\x17GetCustomerRiskResponse\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12'\n" +
@@ -510,11 +1053,22 @@ const file_churnwatch_v1_rules_admin_service_proto_rawDesc = "" +
 	"\tpartition\x18\t \x01(\x05R\tpartition\x12C\n" +
 	"\x0fpartition_clock\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x0epartitionClock\x12+\n" +
-	"\x11threshold_version\x18\v \x01(\x03R\x10thresholdVersion2\xa7\x03\n" +
+	"\x11threshold_version\x18\v \x01(\x03R\x10thresholdVersion\x120\n" +
+	"\x05daily\x18\f \x03(\v2\x1a.churnwatch.v1.CustomerDayR\x05daily\"\x9d\x01\n" +
+	"\vCustomerDay\x12\x12\n" +
+	"\x04date\x18\x01 \x01(\tR\x04date\x12\"\n" +
+	"\ftransactions\x18\x02 \x01(\x05R\ftransactions\x12(\n" +
+	"\rbalance_minor\x18\x03 \x01(\x03H\x00R\fbalanceMinor\x88\x01\x01\x12\x1a\n" +
+	"\bcurrency\x18\x04 \x01(\tR\bcurrencyB\x10\n" +
+	"\x0e_balance_minor2\x80\a\n" +
 	"\x11RulesAdminService\x12Z\n" +
 	"\rGetThresholds\x12#.churnwatch.v1.GetThresholdsRequest\x1a$.churnwatch.v1.GetThresholdsResponse\x12c\n" +
 	"\x10UpdateThresholds\x12&.churnwatch.v1.UpdateThresholdsRequest\x1a'.churnwatch.v1.UpdateThresholdsResponse\x12o\n" +
-	"\x14ListThresholdChanges\x12*.churnwatch.v1.ListThresholdChangesRequest\x1a+.churnwatch.v1.ListThresholdChangesResponse\x12`\n" +
+	"\x14ListThresholdChanges\x12*.churnwatch.v1.ListThresholdChangesRequest\x1a+.churnwatch.v1.ListThresholdChangesResponse\x12u\n" +
+	"\x16ProposeThresholdChange\x12,.churnwatch.v1.ProposeThresholdChangeRequest\x1a-.churnwatch.v1.ProposeThresholdChangeResponse\x12u\n" +
+	"\x16ListThresholdProposals\x12,.churnwatch.v1.ListThresholdProposalsRequest\x1a-.churnwatch.v1.ListThresholdProposalsResponse\x12u\n" +
+	"\x16ApproveThresholdChange\x12,.churnwatch.v1.ApproveThresholdChangeRequest\x1a-.churnwatch.v1.ApproveThresholdChangeResponse\x12r\n" +
+	"\x15RejectThresholdChange\x12+.churnwatch.v1.RejectThresholdChangeRequest\x1a,.churnwatch.v1.RejectThresholdChangeResponse\x12`\n" +
 	"\x0fGetCustomerRisk\x12%.churnwatch.v1.GetCustomerRiskRequest\x1a&.churnwatch.v1.GetCustomerRiskResponseBJZHgithub.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1;churnwatchv1b\x06proto3"
 
 var (
@@ -529,50 +1083,80 @@ func file_churnwatch_v1_rules_admin_service_proto_rawDescGZIP() []byte {
 	return file_churnwatch_v1_rules_admin_service_proto_rawDescData
 }
 
-var file_churnwatch_v1_rules_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_churnwatch_v1_rules_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_churnwatch_v1_rules_admin_service_proto_goTypes = []any{
-	(*GetThresholdsRequest)(nil),         // 0: churnwatch.v1.GetThresholdsRequest
-	(*GetThresholdsResponse)(nil),        // 1: churnwatch.v1.GetThresholdsResponse
-	(*UpdateThresholdsRequest)(nil),      // 2: churnwatch.v1.UpdateThresholdsRequest
-	(*UpdateThresholdsResponse)(nil),     // 3: churnwatch.v1.UpdateThresholdsResponse
-	(*ListThresholdChangesRequest)(nil),  // 4: churnwatch.v1.ListThresholdChangesRequest
-	(*ListThresholdChangesResponse)(nil), // 5: churnwatch.v1.ListThresholdChangesResponse
-	(*GetCustomerRiskRequest)(nil),       // 6: churnwatch.v1.GetCustomerRiskRequest
-	(*GetCustomerRiskResponse)(nil),      // 7: churnwatch.v1.GetCustomerRiskResponse
-	(*ThresholdSet)(nil),                 // 8: churnwatch.v1.ThresholdSet
-	(*ThresholdSetting)(nil),             // 9: churnwatch.v1.ThresholdSetting
-	(*ThresholdChange)(nil),              // 10: churnwatch.v1.ThresholdChange
-	(Tier)(0),                            // 11: churnwatch.v1.Tier
-	(Stage)(0),                           // 12: churnwatch.v1.Stage
-	(Severity)(0),                        // 13: churnwatch.v1.Severity
-	(*RiskSignal)(nil),                   // 14: churnwatch.v1.RiskSignal
-	(*timestamppb.Timestamp)(nil),        // 15: google.protobuf.Timestamp
+	(*GetThresholdsRequest)(nil),           // 0: churnwatch.v1.GetThresholdsRequest
+	(*GetThresholdsResponse)(nil),          // 1: churnwatch.v1.GetThresholdsResponse
+	(*UpdateThresholdsRequest)(nil),        // 2: churnwatch.v1.UpdateThresholdsRequest
+	(*UpdateThresholdsResponse)(nil),       // 3: churnwatch.v1.UpdateThresholdsResponse
+	(*ListThresholdChangesRequest)(nil),    // 4: churnwatch.v1.ListThresholdChangesRequest
+	(*ListThresholdChangesResponse)(nil),   // 5: churnwatch.v1.ListThresholdChangesResponse
+	(*ProposeThresholdChangeRequest)(nil),  // 6: churnwatch.v1.ProposeThresholdChangeRequest
+	(*ProposeThresholdChangeResponse)(nil), // 7: churnwatch.v1.ProposeThresholdChangeResponse
+	(*ListThresholdProposalsRequest)(nil),  // 8: churnwatch.v1.ListThresholdProposalsRequest
+	(*ListThresholdProposalsResponse)(nil), // 9: churnwatch.v1.ListThresholdProposalsResponse
+	(*ApproveThresholdChangeRequest)(nil),  // 10: churnwatch.v1.ApproveThresholdChangeRequest
+	(*ApproveThresholdChangeResponse)(nil), // 11: churnwatch.v1.ApproveThresholdChangeResponse
+	(*RejectThresholdChangeRequest)(nil),   // 12: churnwatch.v1.RejectThresholdChangeRequest
+	(*RejectThresholdChangeResponse)(nil),  // 13: churnwatch.v1.RejectThresholdChangeResponse
+	(*GetCustomerRiskRequest)(nil),         // 14: churnwatch.v1.GetCustomerRiskRequest
+	(*GetCustomerRiskResponse)(nil),        // 15: churnwatch.v1.GetCustomerRiskResponse
+	(*CustomerDay)(nil),                    // 16: churnwatch.v1.CustomerDay
+	(*ThresholdSet)(nil),                   // 17: churnwatch.v1.ThresholdSet
+	(*ThresholdSetting)(nil),               // 18: churnwatch.v1.ThresholdSetting
+	(*ThresholdChange)(nil),                // 19: churnwatch.v1.ThresholdChange
+	(*ThresholdBacktest)(nil),              // 20: churnwatch.v1.ThresholdBacktest
+	(*ThresholdProposal)(nil),              // 21: churnwatch.v1.ThresholdProposal
+	(ThresholdProposalState)(0),            // 22: churnwatch.v1.ThresholdProposalState
+	(Tier)(0),                              // 23: churnwatch.v1.Tier
+	(Stage)(0),                             // 24: churnwatch.v1.Stage
+	(Severity)(0),                          // 25: churnwatch.v1.Severity
+	(*RiskSignal)(nil),                     // 26: churnwatch.v1.RiskSignal
+	(*timestamppb.Timestamp)(nil),          // 27: google.protobuf.Timestamp
 }
 var file_churnwatch_v1_rules_admin_service_proto_depIdxs = []int32{
-	8,  // 0: churnwatch.v1.GetThresholdsResponse.thresholds:type_name -> churnwatch.v1.ThresholdSet
-	9,  // 1: churnwatch.v1.UpdateThresholdsRequest.settings:type_name -> churnwatch.v1.ThresholdSetting
-	8,  // 2: churnwatch.v1.UpdateThresholdsResponse.thresholds:type_name -> churnwatch.v1.ThresholdSet
-	10, // 3: churnwatch.v1.UpdateThresholdsResponse.change:type_name -> churnwatch.v1.ThresholdChange
-	10, // 4: churnwatch.v1.ListThresholdChangesResponse.changes:type_name -> churnwatch.v1.ThresholdChange
-	11, // 5: churnwatch.v1.GetCustomerRiskResponse.tier:type_name -> churnwatch.v1.Tier
-	12, // 6: churnwatch.v1.GetCustomerRiskResponse.stage:type_name -> churnwatch.v1.Stage
-	13, // 7: churnwatch.v1.GetCustomerRiskResponse.severity:type_name -> churnwatch.v1.Severity
-	14, // 8: churnwatch.v1.GetCustomerRiskResponse.live_signals:type_name -> churnwatch.v1.RiskSignal
-	15, // 9: churnwatch.v1.GetCustomerRiskResponse.last_activity:type_name -> google.protobuf.Timestamp
-	15, // 10: churnwatch.v1.GetCustomerRiskResponse.partition_clock:type_name -> google.protobuf.Timestamp
-	0,  // 11: churnwatch.v1.RulesAdminService.GetThresholds:input_type -> churnwatch.v1.GetThresholdsRequest
-	2,  // 12: churnwatch.v1.RulesAdminService.UpdateThresholds:input_type -> churnwatch.v1.UpdateThresholdsRequest
-	4,  // 13: churnwatch.v1.RulesAdminService.ListThresholdChanges:input_type -> churnwatch.v1.ListThresholdChangesRequest
-	6,  // 14: churnwatch.v1.RulesAdminService.GetCustomerRisk:input_type -> churnwatch.v1.GetCustomerRiskRequest
-	1,  // 15: churnwatch.v1.RulesAdminService.GetThresholds:output_type -> churnwatch.v1.GetThresholdsResponse
-	3,  // 16: churnwatch.v1.RulesAdminService.UpdateThresholds:output_type -> churnwatch.v1.UpdateThresholdsResponse
-	5,  // 17: churnwatch.v1.RulesAdminService.ListThresholdChanges:output_type -> churnwatch.v1.ListThresholdChangesResponse
-	7,  // 18: churnwatch.v1.RulesAdminService.GetCustomerRisk:output_type -> churnwatch.v1.GetCustomerRiskResponse
-	15, // [15:19] is the sub-list for method output_type
-	11, // [11:15] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	17, // 0: churnwatch.v1.GetThresholdsResponse.thresholds:type_name -> churnwatch.v1.ThresholdSet
+	18, // 1: churnwatch.v1.UpdateThresholdsRequest.settings:type_name -> churnwatch.v1.ThresholdSetting
+	17, // 2: churnwatch.v1.UpdateThresholdsResponse.thresholds:type_name -> churnwatch.v1.ThresholdSet
+	19, // 3: churnwatch.v1.UpdateThresholdsResponse.change:type_name -> churnwatch.v1.ThresholdChange
+	19, // 4: churnwatch.v1.ListThresholdChangesResponse.changes:type_name -> churnwatch.v1.ThresholdChange
+	18, // 5: churnwatch.v1.ProposeThresholdChangeRequest.settings:type_name -> churnwatch.v1.ThresholdSetting
+	20, // 6: churnwatch.v1.ProposeThresholdChangeRequest.backtest:type_name -> churnwatch.v1.ThresholdBacktest
+	21, // 7: churnwatch.v1.ProposeThresholdChangeResponse.proposal:type_name -> churnwatch.v1.ThresholdProposal
+	22, // 8: churnwatch.v1.ListThresholdProposalsRequest.state:type_name -> churnwatch.v1.ThresholdProposalState
+	21, // 9: churnwatch.v1.ListThresholdProposalsResponse.proposals:type_name -> churnwatch.v1.ThresholdProposal
+	17, // 10: churnwatch.v1.ApproveThresholdChangeResponse.thresholds:type_name -> churnwatch.v1.ThresholdSet
+	19, // 11: churnwatch.v1.ApproveThresholdChangeResponse.change:type_name -> churnwatch.v1.ThresholdChange
+	21, // 12: churnwatch.v1.ApproveThresholdChangeResponse.proposal:type_name -> churnwatch.v1.ThresholdProposal
+	21, // 13: churnwatch.v1.RejectThresholdChangeResponse.proposal:type_name -> churnwatch.v1.ThresholdProposal
+	23, // 14: churnwatch.v1.GetCustomerRiskResponse.tier:type_name -> churnwatch.v1.Tier
+	24, // 15: churnwatch.v1.GetCustomerRiskResponse.stage:type_name -> churnwatch.v1.Stage
+	25, // 16: churnwatch.v1.GetCustomerRiskResponse.severity:type_name -> churnwatch.v1.Severity
+	26, // 17: churnwatch.v1.GetCustomerRiskResponse.live_signals:type_name -> churnwatch.v1.RiskSignal
+	27, // 18: churnwatch.v1.GetCustomerRiskResponse.last_activity:type_name -> google.protobuf.Timestamp
+	27, // 19: churnwatch.v1.GetCustomerRiskResponse.partition_clock:type_name -> google.protobuf.Timestamp
+	16, // 20: churnwatch.v1.GetCustomerRiskResponse.daily:type_name -> churnwatch.v1.CustomerDay
+	0,  // 21: churnwatch.v1.RulesAdminService.GetThresholds:input_type -> churnwatch.v1.GetThresholdsRequest
+	2,  // 22: churnwatch.v1.RulesAdminService.UpdateThresholds:input_type -> churnwatch.v1.UpdateThresholdsRequest
+	4,  // 23: churnwatch.v1.RulesAdminService.ListThresholdChanges:input_type -> churnwatch.v1.ListThresholdChangesRequest
+	6,  // 24: churnwatch.v1.RulesAdminService.ProposeThresholdChange:input_type -> churnwatch.v1.ProposeThresholdChangeRequest
+	8,  // 25: churnwatch.v1.RulesAdminService.ListThresholdProposals:input_type -> churnwatch.v1.ListThresholdProposalsRequest
+	10, // 26: churnwatch.v1.RulesAdminService.ApproveThresholdChange:input_type -> churnwatch.v1.ApproveThresholdChangeRequest
+	12, // 27: churnwatch.v1.RulesAdminService.RejectThresholdChange:input_type -> churnwatch.v1.RejectThresholdChangeRequest
+	14, // 28: churnwatch.v1.RulesAdminService.GetCustomerRisk:input_type -> churnwatch.v1.GetCustomerRiskRequest
+	1,  // 29: churnwatch.v1.RulesAdminService.GetThresholds:output_type -> churnwatch.v1.GetThresholdsResponse
+	3,  // 30: churnwatch.v1.RulesAdminService.UpdateThresholds:output_type -> churnwatch.v1.UpdateThresholdsResponse
+	5,  // 31: churnwatch.v1.RulesAdminService.ListThresholdChanges:output_type -> churnwatch.v1.ListThresholdChangesResponse
+	7,  // 32: churnwatch.v1.RulesAdminService.ProposeThresholdChange:output_type -> churnwatch.v1.ProposeThresholdChangeResponse
+	9,  // 33: churnwatch.v1.RulesAdminService.ListThresholdProposals:output_type -> churnwatch.v1.ListThresholdProposalsResponse
+	11, // 34: churnwatch.v1.RulesAdminService.ApproveThresholdChange:output_type -> churnwatch.v1.ApproveThresholdChangeResponse
+	13, // 35: churnwatch.v1.RulesAdminService.RejectThresholdChange:output_type -> churnwatch.v1.RejectThresholdChangeResponse
+	15, // 36: churnwatch.v1.RulesAdminService.GetCustomerRisk:output_type -> churnwatch.v1.GetCustomerRiskResponse
+	29, // [29:37] is the sub-list for method output_type
+	21, // [21:29] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_churnwatch_v1_rules_admin_service_proto_init() }
@@ -583,13 +1167,14 @@ func file_churnwatch_v1_rules_admin_service_proto_init() {
 	file_churnwatch_v1_common_proto_init()
 	file_churnwatch_v1_signals_proto_init()
 	file_churnwatch_v1_thresholds_proto_init()
+	file_churnwatch_v1_rules_admin_service_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_churnwatch_v1_rules_admin_service_proto_rawDesc), len(file_churnwatch_v1_rules_admin_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

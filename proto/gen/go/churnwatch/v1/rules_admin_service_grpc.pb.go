@@ -19,10 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RulesAdminService_GetThresholds_FullMethodName        = "/churnwatch.v1.RulesAdminService/GetThresholds"
-	RulesAdminService_UpdateThresholds_FullMethodName     = "/churnwatch.v1.RulesAdminService/UpdateThresholds"
-	RulesAdminService_ListThresholdChanges_FullMethodName = "/churnwatch.v1.RulesAdminService/ListThresholdChanges"
-	RulesAdminService_GetCustomerRisk_FullMethodName      = "/churnwatch.v1.RulesAdminService/GetCustomerRisk"
+	RulesAdminService_GetThresholds_FullMethodName          = "/churnwatch.v1.RulesAdminService/GetThresholds"
+	RulesAdminService_UpdateThresholds_FullMethodName       = "/churnwatch.v1.RulesAdminService/UpdateThresholds"
+	RulesAdminService_ListThresholdChanges_FullMethodName   = "/churnwatch.v1.RulesAdminService/ListThresholdChanges"
+	RulesAdminService_ProposeThresholdChange_FullMethodName = "/churnwatch.v1.RulesAdminService/ProposeThresholdChange"
+	RulesAdminService_ListThresholdProposals_FullMethodName = "/churnwatch.v1.RulesAdminService/ListThresholdProposals"
+	RulesAdminService_ApproveThresholdChange_FullMethodName = "/churnwatch.v1.RulesAdminService/ApproveThresholdChange"
+	RulesAdminService_RejectThresholdChange_FullMethodName  = "/churnwatch.v1.RulesAdminService/RejectThresholdChange"
+	RulesAdminService_GetCustomerRisk_FullMethodName        = "/churnwatch.v1.RulesAdminService/GetCustomerRisk"
 )
 
 // RulesAdminServiceClient is the client API for RulesAdminService service.
@@ -33,9 +37,22 @@ const (
 type RulesAdminServiceClient interface {
 	GetThresholds(ctx context.Context, in *GetThresholdsRequest, opts ...grpc.CallOption) (*GetThresholdsResponse, error)
 	// UpdateThresholds applies changes on top of expected_version (optimistic
-	// concurrency); admin only.
+	// concurrency); admin only, and refused when four-eyes is enforced
+	// (CHURNWATCH_THRESHOLDS_FOUR_EYES=true).
 	UpdateThresholds(ctx context.Context, in *UpdateThresholdsRequest, opts ...grpc.CallOption) (*UpdateThresholdsResponse, error)
 	ListThresholdChanges(ctx context.Context, in *ListThresholdChangesRequest, opts ...grpc.CallOption) (*ListThresholdChangesResponse, error)
+	// ProposeThresholdChange records a four-eyes proposal made against
+	// expected_version, with a reason and its back-test; nothing goes live.
+	ProposeThresholdChange(ctx context.Context, in *ProposeThresholdChangeRequest, opts ...grpc.CallOption) (*ProposeThresholdChangeResponse, error)
+	// ListThresholdProposals lists proposals, newest first.
+	ListThresholdProposals(ctx context.Context, in *ListThresholdProposalsRequest, opts ...grpc.CallOption) (*ListThresholdProposalsResponse, error)
+	// ApproveThresholdChange puts a pending proposal live as the next
+	// version; by a principal other than the proposer, and only while the
+	// set in force is still the proposal's base version.
+	ApproveThresholdChange(ctx context.Context, in *ApproveThresholdChangeRequest, opts ...grpc.CallOption) (*ApproveThresholdChangeResponse, error)
+	// RejectThresholdChange closes a pending proposal with a reason; by a
+	// principal other than the proposer.
+	RejectThresholdChange(ctx context.Context, in *RejectThresholdChangeRequest, opts ...grpc.CallOption) (*RejectThresholdChangeResponse, error)
 	GetCustomerRisk(ctx context.Context, in *GetCustomerRiskRequest, opts ...grpc.CallOption) (*GetCustomerRiskResponse, error)
 }
 
@@ -77,6 +94,46 @@ func (c *rulesAdminServiceClient) ListThresholdChanges(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *rulesAdminServiceClient) ProposeThresholdChange(ctx context.Context, in *ProposeThresholdChangeRequest, opts ...grpc.CallOption) (*ProposeThresholdChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProposeThresholdChangeResponse)
+	err := c.cc.Invoke(ctx, RulesAdminService_ProposeThresholdChange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rulesAdminServiceClient) ListThresholdProposals(ctx context.Context, in *ListThresholdProposalsRequest, opts ...grpc.CallOption) (*ListThresholdProposalsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListThresholdProposalsResponse)
+	err := c.cc.Invoke(ctx, RulesAdminService_ListThresholdProposals_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rulesAdminServiceClient) ApproveThresholdChange(ctx context.Context, in *ApproveThresholdChangeRequest, opts ...grpc.CallOption) (*ApproveThresholdChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveThresholdChangeResponse)
+	err := c.cc.Invoke(ctx, RulesAdminService_ApproveThresholdChange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rulesAdminServiceClient) RejectThresholdChange(ctx context.Context, in *RejectThresholdChangeRequest, opts ...grpc.CallOption) (*RejectThresholdChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RejectThresholdChangeResponse)
+	err := c.cc.Invoke(ctx, RulesAdminService_RejectThresholdChange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *rulesAdminServiceClient) GetCustomerRisk(ctx context.Context, in *GetCustomerRiskRequest, opts ...grpc.CallOption) (*GetCustomerRiskResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetCustomerRiskResponse)
@@ -95,9 +152,22 @@ func (c *rulesAdminServiceClient) GetCustomerRisk(ctx context.Context, in *GetCu
 type RulesAdminServiceServer interface {
 	GetThresholds(context.Context, *GetThresholdsRequest) (*GetThresholdsResponse, error)
 	// UpdateThresholds applies changes on top of expected_version (optimistic
-	// concurrency); admin only.
+	// concurrency); admin only, and refused when four-eyes is enforced
+	// (CHURNWATCH_THRESHOLDS_FOUR_EYES=true).
 	UpdateThresholds(context.Context, *UpdateThresholdsRequest) (*UpdateThresholdsResponse, error)
 	ListThresholdChanges(context.Context, *ListThresholdChangesRequest) (*ListThresholdChangesResponse, error)
+	// ProposeThresholdChange records a four-eyes proposal made against
+	// expected_version, with a reason and its back-test; nothing goes live.
+	ProposeThresholdChange(context.Context, *ProposeThresholdChangeRequest) (*ProposeThresholdChangeResponse, error)
+	// ListThresholdProposals lists proposals, newest first.
+	ListThresholdProposals(context.Context, *ListThresholdProposalsRequest) (*ListThresholdProposalsResponse, error)
+	// ApproveThresholdChange puts a pending proposal live as the next
+	// version; by a principal other than the proposer, and only while the
+	// set in force is still the proposal's base version.
+	ApproveThresholdChange(context.Context, *ApproveThresholdChangeRequest) (*ApproveThresholdChangeResponse, error)
+	// RejectThresholdChange closes a pending proposal with a reason; by a
+	// principal other than the proposer.
+	RejectThresholdChange(context.Context, *RejectThresholdChangeRequest) (*RejectThresholdChangeResponse, error)
 	GetCustomerRisk(context.Context, *GetCustomerRiskRequest) (*GetCustomerRiskResponse, error)
 	mustEmbedUnimplementedRulesAdminServiceServer()
 }
@@ -117,6 +187,18 @@ func (UnimplementedRulesAdminServiceServer) UpdateThresholds(context.Context, *U
 }
 func (UnimplementedRulesAdminServiceServer) ListThresholdChanges(context.Context, *ListThresholdChangesRequest) (*ListThresholdChangesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListThresholdChanges not implemented")
+}
+func (UnimplementedRulesAdminServiceServer) ProposeThresholdChange(context.Context, *ProposeThresholdChangeRequest) (*ProposeThresholdChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProposeThresholdChange not implemented")
+}
+func (UnimplementedRulesAdminServiceServer) ListThresholdProposals(context.Context, *ListThresholdProposalsRequest) (*ListThresholdProposalsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListThresholdProposals not implemented")
+}
+func (UnimplementedRulesAdminServiceServer) ApproveThresholdChange(context.Context, *ApproveThresholdChangeRequest) (*ApproveThresholdChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveThresholdChange not implemented")
+}
+func (UnimplementedRulesAdminServiceServer) RejectThresholdChange(context.Context, *RejectThresholdChangeRequest) (*RejectThresholdChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejectThresholdChange not implemented")
 }
 func (UnimplementedRulesAdminServiceServer) GetCustomerRisk(context.Context, *GetCustomerRiskRequest) (*GetCustomerRiskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCustomerRisk not implemented")
@@ -196,6 +278,78 @@ func _RulesAdminService_ListThresholdChanges_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RulesAdminService_ProposeThresholdChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProposeThresholdChangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RulesAdminServiceServer).ProposeThresholdChange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RulesAdminService_ProposeThresholdChange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RulesAdminServiceServer).ProposeThresholdChange(ctx, req.(*ProposeThresholdChangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RulesAdminService_ListThresholdProposals_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListThresholdProposalsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RulesAdminServiceServer).ListThresholdProposals(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RulesAdminService_ListThresholdProposals_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RulesAdminServiceServer).ListThresholdProposals(ctx, req.(*ListThresholdProposalsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RulesAdminService_ApproveThresholdChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveThresholdChangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RulesAdminServiceServer).ApproveThresholdChange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RulesAdminService_ApproveThresholdChange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RulesAdminServiceServer).ApproveThresholdChange(ctx, req.(*ApproveThresholdChangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RulesAdminService_RejectThresholdChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RejectThresholdChangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RulesAdminServiceServer).RejectThresholdChange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RulesAdminService_RejectThresholdChange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RulesAdminServiceServer).RejectThresholdChange(ctx, req.(*RejectThresholdChangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RulesAdminService_GetCustomerRisk_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetCustomerRiskRequest)
 	if err := dec(in); err != nil {
@@ -232,6 +386,22 @@ var RulesAdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListThresholdChanges",
 			Handler:    _RulesAdminService_ListThresholdChanges_Handler,
+		},
+		{
+			MethodName: "ProposeThresholdChange",
+			Handler:    _RulesAdminService_ProposeThresholdChange_Handler,
+		},
+		{
+			MethodName: "ListThresholdProposals",
+			Handler:    _RulesAdminService_ListThresholdProposals_Handler,
+		},
+		{
+			MethodName: "ApproveThresholdChange",
+			Handler:    _RulesAdminService_ApproveThresholdChange_Handler,
+		},
+		{
+			MethodName: "RejectThresholdChange",
+			Handler:    _RulesAdminService_RejectThresholdChange_Handler,
 		},
 		{
 			MethodName: "GetCustomerRisk",

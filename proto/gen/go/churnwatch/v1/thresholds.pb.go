@@ -22,6 +22,117 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ThresholdChangeKind is how a change went live.
+type ThresholdChangeKind int32
+
+const (
+	ThresholdChangeKind_THRESHOLD_CHANGE_KIND_UNSPECIFIED ThresholdChangeKind = 0
+	// Applied directly by an admin (UpdateThresholds).
+	ThresholdChangeKind_THRESHOLD_CHANGE_KIND_DIRECT ThresholdChangeKind = 1
+	// Proposed by one principal and approved by a second one.
+	ThresholdChangeKind_THRESHOLD_CHANGE_KIND_PROPOSAL ThresholdChangeKind = 2
+)
+
+// Enum value maps for ThresholdChangeKind.
+var (
+	ThresholdChangeKind_name = map[int32]string{
+		0: "THRESHOLD_CHANGE_KIND_UNSPECIFIED",
+		1: "THRESHOLD_CHANGE_KIND_DIRECT",
+		2: "THRESHOLD_CHANGE_KIND_PROPOSAL",
+	}
+	ThresholdChangeKind_value = map[string]int32{
+		"THRESHOLD_CHANGE_KIND_UNSPECIFIED": 0,
+		"THRESHOLD_CHANGE_KIND_DIRECT":      1,
+		"THRESHOLD_CHANGE_KIND_PROPOSAL":    2,
+	}
+)
+
+func (x ThresholdChangeKind) Enum() *ThresholdChangeKind {
+	p := new(ThresholdChangeKind)
+	*p = x
+	return p
+}
+
+func (x ThresholdChangeKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ThresholdChangeKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_churnwatch_v1_thresholds_proto_enumTypes[0].Descriptor()
+}
+
+func (ThresholdChangeKind) Type() protoreflect.EnumType {
+	return &file_churnwatch_v1_thresholds_proto_enumTypes[0]
+}
+
+func (x ThresholdChangeKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ThresholdChangeKind.Descriptor instead.
+func (ThresholdChangeKind) EnumDescriptor() ([]byte, []int) {
+	return file_churnwatch_v1_thresholds_proto_rawDescGZIP(), []int{0}
+}
+
+// ThresholdProposalState is where a four-eyes proposal stands.
+type ThresholdProposalState int32
+
+const (
+	ThresholdProposalState_THRESHOLD_PROPOSAL_STATE_UNSPECIFIED ThresholdProposalState = 0
+	// Waiting for a second principal.
+	ThresholdProposalState_THRESHOLD_PROPOSAL_STATE_PENDING ThresholdProposalState = 1
+	// Approved and live as applied_version.
+	ThresholdProposalState_THRESHOLD_PROPOSAL_STATE_APPROVED ThresholdProposalState = 2
+	ThresholdProposalState_THRESHOLD_PROPOSAL_STATE_REJECTED ThresholdProposalState = 3
+	// Not decided before expires_at; re-propose.
+	ThresholdProposalState_THRESHOLD_PROPOSAL_STATE_EXPIRED ThresholdProposalState = 4
+)
+
+// Enum value maps for ThresholdProposalState.
+var (
+	ThresholdProposalState_name = map[int32]string{
+		0: "THRESHOLD_PROPOSAL_STATE_UNSPECIFIED",
+		1: "THRESHOLD_PROPOSAL_STATE_PENDING",
+		2: "THRESHOLD_PROPOSAL_STATE_APPROVED",
+		3: "THRESHOLD_PROPOSAL_STATE_REJECTED",
+		4: "THRESHOLD_PROPOSAL_STATE_EXPIRED",
+	}
+	ThresholdProposalState_value = map[string]int32{
+		"THRESHOLD_PROPOSAL_STATE_UNSPECIFIED": 0,
+		"THRESHOLD_PROPOSAL_STATE_PENDING":     1,
+		"THRESHOLD_PROPOSAL_STATE_APPROVED":    2,
+		"THRESHOLD_PROPOSAL_STATE_REJECTED":    3,
+		"THRESHOLD_PROPOSAL_STATE_EXPIRED":     4,
+	}
+)
+
+func (x ThresholdProposalState) Enum() *ThresholdProposalState {
+	p := new(ThresholdProposalState)
+	*p = x
+	return p
+}
+
+func (x ThresholdProposalState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ThresholdProposalState) Descriptor() protoreflect.EnumDescriptor {
+	return file_churnwatch_v1_thresholds_proto_enumTypes[1].Descriptor()
+}
+
+func (ThresholdProposalState) Type() protoreflect.EnumType {
+	return &file_churnwatch_v1_thresholds_proto_enumTypes[1]
+}
+
+func (x ThresholdProposalState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ThresholdProposalState.Descriptor instead.
+func (ThresholdProposalState) EnumDescriptor() ([]byte, []int) {
+	return file_churnwatch_v1_thresholds_proto_rawDescGZIP(), []int{1}
+}
+
 // ThresholdSetting is one threshold: key "RULE.FIELD.TIER" (for example
 // "outflow.large.amount.MASS") and its value as text.
 type ThresholdSetting struct {
@@ -220,10 +331,21 @@ type ThresholdChange struct {
 	Version         int64                  `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	PreviousVersion int64                  `protobuf:"varint,2,opt,name=previous_version,json=previousVersion,proto3" json:"previous_version,omitempty"`
 	// Token subject of whoever made the change.
-	Actor         string                    `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
-	ChangedAt     *timestamppb.Timestamp    `protobuf:"bytes,4,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
-	Reason        string                    `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	Changes       []*ThresholdSettingChange `protobuf:"bytes,6,rep,name=changes,proto3" json:"changes,omitempty"`
+	Actor     string                    `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	ChangedAt *timestamppb.Timestamp    `protobuf:"bytes,4,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	Reason    string                    `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	Changes   []*ThresholdSettingChange `protobuf:"bytes,6,rep,name=changes,proto3" json:"changes,omitempty"`
+	// DIRECT (UpdateThresholds by an admin) or PROPOSAL (an approved
+	// four-eyes proposal; actor is then the approver).
+	Kind ThresholdChangeKind `protobuf:"varint,7,opt,name=kind,proto3,enum=churnwatch.v1.ThresholdChangeKind" json:"kind,omitempty"`
+	// For PROPOSAL: the proposal, who proposed it, who approved it (= actor)
+	// and the approver's note; reason is the proposer's.
+	ProposalId     string `protobuf:"bytes,8,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	Proposer       string `protobuf:"bytes,9,opt,name=proposer,proto3" json:"proposer,omitempty"`
+	Approver       string `protobuf:"bytes,10,opt,name=approver,proto3" json:"approver,omitempty"`
+	ApprovalReason string `protobuf:"bytes,11,opt,name=approval_reason,json=approvalReason,proto3" json:"approval_reason,omitempty"`
+	// For PROPOSAL: the back-test the approver saw.
+	Backtest      *ThresholdBacktest `protobuf:"bytes,12,opt,name=backtest,proto3" json:"backtest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -300,11 +422,522 @@ func (x *ThresholdChange) GetChanges() []*ThresholdSettingChange {
 	return nil
 }
 
+func (x *ThresholdChange) GetKind() ThresholdChangeKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ThresholdChangeKind_THRESHOLD_CHANGE_KIND_UNSPECIFIED
+}
+
+func (x *ThresholdChange) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
+}
+
+func (x *ThresholdChange) GetProposer() string {
+	if x != nil {
+		return x.Proposer
+	}
+	return ""
+}
+
+func (x *ThresholdChange) GetApprover() string {
+	if x != nil {
+		return x.Approver
+	}
+	return ""
+}
+
+func (x *ThresholdChange) GetApprovalReason() string {
+	if x != nil {
+		return x.ApprovalReason
+	}
+	return ""
+}
+
+func (x *ThresholdChange) GetBacktest() *ThresholdBacktest {
+	if x != nil {
+		return x.Backtest
+	}
+	return nil
+}
+
+// ThresholdBacktest is the offline back-test a proposal carries: the same
+// engine as `churnctl backtest --compare`, run by the proposer's client
+// over a stated history, once with the thresholds in force at
+// baseline_version and once with the proposed change on top of them. The
+// rules service stores it as given (it checks that it is complete and
+// that baseline_version is the version the proposal is made against); it
+// does not replay the history itself.
+type ThresholdBacktest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What was replayed, as the proposer named it: files, their sizes, and
+	// where they came from (for example "customers.ndjson 3000 records,
+	// events.ndjson 928411 records").
+	History string `protobuf:"bytes,1,opt,name=history,proto3" json:"history,omitempty"`
+	// Event time covered: the first accepted event and the end clock.
+	Start          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	End            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	Customers      int64                  `protobuf:"varint,4,opt,name=customers,proto3" json:"customers,omitempty"`
+	EventsAccepted int64                  `protobuf:"varint,5,opt,name=events_accepted,json=eventsAccepted,proto3" json:"events_accepted,omitempty"`
+	EventsRejected int64                  `protobuf:"varint,6,opt,name=events_rejected,json=eventsRejected,proto3" json:"events_rejected,omitempty"`
+	// The live threshold version the "before" side used.
+	BaselineVersion int64 `protobuf:"varint,7,opt,name=baseline_version,json=baselineVersion,proto3" json:"baseline_version,omitempty"`
+	// Customers alerted before and after the change.
+	AlertsBefore int32 `protobuf:"varint,8,opt,name=alerts_before,json=alertsBefore,proto3" json:"alerts_before,omitempty"`
+	AlertsAfter  int32 `protobuf:"varint,9,opt,name=alerts_after,json=alertsAfter,proto3" json:"alerts_after,omitempty"`
+	// Per rule and tier: alerts carrying the rule before and after, and the
+	// customers whose alert gains the rule (added) or loses it (removed).
+	Rules []*BacktestRuleDelta `protobuf:"bytes,10,rep,name=rules,proto3" json:"rules,omitempty"`
+	// With outcome labels (churnctl backtest --labels): precision and recall
+	// before and after; absent without labels.
+	DetectionBefore *BacktestDetection `protobuf:"bytes,11,opt,name=detection_before,json=detectionBefore,proto3" json:"detection_before,omitempty"`
+	DetectionAfter  *BacktestDetection `protobuf:"bytes,12,opt,name=detection_after,json=detectionAfter,proto3" json:"detection_after,omitempty"`
+	// Which client computed it, e.g. "churnctl dev".
+	ComputedBy    string `protobuf:"bytes,13,opt,name=computed_by,json=computedBy,proto3" json:"computed_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ThresholdBacktest) Reset() {
+	*x = ThresholdBacktest{}
+	mi := &file_churnwatch_v1_thresholds_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ThresholdBacktest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ThresholdBacktest) ProtoMessage() {}
+
+func (x *ThresholdBacktest) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_thresholds_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ThresholdBacktest.ProtoReflect.Descriptor instead.
+func (*ThresholdBacktest) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_thresholds_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ThresholdBacktest) GetHistory() string {
+	if x != nil {
+		return x.History
+	}
+	return ""
+}
+
+func (x *ThresholdBacktest) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *ThresholdBacktest) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *ThresholdBacktest) GetCustomers() int64 {
+	if x != nil {
+		return x.Customers
+	}
+	return 0
+}
+
+func (x *ThresholdBacktest) GetEventsAccepted() int64 {
+	if x != nil {
+		return x.EventsAccepted
+	}
+	return 0
+}
+
+func (x *ThresholdBacktest) GetEventsRejected() int64 {
+	if x != nil {
+		return x.EventsRejected
+	}
+	return 0
+}
+
+func (x *ThresholdBacktest) GetBaselineVersion() int64 {
+	if x != nil {
+		return x.BaselineVersion
+	}
+	return 0
+}
+
+func (x *ThresholdBacktest) GetAlertsBefore() int32 {
+	if x != nil {
+		return x.AlertsBefore
+	}
+	return 0
+}
+
+func (x *ThresholdBacktest) GetAlertsAfter() int32 {
+	if x != nil {
+		return x.AlertsAfter
+	}
+	return 0
+}
+
+func (x *ThresholdBacktest) GetRules() []*BacktestRuleDelta {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *ThresholdBacktest) GetDetectionBefore() *BacktestDetection {
+	if x != nil {
+		return x.DetectionBefore
+	}
+	return nil
+}
+
+func (x *ThresholdBacktest) GetDetectionAfter() *BacktestDetection {
+	if x != nil {
+		return x.DetectionAfter
+	}
+	return nil
+}
+
+func (x *ThresholdBacktest) GetComputedBy() string {
+	if x != nil {
+		return x.ComputedBy
+	}
+	return ""
+}
+
+// BacktestRuleDelta is one rule and tier of a back-test comparison.
+type BacktestRuleDelta struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RuleId        string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	Tier          Tier                   `protobuf:"varint,2,opt,name=tier,proto3,enum=churnwatch.v1.Tier" json:"tier,omitempty"`
+	Before        int32                  `protobuf:"varint,3,opt,name=before,proto3" json:"before,omitempty"`
+	After         int32                  `protobuf:"varint,4,opt,name=after,proto3" json:"after,omitempty"`
+	Added         int32                  `protobuf:"varint,5,opt,name=added,proto3" json:"added,omitempty"`
+	Removed       int32                  `protobuf:"varint,6,opt,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BacktestRuleDelta) Reset() {
+	*x = BacktestRuleDelta{}
+	mi := &file_churnwatch_v1_thresholds_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BacktestRuleDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BacktestRuleDelta) ProtoMessage() {}
+
+func (x *BacktestRuleDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_thresholds_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BacktestRuleDelta.ProtoReflect.Descriptor instead.
+func (*BacktestRuleDelta) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_thresholds_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BacktestRuleDelta) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *BacktestRuleDelta) GetTier() Tier {
+	if x != nil {
+		return x.Tier
+	}
+	return Tier_TIER_UNSPECIFIED
+}
+
+func (x *BacktestRuleDelta) GetBefore() int32 {
+	if x != nil {
+		return x.Before
+	}
+	return 0
+}
+
+func (x *BacktestRuleDelta) GetAfter() int32 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *BacktestRuleDelta) GetAdded() int32 {
+	if x != nil {
+		return x.Added
+	}
+	return 0
+}
+
+func (x *BacktestRuleDelta) GetRemoved() int32 {
+	if x != nil {
+		return x.Removed
+	}
+	return 0
+}
+
+// BacktestDetection is detection quality against outcome labels.
+type BacktestDetection struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Precision         float64                `protobuf:"fixed64,1,opt,name=precision,proto3" json:"precision,omitempty"`
+	Recall            float64                `protobuf:"fixed64,2,opt,name=recall,proto3" json:"recall,omitempty"`
+	MedianLeadDays    float64                `protobuf:"fixed64,3,opt,name=median_lead_days,json=medianLeadDays,proto3" json:"median_lead_days,omitempty"`
+	LabelledCustomers int32                  `protobuf:"varint,4,opt,name=labelled_customers,json=labelledCustomers,proto3" json:"labelled_customers,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *BacktestDetection) Reset() {
+	*x = BacktestDetection{}
+	mi := &file_churnwatch_v1_thresholds_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BacktestDetection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BacktestDetection) ProtoMessage() {}
+
+func (x *BacktestDetection) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_thresholds_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BacktestDetection.ProtoReflect.Descriptor instead.
+func (*BacktestDetection) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_thresholds_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *BacktestDetection) GetPrecision() float64 {
+	if x != nil {
+		return x.Precision
+	}
+	return 0
+}
+
+func (x *BacktestDetection) GetRecall() float64 {
+	if x != nil {
+		return x.Recall
+	}
+	return 0
+}
+
+func (x *BacktestDetection) GetMedianLeadDays() float64 {
+	if x != nil {
+		return x.MedianLeadDays
+	}
+	return 0
+}
+
+func (x *BacktestDetection) GetLabelledCustomers() int32 {
+	if x != nil {
+		return x.LabelledCustomers
+	}
+	return 0
+}
+
+// ThresholdProposal is a four-eyes threshold change: proposed by one
+// principal (ops or admin), approved or rejected by a second one.
+type ThresholdProposal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "tp-" and a number, unique.
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	State ThresholdProposalState `protobuf:"varint,2,opt,name=state,proto3,enum=churnwatch.v1.ThresholdProposalState" json:"state,omitempty"`
+	// The version the change is made against: approval is refused once the
+	// set in force has moved past it.
+	BaseVersion int64 `protobuf:"varint,3,opt,name=base_version,json=baseVersion,proto3" json:"base_version,omitempty"`
+	// The values the proposal sets, as given.
+	Settings []*ThresholdSetting `protobuf:"bytes,4,rep,name=settings,proto3" json:"settings,omitempty"`
+	// Each key's move from the base version's value to the proposed one.
+	Changes    []*ThresholdSettingChange `protobuf:"bytes,5,rep,name=changes,proto3" json:"changes,omitempty"`
+	Proposer   string                    `protobuf:"bytes,6,opt,name=proposer,proto3" json:"proposer,omitempty"`
+	Reason     string                    `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	ProposedAt *timestamppb.Timestamp    `protobuf:"bytes,8,opt,name=proposed_at,json=proposedAt,proto3" json:"proposed_at,omitempty"`
+	ExpiresAt  *timestamppb.Timestamp    `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	Backtest   *ThresholdBacktest        `protobuf:"bytes,10,opt,name=backtest,proto3" json:"backtest,omitempty"`
+	// Who approved or rejected it, when and why.
+	DecidedBy      string                 `protobuf:"bytes,11,opt,name=decided_by,json=decidedBy,proto3" json:"decided_by,omitempty"`
+	DecidedAt      *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	DecisionReason string                 `protobuf:"bytes,13,opt,name=decision_reason,json=decisionReason,proto3" json:"decision_reason,omitempty"`
+	// The threshold version the approval put live.
+	AppliedVersion int64 `protobuf:"varint,14,opt,name=applied_version,json=appliedVersion,proto3" json:"applied_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ThresholdProposal) Reset() {
+	*x = ThresholdProposal{}
+	mi := &file_churnwatch_v1_thresholds_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ThresholdProposal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ThresholdProposal) ProtoMessage() {}
+
+func (x *ThresholdProposal) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_thresholds_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ThresholdProposal.ProtoReflect.Descriptor instead.
+func (*ThresholdProposal) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_thresholds_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ThresholdProposal) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ThresholdProposal) GetState() ThresholdProposalState {
+	if x != nil {
+		return x.State
+	}
+	return ThresholdProposalState_THRESHOLD_PROPOSAL_STATE_UNSPECIFIED
+}
+
+func (x *ThresholdProposal) GetBaseVersion() int64 {
+	if x != nil {
+		return x.BaseVersion
+	}
+	return 0
+}
+
+func (x *ThresholdProposal) GetSettings() []*ThresholdSetting {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *ThresholdProposal) GetChanges() []*ThresholdSettingChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ThresholdProposal) GetProposer() string {
+	if x != nil {
+		return x.Proposer
+	}
+	return ""
+}
+
+func (x *ThresholdProposal) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ThresholdProposal) GetProposedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProposedAt
+	}
+	return nil
+}
+
+func (x *ThresholdProposal) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *ThresholdProposal) GetBacktest() *ThresholdBacktest {
+	if x != nil {
+		return x.Backtest
+	}
+	return nil
+}
+
+func (x *ThresholdProposal) GetDecidedBy() string {
+	if x != nil {
+		return x.DecidedBy
+	}
+	return ""
+}
+
+func (x *ThresholdProposal) GetDecidedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DecidedAt
+	}
+	return nil
+}
+
+func (x *ThresholdProposal) GetDecisionReason() string {
+	if x != nil {
+		return x.DecisionReason
+	}
+	return ""
+}
+
+func (x *ThresholdProposal) GetAppliedVersion() int64 {
+	if x != nil {
+		return x.AppliedVersion
+	}
+	return 0
+}
+
 var File_churnwatch_v1_thresholds_proto protoreflect.FileDescriptor
 
 const file_churnwatch_v1_thresholds_proto_rawDesc = "" +
 	"\n" +
-	"\x1echurnwatch/v1/thresholds.proto\x12\rchurnwatch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\":\n" +
+	"\x1echurnwatch/v1/thresholds.proto\x12\rchurnwatch.v1\x1a\x1achurnwatch/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n" +
 	"\x10ThresholdSetting\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"\xd7\x01\n" +
@@ -319,7 +952,7 @@ const file_churnwatch_v1_thresholds_proto_rawDesc = "" +
 	"\x16ThresholdSettingChange\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1b\n" +
 	"\told_value\x18\x02 \x01(\tR\boldValue\x12\x1b\n" +
-	"\tnew_value\x18\x03 \x01(\tR\bnewValue\"\x80\x02\n" +
+	"\tnew_value\x18\x03 \x01(\tR\bnewValue\"\xf8\x03\n" +
 	"\x0fThresholdChange\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12)\n" +
 	"\x10previous_version\x18\x02 \x01(\x03R\x0fpreviousVersion\x12\x14\n" +
@@ -327,7 +960,73 @@ const file_churnwatch_v1_thresholds_proto_rawDesc = "" +
 	"\n" +
 	"changed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12?\n" +
-	"\achanges\x18\x06 \x03(\v2%.churnwatch.v1.ThresholdSettingChangeR\achangesBJZHgithub.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1;churnwatchv1b\x06proto3"
+	"\achanges\x18\x06 \x03(\v2%.churnwatch.v1.ThresholdSettingChangeR\achanges\x126\n" +
+	"\x04kind\x18\a \x01(\x0e2\".churnwatch.v1.ThresholdChangeKindR\x04kind\x12\x1f\n" +
+	"\vproposal_id\x18\b \x01(\tR\n" +
+	"proposalId\x12\x1a\n" +
+	"\bproposer\x18\t \x01(\tR\bproposer\x12\x1a\n" +
+	"\bapprover\x18\n" +
+	" \x01(\tR\bapprover\x12'\n" +
+	"\x0fapproval_reason\x18\v \x01(\tR\x0eapprovalReason\x12<\n" +
+	"\bbacktest\x18\f \x01(\v2 .churnwatch.v1.ThresholdBacktestR\bbacktest\"\xe1\x04\n" +
+	"\x11ThresholdBacktest\x12\x18\n" +
+	"\ahistory\x18\x01 \x01(\tR\ahistory\x120\n" +
+	"\x05start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x1c\n" +
+	"\tcustomers\x18\x04 \x01(\x03R\tcustomers\x12'\n" +
+	"\x0fevents_accepted\x18\x05 \x01(\x03R\x0eeventsAccepted\x12'\n" +
+	"\x0fevents_rejected\x18\x06 \x01(\x03R\x0eeventsRejected\x12)\n" +
+	"\x10baseline_version\x18\a \x01(\x03R\x0fbaselineVersion\x12#\n" +
+	"\ralerts_before\x18\b \x01(\x05R\falertsBefore\x12!\n" +
+	"\falerts_after\x18\t \x01(\x05R\valertsAfter\x126\n" +
+	"\x05rules\x18\n" +
+	" \x03(\v2 .churnwatch.v1.BacktestRuleDeltaR\x05rules\x12K\n" +
+	"\x10detection_before\x18\v \x01(\v2 .churnwatch.v1.BacktestDetectionR\x0fdetectionBefore\x12I\n" +
+	"\x0fdetection_after\x18\f \x01(\v2 .churnwatch.v1.BacktestDetectionR\x0edetectionAfter\x12\x1f\n" +
+	"\vcomputed_by\x18\r \x01(\tR\n" +
+	"computedBy\"\xb3\x01\n" +
+	"\x11BacktestRuleDelta\x12\x17\n" +
+	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12'\n" +
+	"\x04tier\x18\x02 \x01(\x0e2\x13.churnwatch.v1.TierR\x04tier\x12\x16\n" +
+	"\x06before\x18\x03 \x01(\x05R\x06before\x12\x14\n" +
+	"\x05after\x18\x04 \x01(\x05R\x05after\x12\x14\n" +
+	"\x05added\x18\x05 \x01(\x05R\x05added\x12\x18\n" +
+	"\aremoved\x18\x06 \x01(\x05R\aremoved\"\xa2\x01\n" +
+	"\x11BacktestDetection\x12\x1c\n" +
+	"\tprecision\x18\x01 \x01(\x01R\tprecision\x12\x16\n" +
+	"\x06recall\x18\x02 \x01(\x01R\x06recall\x12(\n" +
+	"\x10median_lead_days\x18\x03 \x01(\x01R\x0emedianLeadDays\x12-\n" +
+	"\x12labelled_customers\x18\x04 \x01(\x05R\x11labelledCustomers\"\x97\x05\n" +
+	"\x11ThresholdProposal\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
+	"\x05state\x18\x02 \x01(\x0e2%.churnwatch.v1.ThresholdProposalStateR\x05state\x12!\n" +
+	"\fbase_version\x18\x03 \x01(\x03R\vbaseVersion\x12;\n" +
+	"\bsettings\x18\x04 \x03(\v2\x1f.churnwatch.v1.ThresholdSettingR\bsettings\x12?\n" +
+	"\achanges\x18\x05 \x03(\v2%.churnwatch.v1.ThresholdSettingChangeR\achanges\x12\x1a\n" +
+	"\bproposer\x18\x06 \x01(\tR\bproposer\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12;\n" +
+	"\vproposed_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"proposedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12<\n" +
+	"\bbacktest\x18\n" +
+	" \x01(\v2 .churnwatch.v1.ThresholdBacktestR\bbacktest\x12\x1d\n" +
+	"\n" +
+	"decided_by\x18\v \x01(\tR\tdecidedBy\x129\n" +
+	"\n" +
+	"decided_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12'\n" +
+	"\x0fdecision_reason\x18\r \x01(\tR\x0edecisionReason\x12'\n" +
+	"\x0fapplied_version\x18\x0e \x01(\x03R\x0eappliedVersion*\x82\x01\n" +
+	"\x13ThresholdChangeKind\x12%\n" +
+	"!THRESHOLD_CHANGE_KIND_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cTHRESHOLD_CHANGE_KIND_DIRECT\x10\x01\x12\"\n" +
+	"\x1eTHRESHOLD_CHANGE_KIND_PROPOSAL\x10\x02*\xdc\x01\n" +
+	"\x16ThresholdProposalState\x12(\n" +
+	"$THRESHOLD_PROPOSAL_STATE_UNSPECIFIED\x10\x00\x12$\n" +
+	" THRESHOLD_PROPOSAL_STATE_PENDING\x10\x01\x12%\n" +
+	"!THRESHOLD_PROPOSAL_STATE_APPROVED\x10\x02\x12%\n" +
+	"!THRESHOLD_PROPOSAL_STATE_REJECTED\x10\x03\x12$\n" +
+	" THRESHOLD_PROPOSAL_STATE_EXPIRED\x10\x04BJZHgithub.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1;churnwatchv1b\x06proto3"
 
 var (
 	file_churnwatch_v1_thresholds_proto_rawDescOnce sync.Once
@@ -341,24 +1040,47 @@ func file_churnwatch_v1_thresholds_proto_rawDescGZIP() []byte {
 	return file_churnwatch_v1_thresholds_proto_rawDescData
 }
 
-var file_churnwatch_v1_thresholds_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_churnwatch_v1_thresholds_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_churnwatch_v1_thresholds_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_churnwatch_v1_thresholds_proto_goTypes = []any{
-	(*ThresholdSetting)(nil),       // 0: churnwatch.v1.ThresholdSetting
-	(*ThresholdSet)(nil),           // 1: churnwatch.v1.ThresholdSet
-	(*ThresholdSettingChange)(nil), // 2: churnwatch.v1.ThresholdSettingChange
-	(*ThresholdChange)(nil),        // 3: churnwatch.v1.ThresholdChange
-	(*timestamppb.Timestamp)(nil),  // 4: google.protobuf.Timestamp
+	(ThresholdChangeKind)(0),       // 0: churnwatch.v1.ThresholdChangeKind
+	(ThresholdProposalState)(0),    // 1: churnwatch.v1.ThresholdProposalState
+	(*ThresholdSetting)(nil),       // 2: churnwatch.v1.ThresholdSetting
+	(*ThresholdSet)(nil),           // 3: churnwatch.v1.ThresholdSet
+	(*ThresholdSettingChange)(nil), // 4: churnwatch.v1.ThresholdSettingChange
+	(*ThresholdChange)(nil),        // 5: churnwatch.v1.ThresholdChange
+	(*ThresholdBacktest)(nil),      // 6: churnwatch.v1.ThresholdBacktest
+	(*BacktestRuleDelta)(nil),      // 7: churnwatch.v1.BacktestRuleDelta
+	(*BacktestDetection)(nil),      // 8: churnwatch.v1.BacktestDetection
+	(*ThresholdProposal)(nil),      // 9: churnwatch.v1.ThresholdProposal
+	(*timestamppb.Timestamp)(nil),  // 10: google.protobuf.Timestamp
+	(Tier)(0),                      // 11: churnwatch.v1.Tier
 }
 var file_churnwatch_v1_thresholds_proto_depIdxs = []int32{
-	0, // 0: churnwatch.v1.ThresholdSet.settings:type_name -> churnwatch.v1.ThresholdSetting
-	4, // 1: churnwatch.v1.ThresholdSet.updated_at:type_name -> google.protobuf.Timestamp
-	4, // 2: churnwatch.v1.ThresholdChange.changed_at:type_name -> google.protobuf.Timestamp
-	2, // 3: churnwatch.v1.ThresholdChange.changes:type_name -> churnwatch.v1.ThresholdSettingChange
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	2,  // 0: churnwatch.v1.ThresholdSet.settings:type_name -> churnwatch.v1.ThresholdSetting
+	10, // 1: churnwatch.v1.ThresholdSet.updated_at:type_name -> google.protobuf.Timestamp
+	10, // 2: churnwatch.v1.ThresholdChange.changed_at:type_name -> google.protobuf.Timestamp
+	4,  // 3: churnwatch.v1.ThresholdChange.changes:type_name -> churnwatch.v1.ThresholdSettingChange
+	0,  // 4: churnwatch.v1.ThresholdChange.kind:type_name -> churnwatch.v1.ThresholdChangeKind
+	6,  // 5: churnwatch.v1.ThresholdChange.backtest:type_name -> churnwatch.v1.ThresholdBacktest
+	10, // 6: churnwatch.v1.ThresholdBacktest.start:type_name -> google.protobuf.Timestamp
+	10, // 7: churnwatch.v1.ThresholdBacktest.end:type_name -> google.protobuf.Timestamp
+	7,  // 8: churnwatch.v1.ThresholdBacktest.rules:type_name -> churnwatch.v1.BacktestRuleDelta
+	8,  // 9: churnwatch.v1.ThresholdBacktest.detection_before:type_name -> churnwatch.v1.BacktestDetection
+	8,  // 10: churnwatch.v1.ThresholdBacktest.detection_after:type_name -> churnwatch.v1.BacktestDetection
+	11, // 11: churnwatch.v1.BacktestRuleDelta.tier:type_name -> churnwatch.v1.Tier
+	1,  // 12: churnwatch.v1.ThresholdProposal.state:type_name -> churnwatch.v1.ThresholdProposalState
+	2,  // 13: churnwatch.v1.ThresholdProposal.settings:type_name -> churnwatch.v1.ThresholdSetting
+	4,  // 14: churnwatch.v1.ThresholdProposal.changes:type_name -> churnwatch.v1.ThresholdSettingChange
+	10, // 15: churnwatch.v1.ThresholdProposal.proposed_at:type_name -> google.protobuf.Timestamp
+	10, // 16: churnwatch.v1.ThresholdProposal.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 17: churnwatch.v1.ThresholdProposal.backtest:type_name -> churnwatch.v1.ThresholdBacktest
+	10, // 18: churnwatch.v1.ThresholdProposal.decided_at:type_name -> google.protobuf.Timestamp
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_churnwatch_v1_thresholds_proto_init() }
@@ -366,18 +1088,20 @@ func file_churnwatch_v1_thresholds_proto_init() {
 	if File_churnwatch_v1_thresholds_proto != nil {
 		return
 	}
+	file_churnwatch_v1_common_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_churnwatch_v1_thresholds_proto_rawDesc), len(file_churnwatch_v1_thresholds_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   4,
+			NumEnums:      2,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_churnwatch_v1_thresholds_proto_goTypes,
 		DependencyIndexes: file_churnwatch_v1_thresholds_proto_depIdxs,
+		EnumInfos:         file_churnwatch_v1_thresholds_proto_enumTypes,
 		MessageInfos:      file_churnwatch_v1_thresholds_proto_msgTypes,
 	}.Build()
 	File_churnwatch_v1_thresholds_proto = out.File
