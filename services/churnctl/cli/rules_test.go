@@ -118,7 +118,8 @@ func TestStatusAndWait(t *testing.T) {
 	if ing.Reachable || ing.Error == "" {
 		t.Fatalf("ingester must show as unreachable: %+v", ing)
 	}
-	if !rules.Reachable || len(rules.Consumers) != 1 || rules.Consumers[0].Group != "churnwatch-rules" { // events only since profiles come in event order
+	// events (profiles come in event order) and the KPIs' alert facts
+	if !rules.Reachable || len(rules.Consumers) != 2 || rules.Consumers[0].Group != "churnwatch-rules" || rules.Consumers[1].Group != "churnwatch-rules-kpi" {
 		t.Fatalf("rules status: %+v", rules)
 	}
 	if code, out, _ = r.run("status"); code != 0 || !strings.Contains(out, "UNREACHABLE") || !strings.Contains(out, "group churnwatch-rules") {

@@ -95,6 +95,7 @@ func TestAccessMatrix(t *testing.T) {
 	servers := map[string][]string{
 		"IngestService":     {st.Ingester.GRPCAddr()},
 		"RulesAdminService": {st.Rules.GRPCAddr()},
+		"KpiService":        {st.Rules.GRPCAddr()},
 		"AlertService":      {st.Alerts.GRPCAddr()},
 		"StatusService":     {st.Ingester.GRPCAddr(), st.Rules.GRPCAddr(), st.Alerts.GRPCAddr()},
 	}

@@ -87,18 +87,7 @@ func TestLiveEqualsBacktest(t *testing.T) {
 	}
 	t.Logf("%d customers, %d events through the pipeline in %s", len(bank.Customers), accepted, time.Since(start).Round(time.Millisecond))
 
-	alerts := cwv1.NewAlertServiceClient(dial(t, st, st.Alerts.GRPCAddr(), "ops", auth.RoleOps, ""))
-	var live []*cwv1.Alert
-	for tok := ""; ; {
-		resp, err := alerts.ListAlerts(ctx, &cwv1.ListAlertsRequest{PageSize: 500, PageToken: tok})
-		if err != nil {
-			t.Fatal(err)
-		}
-		live = append(live, resp.Alerts...)
-		if tok = resp.NextPageToken; tok == "" {
-			break
-		}
-	}
+	live := listAlerts(ctx, t, cwv1.NewAlertServiceClient(dial(t, st, st.Alerts.GRPCAddr(), "ops", auth.RoleOps, "")))
 
 	diffs := chaos.CompareAlerts(live, want.Alerts)
 	for i, d := range diffs {
@@ -109,6 +98,22 @@ func TestLiveEqualsBacktest(t *testing.T) {
 		t.Error(d)
 	}
 	t.Logf("live %d alerts, back-test %d alerts, %d differences", len(live), len(want.Alerts), len(diffs))
+}
+
+// listAlerts reads every alert the caller sees, page by page.
+func listAlerts(ctx context.Context, t *testing.T, alerts cwv1.AlertServiceClient) []*cwv1.Alert {
+	t.Helper()
+	var out []*cwv1.Alert
+	for tok := ""; ; {
+		resp, err := alerts.ListAlerts(ctx, &cwv1.ListAlertsRequest{PageSize: 500, PageToken: tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, resp.Alerts...)
+		if tok = resp.NextPageToken; tok == "" {
+			return out
+		}
+	}
 }
 
 // publish sends one batch as a well-behaved core-banking client does: it

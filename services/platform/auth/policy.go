@@ -79,6 +79,11 @@ var Access = Policy{
 	// Bank-wide aggregates without customer data.
 	cwv1.AlertService_GetRulePrecision_FullMethodName: alertRoles,
 
+	// Retention KPIs (SPEC §9): branch heads (their branch, forced in the
+	// handler), ops and admin (the bank). Managers are refused: the
+	// figures are a branch's or the bank's, not one RM's book.
+	cwv1.KpiService_GetKpis_FullMethodName: {RoleBranchHead, RoleOps, RoleAdmin},
+
 	// Lag, readiness and versions are operational detail: ops and admin.
 	cwv1.StatusService_GetStatus_FullMethodName: opsRoles,
 }

@@ -297,7 +297,7 @@ func TestCustomerRiskAndStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.GetService() != "rules" || !st.GetReady() || len(st.GetConsumers()) != 1 { // events only: profiles come in event order
+	if st.GetService() != "rules" || !st.GetReady() || len(st.GetConsumers()) != 2 { // events (profiles come in event order) and the KPIs' alert facts
 		t.Fatalf("status: %v", st)
 	}
 	ev := st.GetConsumers()[0]

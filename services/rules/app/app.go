@@ -32,6 +32,7 @@ import (
 	"github.com/churnwatch/churnwatch/services/platform/status"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 	"github.com/churnwatch/churnwatch/services/rules/internal/admin"
+	"github.com/churnwatch/churnwatch/services/rules/internal/kpiservice"
 	"github.com/churnwatch/churnwatch/services/rules/internal/scoring"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
@@ -67,6 +68,9 @@ type Config struct {
 	// ProposalTTL is how long a threshold proposal waits for approval
 	// (CHURNWATCH_THRESHOLDS_PROPOSAL_TTL).
 	ProposalTTL time.Duration
+	// KPIGroup is the consumer group that keeps the alert facts of the
+	// KPIs from the alerts topic (CHURNWATCH_RULES_KPI_GROUP).
+	KPIGroup string
 }
 
 // Env documents every service-specific variable with its default, for --help.
@@ -80,6 +84,7 @@ var Env = [][2]string{
 	{"CHURNWATCH_LAG_INTERVAL", "5s"},
 	{"CHURNWATCH_THRESHOLDS_FOUR_EYES", "false"},
 	{"CHURNWATCH_THRESHOLDS_PROPOSAL_TTL", "168h"},
+	{"CHURNWATCH_RULES_KPI_GROUP", "churnwatch-rules-kpi"},
 }
 
 // LoadConfig reads the configuration from e.
@@ -96,6 +101,7 @@ func LoadConfig(e *config.Env) (Config, error) {
 
 		ThresholdsFourEyes: e.Bool("CHURNWATCH_THRESHOLDS_FOUR_EYES", false),
 		ProposalTTL:        e.Duration("CHURNWATCH_THRESHOLDS_PROPOSAL_TTL", admin.DefaultProposalTTL),
+		KPIGroup:           e.String("CHURNWATCH_RULES_KPI_GROUP", "churnwatch-rules-kpi"),
 	}
 	return c, errors.Join(e.Err(), c.Validate())
 }
@@ -126,6 +132,9 @@ func (c Config) Validate() error {
 	}
 	if c.ThresholdsPoll <= 0 || c.ThresholdsPoll > 5*time.Second {
 		errs = append(errs, errors.New("CHURNWATCH_THRESHOLDS_POLL: want > 0 and ≤ 5s (SPEC: a change applies within 5 s)"))
+	}
+	if c.KPIGroup == "" || c.KPIGroup == c.Group {
+		errs = append(errs, errors.New("CHURNWATCH_RULES_KPI_GROUP must be set and differ from CHURNWATCH_RULES_GROUP"))
 	}
 	if c.LagInterval <= 0 {
 		errs = append(errs, errors.New("CHURNWATCH_LAG_INTERVAL must be positive"))
@@ -251,6 +260,18 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		}
 		return consumer.Run(ctx)
 	})
+	// The alert facts of the KPIs, from the alerts topic (docs/kpis.md).
+	alertFacts := kafka.NewReader(kafkax.ReaderConfig(brokers, cfg.KPIGroup, topics.Alerts))
+	base.AddCloser(func(context.Context) error { return alertFacts.Close() })
+	var factsBusy status.Busy
+	facts := &kafkax.BatchConsumer[struct{}]{
+		Name: "alert facts", Reader: alertFacts, Topic: topics.Alerts, DLQ: dlq, MaxBatch: 5000, Linger: cfg.BatchLinger,
+		Grace: cfg.Common.ShutdownGrace / 2, Busy: &factsBusy, Log: log, Metrics: metrics.Consumer,
+		Handle: (&kpiservice.AlertFacts{Store: a.store, Topic: topics.Alerts}).Handle,
+	}
+	base.AddWorker("alert facts consumer", facts.Run)
+	cwv1.RegisterKpiServiceServer(base.GRPC, &kpiservice.Server{Store: a.store, Log: log})
+
 	base.AddWorker("thresholds watcher", a.watcher.Run)
 	base.AddWorker("lag gauge", a.refreshLag)
 
@@ -271,6 +292,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		Service: "rules", Kafka: brokers, Ready: base.Ready, Version: Version,
 		Consumers: []status.Consumer{
 			{Group: cfg.Group, Topic: topics.Events, Clocks: clocks, Idle: eventsBusy.Idle},
+			{Group: cfg.KPIGroup, Topic: topics.Alerts, Idle: factsBusy.Idle},
 		},
 	})
 	return a, nil
@@ -290,7 +312,7 @@ func (a *App) refreshLag(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		next := map[lagKey]int64{}
-		for _, g := range [][2]string{{a.cfg.Group, a.cfg.Common.Topics.Events}} {
+		for _, g := range [][2]string{{a.cfg.Group, a.cfg.Common.Topics.Events}, {a.cfg.KPIGroup, a.cfg.Common.Topics.Alerts}} {
 			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			lag, err := kafkax.GroupLag(lctx, a.base.Kafka, g[0], g[1])
 			cancel()

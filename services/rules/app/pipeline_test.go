@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/churnwatch/churnwatch/services/platform/testkit"
+	"github.com/churnwatch/churnwatch/services/rules/internal/kpi"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
 
@@ -23,6 +25,7 @@ const (
 type run struct {
 	signals map[string]signalKey
 	states  map[string][]byte // customer → engine state bytes (without the watermark)
+	kpis    kpi.Deltas        // the KPI counts, summed over partitions
 	last    *running          // the app running at the end
 }
 
@@ -120,7 +123,36 @@ func (sc scenario) run(t *testing.T, b *bank) (*stack, run) {
 	s.waitCaughtUp(cfg.Group, s.topics.Events, 180*time.Second)
 	s.closeDay(finalClose)
 	s.waitCaughtUp(cfg.Group, s.topics.Events, 60*time.Second)
-	return s, run{signals: s.signals(), states: s.states(b), last: app}
+	return s, run{signals: s.signals(), states: s.states(b), kpis: s.kpis(), last: app}
+}
+
+// kpis reads the KPI counts of every partition, summed.
+func (s *stack) kpis() kpi.Deltas {
+	s.t.Helper()
+	d, err := store.New(s.rt.Client(s.t)).KPIDeltas(context.Background())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return d
+}
+
+// sameKPIs checks that a scenario counted every KPI fact once, as the
+// baseline did.
+func sameKPIs(t *testing.T, name string, want, got kpi.Deltas) {
+	t.Helper()
+	if len(want) == 0 {
+		t.Fatalf("%s: the baseline counted no KPI fact", name)
+	}
+	if !reflect.DeepEqual(want, got) {
+		for m, fields := range want {
+			for f, v := range fields {
+				if got[m][f] != v {
+					t.Errorf("%s: KPI %s %s = %d, want %d", name, m, f, got[m][f], v)
+				}
+			}
+		}
+		t.Fatalf("%s: KPI counts differ (%d months vs %d)", name, len(got), len(want))
+	}
 }
 
 // states reads every customer's engine state.
@@ -189,6 +221,7 @@ func TestDeterminism(t *testing.T) {
 			_, got := sc.run(t, b)
 			diffSignals(t, name, want.signals, got.signals)
 			sameStates(t, name, want.states, got.states)
+			sameKPIs(t, name, want.kpis, got.kpis)
 		})
 	}
 }
@@ -200,6 +233,7 @@ func TestExactlyOnce(t *testing.T) {
 		_, got := scenario{partitions: 3, batch: 200, duplicate: true}.run(t, b)
 		diffSignals(t, "duplicates", want.signals, got.signals)
 		sameStates(t, "duplicates", want.states, got.states)
+		sameKPIs(t, "duplicates", want.kpis, got.kpis)
 	})
 	t.Run("crash between state write and commit", func(t *testing.T) {
 		s, got := scenario{partitions: 3, batch: 50, crashAfterBatches: 5}.run(t, b)
@@ -208,6 +242,7 @@ func TestExactlyOnce(t *testing.T) {
 			t.Fatal("the restarted app saw no redelivered record: the crash did not happen between write and commit")
 		}
 		sameStates(t, "crash", want.states, got.states)
+		sameKPIs(t, "crash", want.kpis, got.kpis)
 	})
 	t.Run("replay the whole topic with a fresh group", func(t *testing.T) {
 		s, first := scenario{partitions: 3, batch: 500}.run(t, b)
@@ -223,6 +258,7 @@ func TestExactlyOnce(t *testing.T) {
 			t.Fatalf("replay produced %d more signals", after-before)
 		}
 		sameStates(t, "replay", first.states, s.states(b))
+		sameKPIs(t, "replay", first.kpis, s.kpis())
 	})
 }
 
@@ -232,6 +268,7 @@ func TestRedisRestartMidStream(t *testing.T) {
 	_, got := scenario{partitions: 3, batch: 20, redisRestartAfter: int64(len(b.events)) / 3}.run(t, b)
 	diffSignals(t, "redis restart", want.signals, got.signals)
 	sameStates(t, "redis restart", want.states, got.states)
+	sameKPIs(t, "redis restart", want.kpis, got.kpis)
 }
 
 // metric reads one sample of the app's /metrics (0 when absent).

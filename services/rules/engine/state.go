@@ -201,6 +201,15 @@ func (s *State) NextDeadline() (time.Time, bool) {
 // Stage returns the customer's current stage.
 func (s *State) Stage() Stage { return s.stage }
 
+// Balance returns the customer's latest end-of-day total balance, in minor
+// units of its primary currency (accounts in other currencies are not in
+// it), and false while no balance was ever observed. The retention KPIs sum
+// it by tier.
+func (s *State) Balance() (minor int64, currency string, ok bool) {
+	minor, ok = s.balanceAt(math.MaxInt32)
+	return minor, s.currency, ok
+}
+
 // Risk returns the customer's stage, score, severity and the signals live at
 // now, oldest first.
 func (s *State) Risk(now time.Time) (stage Stage, score int, sev Severity, live []Signal) {

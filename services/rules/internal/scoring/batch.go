@@ -29,6 +29,7 @@ import (
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 	"github.com/churnwatch/churnwatch/services/rules/convert"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
+	"github.com/churnwatch/churnwatch/services/rules/internal/kpi"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
 
@@ -102,6 +103,7 @@ type customer struct {
 	env     store.Envelope
 	state   *engine.State
 	profile engine.Profile
+	branch  string // of the profile, for the KPIs
 	stamp   string // of the stored state this one was read from ("" if none or unreadable)
 	dirty   bool
 	// newProfile is a profile record of this batch, to store with the state.
@@ -212,7 +214,7 @@ func (s *Scorer) ScoreBatch(ctx context.Context, l Loader, b *Batch, th *engine.
 		}
 	}()
 	recs, ids := b.recs, b.ids
-	loaded, err := l.Load(ctx, store.Query{Customers: ids, Held: s.Cache.held, DueUntil: b.dueUntil})
+	loaded, err := l.Load(ctx, store.Query{Customers: ids, Held: s.Cache.held, DueUntil: b.dueUntil, KPIPartitions: b.parts})
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +247,8 @@ func (s *Scorer) ScoreBatch(ctx context.Context, l Loader, b *Batch, th *engine.
 
 	runs := make([]*partitionRun, len(b.parts))
 	for i, p := range b.parts {
-		runs[i] = &partitionRun{s: s, out: newOutput(), th: th, p: p, custs: custs, clock: loaded.Clocks[p], idx: b.byPart[p], dues: loaded.Due[p]}
+		runs[i] = &partitionRun{s: s, out: newOutput(), th: th, p: p, custs: custs, clock: loaded.Clocks[p], idx: b.byPart[p], dues: loaded.Due[p],
+			kpi: kpiRun{from: kpiWatermark(loaded.KPIApplied, p), deltas: kpi.Deltas{}}}
 	}
 	// Partitions are independent when every customer of the batch belongs
 	// to one partition (always, unless the topic was repartitioned): then
@@ -334,7 +337,8 @@ func (s *Scorer) resolve(ctx context.Context, l Loader, custs map[string]*custom
 
 func newOutput() *Output {
 	return &Output{Results: map[string]int{}, Rules: map[string]int{}, DLQBy: map[string]int{},
-		Write: store.Write{States: map[string][]byte{}, Deadlines: map[int32]map[string]int64{}, Clocks: map[int32]int64{}, Profiles: map[string]store.Profile{}}}
+		Write: store.Write{States: map[string][]byte{}, Deadlines: map[int32]map[string]int64{}, Clocks: map[int32]int64{}, Profiles: map[string]store.Profile{},
+			KPI: map[int32]store.KPIWrite{}}}
 }
 
 func (o *Output) merge(from *Output) {
@@ -360,6 +364,9 @@ func (o *Output) merge(from *Output) {
 	}
 	for id, prof := range from.Write.Profiles {
 		o.Write.Profiles[id] = prof
+	}
+	for p, k := range from.Write.KPI {
+		o.Write.KPI[p] = k
 	}
 }
 
@@ -492,7 +499,7 @@ func (s *Scorer) addCustomers(custs map[string]*customer, ids []string, loaded m
 // customerFrom decodes one loaded customer. A state it cannot read is
 // returned empty, with the error.
 func customerFrom(id string, c store.Customer) (*customer, error) {
-	cu := &customer{id: id, state: &engine.State{}, env: store.Envelope{Partition: -1, Offset: -1}, profile: profileOf(c)}
+	cu := &customer{id: id, state: &engine.State{}, env: store.Envelope{Partition: -1, Offset: -1}, profile: profileOf(c), branch: c.Profile.Branch}
 	if c.Envelope == nil {
 		return cu, nil
 	}
@@ -536,6 +543,7 @@ type partitionRun struct {
 	index map[string]bool
 	idx   []int       // the partition's records in offset order
 	dues  []store.Due // deadlines due up to the batch's latest event time
+	kpi   kpiRun
 }
 
 func (pr *partitionRun) start(dues []store.Due) {
@@ -595,6 +603,7 @@ func (pr *partitionRun) record(r *record) {
 			pr.out.Results[ResultTooLate]++
 			return
 		}
+		before := pr.kpi.snapshot(m, c)
 		sigs, err := pr.s.Engine.ApplyChecked(c.state, r.rec.Event, c.profile, pr.th)
 		switch {
 		case errors.Is(err, engine.ErrDuplicate):
@@ -607,6 +616,7 @@ func (pr *partitionRun) record(r *record) {
 			pr.out.Results[ResultTooLate]++
 		default:
 			pr.emit(sigs, m, &r.rec)
+			pr.kpi.change(m, before, c, sigs, t)
 			pr.out.Results[ResultApplied]++
 		}
 		c.env.Partition, c.env.Offset = pr.p, m.Offset
@@ -632,7 +642,10 @@ func (pr *partitionRun) profile(r *record) {
 	p := r.rec.Profile
 	tier, _ := convert.Tier(p.GetTier())
 	sp := store.Profile{Tier: tier.String(), Manager: p.GetManagerId(), Branch: p.GetBranchId()}
+	before := pr.kpi.snapshot(m, c)
 	c.profile = profileOf(store.Customer{Profile: sp, Known: true})
+	c.branch = sp.Branch
+	pr.kpi.move(m, before, c)
 	c.newProfile = &sp
 	c.env.Partition, c.env.Offset = pr.p, m.Offset
 	c.dirty = true
@@ -649,7 +662,9 @@ func (pr *partitionRun) sweep(m *kafka.Message, src *convert.Record) {
 		if at, ok := c.state.NextDeadline(); !ok || at.UnixNano() != e.at {
 			continue // superseded entry
 		}
+		before := pr.kpi.snapshot(m, c)
 		sigs := pr.s.Engine.Advance(c.state, now, c.profile, pr.th)
+		pr.kpi.change(m, before, c, sigs, now)
 		pr.emit(sigs, m, src)
 		c.dirty = true
 		pr.index[c.id] = true
@@ -740,6 +755,9 @@ func (pr *partitionRun) finish() error {
 	}
 	if len(dl) == 0 {
 		delete(w.Deadlines, pr.p)
+	}
+	if len(pr.kpi.deltas) > 0 {
+		w.KPI[pr.p] = store.KPIWrite{Applied: pr.kpi.to, Deltas: pr.kpi.deltas}
 	}
 	return nil
 }

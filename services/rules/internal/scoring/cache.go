@@ -96,7 +96,7 @@ func (c *StateCache) take(id string, loaded store.Customer) (*customer, bool) {
 	}
 	c.hits.Add(1)
 	c.touch(e)
-	return &customer{id: id, env: e.env, state: e.state, profile: profileOf(loaded), stamp: e.stamp}, true
+	return &customer{id: id, env: e.env, state: e.state, profile: profileOf(loaded), branch: loaded.Profile.Branch, stamp: e.stamp}, true
 }
 
 // put records cu's state as stored with stamp.

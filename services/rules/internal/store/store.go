@@ -11,14 +11,16 @@
 //	cw:rules:due:{p:N}        zset  member = customer id, score = next absence deadline (unix ms, floored)
 //	cw:{th}:current           string JSON of the current threshold set
 //	cw:{th}:log               list  JSON of each change, newest first
+//	cw:rules:kpi:…            the KPI facts (kpi.go)
 //
 // Every customer key has its own hash tag so that a Redis Cluster spreads
 // customers over slots; the clocks, each deadline index and the threshold
 // keys ({th}: the WATCH/MULTI of Update spans both) are one slot each. No
 // key changed for Redis Cluster: a batch write that spans slots is ordered
 // instead of transactional there (see Apply). Only Redis 7.0 commands are
-// used and no scripts, so that a restarted Redis (whose script cache is
-// empty) needs nothing reloaded.
+// used, and no script is loaded (the one script, the KPI counts', is sent
+// whole with EVAL), so that a restarted Redis (whose script cache is empty)
+// needs nothing reloaded.
 package store
 
 import (
@@ -146,6 +148,9 @@ type Loaded struct {
 	Customers map[string]Customer
 	Clocks    map[int32]int64 // unix ms; absent = never moved
 	Due       map[int32][]Due
+	// KPIApplied is the KPI watermark of each partition of
+	// Query.KPIPartitions (-1 = none yet).
+	KPIApplied map[int32]int64
 }
 
 // Query is what Load reads.
@@ -159,6 +164,8 @@ type Query struct {
 	// DueUntil asks, per partition, for the deadline entries at or before
 	// this time (unix ms).
 	DueUntil map[int32]int64
+	// KPIPartitions asks for the KPI watermark of these partitions.
+	KPIPartitions []int32
 }
 
 // Load reads in one round trip the customers of q, every partition clock and
@@ -171,6 +178,7 @@ func (s *Store) Load(ctx context.Context, q Query) (Loaded, error) {
 	for p, until := range q.DueUntil {
 		due[p] = pipe.ZRangeByScoreWithScores(ctx, DueKey(p), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(until, 10)})
 	}
+	applied := queueKPIApplied(ctx, pipe, q.KPIPartitions)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Loaded{}, fmt.Errorf("load batch state: %w", err)
 	}
@@ -183,6 +191,9 @@ func (s *Store) Load(ctx context.Context, q Query) (Loaded, error) {
 		return Loaded{}, err
 	}
 	out.Clocks = cl
+	if out.KPIApplied, err = kpiApplied(applied); err != nil {
+		return Loaded{}, err
+	}
 	for p, cmd := range due {
 		for _, z := range cmd.Val() {
 			id, _ := z.Member.(string)
@@ -305,6 +316,8 @@ type Write struct {
 	// Profiles are customer records that arrived in event order (profile
 	// records on the events topic); each goes with its customer's state.
 	Profiles map[string]Profile
+	// KPI is each partition's KPI counts and watermark.
+	KPI map[int32]KPIWrite
 }
 
 // Apply writes w in one round trip, atomically (MULTI/EXEC) on one node or
@@ -320,12 +333,25 @@ type Write struct {
 // did not land are applied again and rewrite their entries; a clock that
 // did not move is moved by the next record.
 func (s *Store) Apply(ctx context.Context, w Write) error {
-	if len(w.States) == 0 && len(w.Deadlines) == 0 && len(w.Clocks) == 0 {
+	if len(w.States) == 0 && len(w.Deadlines) == 0 && len(w.Clocks) == 0 && len(w.KPI) == 0 {
 		return nil
 	}
 	var err error
 	if redisx.IsCluster(s.rdb) {
+		// The KPI counts first, each partition's in one transaction with
+		// its watermark (one slot; a MULTI may not span slots, even on one
+		// node): cut off after them, the redelivered records are applied
+		// again but not counted again.
+		for part, kw := range w.KPI {
+			one := Write{KPI: map[int32]KPIWrite{part: kw}}
+			if _, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error { queueKPI(ctx, p, one); return nil }); err != nil {
+				break
+			}
+		}
 		for _, queue := range []func(context.Context, redis.Pipeliner, Write){queueDeadlines, queueStates, queueClocks} {
+			if err != nil {
+				break
+			}
 			if _, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { queue(ctx, p, w); return nil }); err != nil {
 				break
 			}
@@ -335,6 +361,7 @@ func (s *Store) Apply(ctx context.Context, w Write) error {
 			queueDeadlines(ctx, p, w)
 			queueStates(ctx, p, w)
 			queueClocks(ctx, p, w)
+			queueKPI(ctx, p, w)
 			return nil
 		})
 	}
