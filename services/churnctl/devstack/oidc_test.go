@@ -55,6 +55,14 @@ func (u bankUsers) ExampleClientID() string { return "service" }
 type bankIdP struct {
 	*storage.Storage
 	roles map[string]string // user id → role claim
+	// accessTTL is the access tokens' lifetime (short: the test waits for
+	// the console to renew one).
+	accessTTL time.Duration
+}
+
+func (s bankIdP) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
+	id, refresh, _, err := s.Storage.CreateAccessAndRefreshTokens(ctx, req, current)
+	return id, refresh, time.Now().Add(s.accessTTL), err
 }
 
 type jwtClient struct{ op.Client }
@@ -85,8 +93,9 @@ func startIdP(t *testing.T) string {
 	issuer := "http://" + lis.Addr().String()
 	users := bankUsers{users: []*storage.User{{ID: "rm-001", Username: "rm-001@bank.example", Password: "correct horse", FirstName: "Ruth", LastName: "Manager", EmailVerified: true}}}
 	st := bankIdP{
-		Storage: storage.NewStorageWithClients(users, map[string]*storage.Client{"churnwatch-console": storage.NativeClient("churnwatch-console", "http://127.0.0.1/auth/callback")}),
-		roles:   map[string]string{"rm-001": "manager"},
+		Storage:   storage.NewStorageWithClients(users, map[string]*storage.Client{"churnwatch-console": storage.NativeClient("churnwatch-console", "http://127.0.0.1/auth/callback")}),
+		roles:     map[string]string{"rm-001": "manager"},
+		accessTTL: 3 * time.Second,
 	}
 	srv := &http.Server{Handler: exampleop.SetupServer(issuer, st, nil, false), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(lis) }()
@@ -116,6 +125,8 @@ func TestConsoleSignInWithOpenIDConnect(t *testing.T) {
 		"CHURNWATCH_AUTH_JWKS_URL":            issuer + "/keys",
 		"CHURNWATCH_AUTH_ISSUER":              issuer,
 		"CHURNWATCH_AUTH_AUDIENCE":            "churnwatch-console",
+		"CHURNWATCH_AUTH_LEEWAY":              "0s",
+		"CHURNWATCH_OIDC_SCOPES":              "openid,profile,offline_access",
 	})
 	seed(t, st)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -198,7 +209,7 @@ func TestConsoleSignInWithOpenIDConnect(t *testing.T) {
 		t.Fatalf("/api/session: %d %v", resp.StatusCode, err)
 	}
 	resp.Body.Close()
-	if sess.Sub != "rm-001" || sess.Role != "manager" || sess.DevMode || sess.ExpiresAt.Before(time.Now()) {
+	if sess.Sub != "rm-001" || sess.Role != "manager" || sess.DevMode || !sess.ExpiresAt.After(time.Now()) {
 		t.Fatalf("session %+v, want rm-001 as manager, not dev mode", sess)
 	}
 
@@ -209,6 +220,26 @@ func TestConsoleSignInWithOpenIDConnect(t *testing.T) {
 	if n := len(list.Msg.Alerts); n != 1 || list.Msg.Alerts[0].CustomerId != "C1001" {
 		t.Fatalf("rm-001 (signed in at the IdP) lists %v, want only C1001's alert", list.Msg.Alerts)
 	}
+
+	// The access token lives 3 s: after it expired, the console renews it
+	// with the refresh token (rotated by the IdP) and the call still works;
+	// the session's expiry moves on.
+	for time.Now().Before(sess.ExpiresAt.Add(time.Second)) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	list, err = connectAlerts(hc, console+"/rpc").list.CallUnary(ctx, connect.NewRequest(&cwv1.ListAlertsRequest{}))
+	if err != nil || len(list.Msg.Alerts) != 1 {
+		t.Fatalf("ListAlerts after the access token expired (the console should renew it): %v", err)
+	}
+	first := sess.ExpiresAt
+	resp, err = hc.Get(console + "/api/session")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&sess); err != nil || resp.StatusCode != 200 || !sess.ExpiresAt.After(first) {
+		t.Fatalf("/api/session after renewal: %d %v, expires %s (first token %s)", resp.StatusCode, err, sess.ExpiresAt, first)
+	}
+	resp.Body.Close()
 
 	// A forged callback (no sign-in started in this browser) is refused.
 	resp, err = http1(nil).Get(console + "/auth/callback?code=stolen&state=guess")

@@ -148,7 +148,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.signin, err = signin.New(signin.Options{Jar: jar, Verifier: verifier, OIDC: idp, Dev: cfg.Dev, DevMint: mint, DevTTL: cfg.DevTTL, Log: a.log}); err != nil {
+	if a.signin, err = signin.New(signin.Options{Jar: jar, Verifier: verifier, OIDC: idp, Dev: cfg.Dev, DevMint: mint, DevTTL: cfg.DevTTL, SessionMax: cfg.SessionMax, Log: a.log}); err != nil {
 		return nil, err
 	}
 	h, err := a.handler()

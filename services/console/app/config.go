@@ -27,7 +27,8 @@ var Settings = []config.Setting{
 	{Name: "CHURNWATCH_OIDC_CLIENT_ID", Default: "", Help: "the console's client id at the IdP"},
 	{Name: "CHURNWATCH_OIDC_CLIENT_SECRET_FILE", Default: "", Help: "file holding the client secret; unset: a public client (PKCE only)"},
 	{Name: "CHURNWATCH_OIDC_REDIRECT_URL", Default: "", Help: "the callback registered at the IdP: https://<console>/auth/callback"},
-	{Name: "CHURNWATCH_OIDC_SCOPES", Default: "openid,profile", Help: "scopes asked for (comma-separated); add what puts the role claim in the access token"},
+	{Name: "CHURNWATCH_OIDC_SCOPES", Default: "openid,profile", Help: "scopes asked for (comma-separated); add what puts the role claim in the access token, and offline_access for sessions that outlive the access token"},
+	{Name: "CHURNWATCH_CONSOLE_SESSION_MAX", Default: "12h", Help: "longest session the IdP's refresh token keeps alive; then the user signs in again"},
 	{Name: "CHURNWATCH_CONSOLE_DEV", Default: "false", Help: "true: dev mode: /dev/login?sub=ID&role=ROLE[&branch=B] signs anyone in with the dev key (NEVER in production)"},
 	{Name: "CHURNWATCH_DEV_KEY", Default: "", Help: "dev mode: PEM private key that mints dev tokens (churnwatch dev writes it; its public key must be in CHURNWATCH_AUTH_PUBLIC_KEYS)"},
 	{Name: "CHURNWATCH_CONSOLE_DEV_TTL", Default: "12h", Help: "dev mode: lifetime of a /dev/login session"},
@@ -54,6 +55,7 @@ type Config struct {
 	oidcSecret     string
 	OIDCRedirect   string
 	OIDCScopes     []string
+	SessionMax     time.Duration
 	Dev            bool
 	DevKey         string
 	DevTTL         time.Duration
@@ -76,6 +78,7 @@ func LoadConfig(e *config.Env) (Config, error) {
 		OIDCSecretFile: e.String("CHURNWATCH_OIDC_CLIENT_SECRET_FILE", ""),
 		OIDCRedirect:   e.String("CHURNWATCH_OIDC_REDIRECT_URL", ""),
 		OIDCScopes:     e.List("CHURNWATCH_OIDC_SCOPES", []string{"openid", "profile"}),
+		SessionMax:     e.Duration("CHURNWATCH_CONSOLE_SESSION_MAX", 12*time.Hour),
 		Dev:            e.Bool("CHURNWATCH_CONSOLE_DEV", false),
 		DevKey:         e.String("CHURNWATCH_DEV_KEY", ""),
 		DevTTL:         e.Duration("CHURNWATCH_CONSOLE_DEV_TTL", 12*time.Hour),
@@ -141,6 +144,9 @@ func (c Config) Validate() error {
 	if c.Dev && c.DevKey == "" {
 		errs = append(errs, errors.New("CHURNWATCH_CONSOLE_DEV=true needs CHURNWATCH_DEV_KEY (the dev signing key churnwatch dev writes to .dev/dev-key.pem)"))
 	}
+	if c.SessionMax <= 0 {
+		errs = append(errs, errors.New("CHURNWATCH_CONSOLE_SESSION_MAX must be positive"))
+	}
 	if c.Dev && c.DevTTL <= 0 {
 		errs = append(errs, errors.New("CHURNWATCH_CONSOLE_DEV_TTL must be positive"))
 	}
@@ -165,7 +171,7 @@ func (c Config) Fields() map[string]any {
 		"addr": c.Addr, "public_url": c.PublicURL, "alerts_url": config.MaskURL(c.AlertsURL), "rules_url": config.MaskURL(c.RulesURL),
 		"upstream_ca": c.UpstreamCA, "client_cert": c.ClientCert, "session_key_file": c.SessionKeyFile,
 		"oidc_issuer": c.OIDCIssuer, "oidc_client_id": c.OIDCClientID, "oidc_client_secret_file": c.OIDCSecretFile,
-		"oidc_client_secret_set": c.oidcSecret != "", "oidc_redirect_url": c.OIDCRedirect, "oidc_scopes": strings.Join(c.OIDCScopes, ","),
+		"oidc_client_secret_set": c.oidcSecret != "", "oidc_redirect_url": c.OIDCRedirect, "oidc_scopes": strings.Join(c.OIDCScopes, ","), "session_max": c.SessionMax.String(),
 		"dev": c.Dev, "dev_key": c.DevKey, "dev_ttl": c.DevTTL.String(), "tls": c.Common.TLSCert != "",
 		"auth_jwks_url": c.Common.Auth.JWKSURL, "auth_issuer": c.Common.Auth.Issuer, "auth_audience": c.Common.Auth.Audience,
 		"auth_role_claim": c.Common.Auth.RoleClaim, "auth_branch_claim": c.Common.Auth.BranchClaim, "auth_subject_claim": c.Common.Auth.SubjectClaim,

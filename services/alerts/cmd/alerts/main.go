@@ -67,7 +67,7 @@ Usage: alerts [healthcheck | -h]
 
 Environment (default):
   CHURNWATCH_GRPC_ADDR              127.0.0.1:7003
-  CHURNWATCH_HTTP_ADDR              :8003   (/healthz /readyz /metrics)
+  CHURNWATCH_HTTP_ADDR              :8003   (/healthz /readyz /metrics; the gRPC API in Connect / gRPC-Web)
   CHURNWATCH_KAFKA_BROKERS          127.0.0.1:9092
   CHURNWATCH_REDIS_ADDR             127.0.0.1:6379  host:port or redis(s)://user:password@host:port/db
   CHURNWATCH_REDIS_PASSWORD         (empty)

@@ -3,11 +3,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -54,17 +58,23 @@ func run(ctx context.Context) int {
 	return 0
 }
 
-// healthcheck asks the console's /healthz (plain HTTP on its address, for
-// container HEALTHCHECKs; with TLS, probe /healthz over https instead).
+// healthcheck asks the console's own /healthz on its address, for
+// container HEALTHCHECKs (over HTTPS when CHURNWATCH_TLS_CERT is set; the
+// certificate is not checked: this is the process asking itself).
 func healthcheck(ctx context.Context) int {
-	addr := os.Getenv("CHURNWATCH_CONSOLE_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:8080"
+	addr := cmp.Or(os.Getenv("CHURNWATCH_CONSOLE_ADDR"), "127.0.0.1:8080")
+	if host, port, err := net.SplitHostPort(addr); err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	scheme, hc := "http://", &http.Client{}
+	if os.Getenv("CHURNWATCH_TLS_CERT") != "" {
+		scheme = "https://"
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // the process probing itself
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/healthz", nil)
-	resp, err := http.DefaultClient.Do(req)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, scheme+addr+"/healthz", nil)
+	resp, err := hc.Do(req)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "unhealthy:", err)
 		return 1
@@ -98,15 +108,19 @@ Environment (default):
 	config.WriteSettings(os.Stdout, app.Settings)
 	fmt.Println("\nToken verification (the same values as the services'; the role, branch and subject claims")
 	fmt.Println("say who is signed in; with an IdP and no JWKS URL, the IdP's discovered jwks_uri is used):")
+	var auth []config.Setting
 	for _, s := range config.AuthSettings {
-		fmt.Printf("  %-40s %s (%s)\n", s.Name, s.Help, s.Default)
+		auth = append(auth, config.Setting(s))
 	}
+	config.WriteSettings(os.Stdout, auth)
 	fmt.Println("\nTLS and limits: CHURNWATCH_TLS_CERT/_TLS_KEY (HTTPS on the console's port), and the HTTP timeouts:")
+	var timeouts []config.Setting
 	for _, s := range config.TransportSettings {
-		if len(s.Name) > 16 && s.Name[:16] == "CHURNWATCH_HTTP_" {
-			fmt.Printf("  %-40s %s (%s)\n", s.Name, s.Help, s.Default)
+		if strings.HasPrefix(s.Name, "CHURNWATCH_HTTP_") && strings.HasSuffix(s.Name, "_TIMEOUT") {
+			timeouts = append(timeouts, s)
 		}
 	}
+	config.WriteSettings(os.Stdout, timeouts)
 	fmt.Println("  CHURNWATCH_LOG_LEVEL                     debug, info, warn, error (info)")
 	fmt.Println("  CHURNWATCH_SHUTDOWN_GRACE                time open requests get at shutdown (10s)")
 }

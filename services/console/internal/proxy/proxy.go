@@ -28,8 +28,9 @@ type Route struct {
 }
 
 // TokenFunc returns the bearer token of the request's session, or an error
-// when the request is not signed in (the caller answers 401).
-type TokenFunc func(r *http.Request) (string, error)
+// when the request is not signed in (the caller answers 401). It may set a
+// renewed session cookie on w.
+type TokenFunc func(w http.ResponseWriter, r *http.Request) (string, error)
 
 // Handler forwards /rpc/<service>/<method>.
 type Handler struct {
@@ -114,7 +115,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeConnectError(w, http.StatusForbidden, "permission_denied", "request refused: "+reason)
 		return
 	}
-	tok, err := h.token(r)
+	tok, err := h.token(w, r)
 	if err != nil {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnauthorized)

@@ -26,7 +26,7 @@ func TestForwardsWithTokenNotCookies(t *testing.T) {
 	}))
 	defer up.Close()
 	u, _ := url.Parse(up.URL)
-	token := func(r *http.Request) (string, error) {
+	token := func(_ http.ResponseWriter, r *http.Request) (string, error) {
 		if c, err := r.Cookie("churnwatch_session"); err == nil && c.Value == "ok" {
 			return "tok-123", nil
 		}

@@ -144,7 +144,7 @@ func (h *Handlers) serveCallback(w http.ResponseWriter, r *http.Request) {
 		page(w, http.StatusBadGateway, "Sign-in failed", "The identity provider's ID token was refused: "+err.Error()+".", "/login", "Sign in again")
 		return
 	}
-	pr, err := h.start(w, r, tok.AccessToken)
+	pr, err := h.start(w, r, tok.AccessToken, tok.RefreshToken)
 	if err != nil {
 		h.o.Log.WarnContext(r.Context(), "login: access token not accepted by the services' verifier", "err", err)
 		page(w, http.StatusForbidden, "Signed in, but not for churnwatch",
@@ -153,6 +153,13 @@ func (h *Handlers) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	h.o.Log.InfoContext(r.Context(), "signed in", "principal", pr.Subject, "role", string(pr.Role))
 	http.Redirect(w, r, p.Next, http.StatusSeeOther)
+}
+
+// refresh trades a refresh token for new tokens at the IdP.
+func (o *OIDC) refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+	ctx = oidc.ClientContext(ctx, o.client)
+	// An expired token makes the source refresh at once.
+	return o.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)}).Token()
 }
 
 func (o *OIDC) checkIDToken(ctx context.Context, tok *oauth2.Token, nonce string) error {

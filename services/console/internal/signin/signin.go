@@ -8,6 +8,7 @@
 package signin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/churnwatch/churnwatch/services/console/internal/session"
@@ -50,12 +52,28 @@ type Options struct {
 	DevMint Minter
 	// DevTTL is the lifetime of a dev-mode token (default 12h).
 	DevTTL time.Duration
-	Log    *slog.Logger
+	// SessionMax bounds a session the IdP keeps alive with a refresh token
+	// (default 12h): then the user signs in again.
+	SessionMax time.Duration
+	Log        *slog.Logger
 }
 
 // Handlers serve the sign-in routes.
 type Handlers struct {
 	o Options
+
+	// refreshMu serialises refreshes; refreshed remembers each used
+	// refresh token's result for a minute, so that requests the browser
+	// sent with the old cookie while one refresh ran get the same new
+	// tokens instead of spending a rotated refresh token twice.
+	refreshMu sync.Mutex
+	refreshed map[string]refreshed
+}
+
+type refreshed struct {
+	s   stored
+	exp time.Time
+	at  time.Time
 }
 
 // New checks the options.
@@ -72,7 +90,10 @@ func New(o Options) (*Handlers, error) {
 	if o.DevTTL == 0 {
 		o.DevTTL = 12 * time.Hour
 	}
-	return &Handlers{o: o}, nil
+	if o.SessionMax == 0 {
+		o.SessionMax = 12 * time.Hour
+	}
+	return &Handlers{o: o, refreshed: map[string]refreshed{}}, nil
 }
 
 // Register mounts the routes on mux.
@@ -84,36 +105,92 @@ func (h *Handlers) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /dev/login", h.serveDevLogin)
 }
 
+// stored is the session cookie's content: the access token and, when the
+// IdP gave one, the refresh token that renews it.
 type stored struct {
-	Token string `json:"t"`
+	Token   string `json:"t"`
+	Refresh string `json:"r,omitempty"`
+	// Until bounds a refreshed session (unix seconds; SessionMax from sign-in).
+	Until int64 `json:"u,omitempty"`
 }
 
-// Principal returns the signed-in principal and token of a request.
-func (h *Handlers) Principal(r *http.Request) (auth.Principal, string, error) {
+// Principal returns the signed-in principal and token of a request. An
+// expired access token is renewed with the session's refresh token, and
+// the new session cookie set on w.
+func (h *Handlers) Principal(w http.ResponseWriter, r *http.Request) (auth.Principal, string, error) {
 	var s stored
 	if err := h.o.Jar.Get(r, sessionCookie, &s); err != nil {
 		return auth.Principal{}, "", err
 	}
 	p, err := h.o.Verifier.VerifyContext(r.Context(), s.Token)
-	if err != nil {
+	if err == nil {
+		return p, s.Token, nil
+	}
+	if s.Refresh == "" || h.o.OIDC == nil || time.Now().Unix() >= s.Until {
 		return auth.Principal{}, "", fmt.Errorf("%w: %v", session.ErrExpired, err)
 	}
-	return p, s.Token, nil
+	ns, err := h.refresh(r.Context(), s)
+	if err != nil {
+		h.o.Log.InfoContext(r.Context(), "session not renewed: sign in again", "err", err)
+		return auth.Principal{}, "", fmt.Errorf("%w: %v", session.ErrExpired, err)
+	}
+	if p, err = h.store(w, r, ns); err != nil {
+		return auth.Principal{}, "", fmt.Errorf("%w: renewed token: %v", session.ErrExpired, err)
+	}
+	return p, ns.Token, nil
+}
+
+// refresh trades the session's refresh token for new tokens (once per
+// refresh token, see Handlers.refreshed).
+func (h *Handlers) refresh(ctx context.Context, s stored) (stored, error) {
+	h.refreshMu.Lock()
+	defer h.refreshMu.Unlock()
+	now := time.Now()
+	for k, v := range h.refreshed {
+		if now.Sub(v.at) > time.Minute {
+			delete(h.refreshed, k)
+		}
+	}
+	if v, ok := h.refreshed[s.Refresh]; ok {
+		return v.s, nil
+	}
+	tok, err := h.o.OIDC.refresh(ctx, s.Refresh)
+	if err != nil {
+		return stored{}, err
+	}
+	ns := stored{Token: tok.AccessToken, Refresh: cmp.Or(tok.RefreshToken, s.Refresh), Until: s.Until}
+	h.refreshed[s.Refresh] = refreshed{s: ns, at: now}
+	return ns, nil
 }
 
 // Token is the bearer token of the request's session (for the /rpc proxy).
-func (h *Handlers) Token(r *http.Request) (string, error) {
-	_, tok, err := h.Principal(r)
+func (h *Handlers) Token(w http.ResponseWriter, r *http.Request) (string, error) {
+	_, tok, err := h.Principal(w, r)
 	return tok, err
 }
 
-// start stores a verified token as the session and returns its principal.
-func (h *Handlers) start(w http.ResponseWriter, r *http.Request, token string) (auth.Principal, error) {
-	p, err := h.o.Verifier.VerifyContext(r.Context(), token)
+// start stores a verified token (and its refresh token, if any) as a new
+// session and returns its principal.
+func (h *Handlers) start(w http.ResponseWriter, r *http.Request, token, refresh string) (auth.Principal, error) {
+	s := stored{Token: token}
+	if refresh != "" {
+		s.Refresh, s.Until = refresh, time.Now().Add(h.o.SessionMax).Unix()
+	}
+	return h.store(w, r, s)
+}
+
+// store verifies the session's token and sets the cookie: kept until the
+// token expires, or with a refresh token until the session's end.
+func (h *Handlers) store(w http.ResponseWriter, r *http.Request, s stored) (auth.Principal, error) {
+	p, err := h.o.Verifier.VerifyContext(r.Context(), s.Token)
 	if err != nil {
 		return auth.Principal{}, err
 	}
-	if err := h.o.Jar.Set(w, sessionCookie, stored{Token: token}, p.Expires); err != nil {
+	exp := p.Expires
+	if s.Refresh != "" {
+		exp = time.Unix(s.Until, 0)
+	}
+	if err := h.o.Jar.Set(w, sessionCookie, s, exp); err != nil {
 		return auth.Principal{}, err
 	}
 	return p, nil
@@ -130,7 +207,7 @@ type SessionInfo struct {
 
 func (h *Handlers) serveSession(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	p, _, err := h.Principal(r)
+	p, _, err := h.Principal(w, r)
 	if err != nil {
 		if !errors.Is(err, session.ErrMissing) {
 			h.o.Jar.Clear(w, sessionCookie)
@@ -198,7 +275,7 @@ func (h *Handlers) serveDevLogin(w http.ResponseWriter, r *http.Request) {
 		page(w, http.StatusInternalServerError, "Dev sign-in failed", "The dev key could not sign a token: "+err.Error(), "", "")
 		return
 	}
-	if _, err := h.start(w, r, tok); err != nil {
+	if _, err := h.start(w, r, tok, ""); err != nil {
 		h.o.Log.ErrorContext(r.Context(), "dev sign-in: token not accepted", "err", err)
 		page(w, http.StatusInternalServerError, "Dev sign-in failed", "The services' verifier refused the dev token ("+err.Error()+"): is CHURNWATCH_AUTH_PUBLIC_KEYS the dev key's public key?", "", "")
 		return

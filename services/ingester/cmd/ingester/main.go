@@ -84,7 +84,7 @@ Usage:
 
 Environment (default):
   CHURNWATCH_GRPC_ADDR             gRPC listen address (127.0.0.1:7001; 0.0.0.0:7001 in a container)
-  CHURNWATCH_HTTP_ADDR             HTTP listen address: intake, /healthz, /readyz, /metrics (:8001)
+  CHURNWATCH_HTTP_ADDR             HTTP listen address: intake, /healthz, /readyz, /metrics, the gRPC API in Connect / gRPC-Web (:8001)
   CHURNWATCH_KAFKA_BROKERS         comma-separated brokers (127.0.0.1:9092)
   CHURNWATCH_REDIS_ADDR            Redis for eventId dedup: host:port or redis(s):// URL (127.0.0.1:6379)
   CHURNWATCH_REDIS_PASSWORD        Redis password (none)
