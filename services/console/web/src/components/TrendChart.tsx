@@ -19,7 +19,9 @@ export function TrendChart({ trend, label, unit }: { trend: Trend; label: string
   const box = useRef<HTMLDivElement>(null);
   useEffect(() => {
     const el = box.current;
-    if (!el) return;
+    // Without a canvas (no 2D context: a text browser, or the unit tests'
+    // happy-dom) only the caption and the page's table remain.
+    if (!el || !document.createElement("canvas").getContext("2d")) return;
     const width = () => Math.max(280, el.clientWidth);
     const plot = new uPlot(
       {
