@@ -5,9 +5,8 @@
 // value is live only then, the history names both), checked through churnctl.
 import { expect, test } from "@playwright/test";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { accessible, phone, shoot, signIn } from "./helpers";
-import { bankDir, churnctl, consoleUrl } from "./stack";
+import { churnctl, consoleUrl } from "./stack";
 
 const tokenOf = (sub: string, role: string) => churnctl(["token", "mint", "--subject", sub, "--role", role, "--ttl", "10m"]).trim();
 
@@ -30,6 +29,7 @@ test("operations see the month's KPIs equal to GetKpis, and download the same re
   await expect(figures.getByRole("listitem").filter({ hasText: "Churn rate" }).locator(".figure-value")).toHaveText(churn);
   const kpis = page.getByRole("table", { name: new RegExp(`^KPIs of ${month}`) });
   await expect(kpis.getByRole("row", { name: /^Customers not CHURNED at month start/ }).getByRole("cell").first()).toHaveText(String(Number(cur.total?.notChurnedAtStart)));
+  await page.getByText("The charts' numbers as a table").click();
   await expect(page.getByRole("table", { name: "Churn and retention by tier, month by month" }).locator("tbody tr")).toHaveCount(12);
   await expect(page.locator("figure.chart canvas").first()).toBeVisible();
 
@@ -61,16 +61,17 @@ test("four eyes in the browser: ops-1's proposal cannot be approved by ops-1, op
   const live = () => (JSON.parse(churnctl(["thresholds", "show", "--json"])) as { version: number; settings: Record<string, string> });
   const before = live();
   const next = String(Number(before.settings[key]) - 1000);
-  // ops-1 proposes. The back-test is churnctl's, over the simulated bank's
-  // files (until the rules service back-tests a proposal itself, the
-  // browser's own Propose is refused for want of one — see docs/console.md).
-  const proposal = JSON.parse(churnctl(["thresholds", "propose", `${key}=${next}`, "--reason", "earlier MASS warning (e2e)",
-    "--customers", join(bankDir, "customers.ndjson"), "--events", join(bankDir, "events.ndjson"), "--labels", join(bankDir, "labels.ndjson"), "--json"],
-  { token: tokenOf("ops-1", "ops") })) as { id: string };
-  expect(proposal.id).toMatch(/^tp-\d+$/);
-
+  // ops-1 proposes in the browser; the rules service back-tests the change
+  // over its events topic before it answers.
   await signIn(page, "ops-1", "ops");
   await page.getByRole("link", { name: "Thresholds" }).click();
+  await page.getByLabel("Setting").selectOption(key);
+  await page.getByLabel("New value").fill(next);
+  await page.getByLabel("Reason").fill("earlier MASS warning (e2e)");
+  await page.getByRole("button", { name: "Propose" }).click();
+  const made = page.getByRole("status").filter({ hasText: /Proposal tp-\d+ made/ });
+  await expect(made).toBeVisible({ timeout: 60_000 });
+  const proposal = { id: /Proposal (tp-\d+) made/.exec((await made.textContent())!)![1] };
   const card = page.getByRole("article", { name: new RegExp(`Proposal ${proposal.id}:`) });
   await expect(card).toContainText("Waiting for approval");
   await expect(card).toContainText(`${before.settings[key]} → ${next}`);
