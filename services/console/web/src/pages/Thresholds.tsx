@@ -80,7 +80,8 @@ export function Thresholds() {
       {data && (
         <>
           <p>
-            Version <strong>{String(data.set.version)}</strong> is in force, set {formatTime(data.set.updatedAt)}
+            Version <strong>{String(data.set.version)}</strong> is in force
+            {data.set.updatedAt ? `, set ${formatTime(data.set.updatedAt)}` : ""}
             {data.set.updatedBy ? ` by ${data.set.updatedBy}` : ""}{data.set.reason ? `: “${data.set.reason}”` : ""}.
           </p>
           <Values set={data.set} />
