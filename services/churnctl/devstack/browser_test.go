@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/churnwatch/churnwatch/services/churnctl/devstack"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/client"
+	"github.com/churnwatch/churnwatch/services/platform/testkit"
 )
 
 // http1 is a client that speaks HTTP/1.1 only, as a browser's fetch may.
@@ -92,7 +94,7 @@ func seed(t *testing.T, st *devstack.Stack) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	tok, _ := st.Token("core", auth.RoleIngest, "", time.Hour)
-	conn, err := client.Dial(st.Ingester.GRPCAddr(), tok, client.TLS{})
+	conn, err := client.Dial(st.Ingester.GRPCAddr(), tok, st.ClientTLS())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,5 +327,61 @@ func TestConsoleProxiesAsSignedInUser(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("/api/session signed in: %d", resp.StatusCode)
+	}
+}
+
+// TestConsoleOverTLS: with TLS on every service port and mTLS required on
+// them (the production shape), the console serves HTTPS itself, calls the
+// services' HTTPS ports with the CA and a client certificate, and sets a
+// Secure __Host- cookie; a browser-like client on HTTP/2 signs in, lists
+// and subscribes through /rpc.
+func TestConsoleOverTLS(t *testing.T) {
+	pki := testkit.NewPKI(t)
+	st := startStack(t, map[string]string{
+		"CHURNWATCH_TLS_CERT": pki.ServerCert, "CHURNWATCH_TLS_KEY": pki.ServerKey, "CHURNWATCH_TLS_CLIENT_CA": pki.CAFile,
+		"CHURNWATCH_TLS_CA": pki.CAFile, "CHURNWATCH_TLS_CLIENT_CERT": pki.ClientCert, "CHURNWATCH_TLS_CLIENT_KEY": pki.ClientKey,
+	})
+	seed(t, st)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := demo.WaitCaughtUp(ctx, st, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	console := st.ConsoleURL()
+	if !strings.HasPrefix(console, "https://") {
+		t.Fatalf("console URL %s, want https", console)
+	}
+	roots, err := client.TLS{CAFile: pki.CAFile}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: roots, ForceAttemptHTTP2: true}}
+	resp, err := hc.Get(console + "/dev/login?sub=rm-001&role=manager")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Fatalf("console over TLS: %s, HSTS %q", resp.Proto, resp.Header.Get("Strict-Transport-Security"))
+	}
+	u, _ := url.Parse(console)
+	cookies := jar.Cookies(u)
+	if len(cookies) != 1 || cookies[0].Name != "__Host-churnwatch_session" {
+		t.Fatalf("cookies %v, want one __Host-churnwatch_session", cookies)
+	}
+	rm := connectAlerts(hc, console+"/rpc")
+	list, err := rm.list.CallUnary(ctx, connect.NewRequest(&cwv1.ListAlertsRequest{}))
+	if err != nil || len(list.Msg.Alerts) != 1 || list.Msg.Alerts[0].CustomerId != "C1001" {
+		t.Fatalf("ListAlerts through the console to the mTLS alerts port: %v %v", list, err)
+	}
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	stream, err := rm.subscribe.CallServerStream(sctx, connect.NewRequest(&cwv1.SubscribeRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := waitFor(t, recv(t, stream), 10*time.Second, func(*cwv1.AlertUpdate) bool { return true }); u.Alert.CustomerId != "C1001" {
+		t.Fatalf("stream opened with %v", u.Alert.CustomerId)
 	}
 }

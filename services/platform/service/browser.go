@@ -1,7 +1,9 @@
 package service
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -30,7 +32,15 @@ func (b *Base) mountBrowserAPI() error {
 	if err != nil {
 		return fmt.Errorf("browser api: %w", err)
 	}
-	h := longLivedStreams(t)
+	serverStreams := map[string]bool{}
+	for name, info := range b.GRPC.GetServiceInfo() {
+		for _, m := range info.Methods {
+			if m.IsServerStream && !m.IsClientStream {
+				serverStreams["/"+name+"/"+m.Name] = true
+			}
+		}
+	}
+	h := longLivedStreams(t, serverStreams, int64(b.Cfg.Limits.GRPCMaxMessage))
 	for name := range b.GRPC.GetServiceInfo() {
 		b.Mux.Handle("POST /"+name+"/", h)
 	}
@@ -50,13 +60,24 @@ func IsStreamingRPC(r *http.Request) bool {
 // an expired read deadline would cancel the request's context. Unary calls
 // keep the deadlines. The stream's lifetime is bounded by the alerts
 // service itself (token expiry re-checked, slow readers cut off).
-func longLivedStreams(next http.Handler) http.Handler {
+func longLivedStreams(next http.Handler, serverStreams map[string]bool, maxMessage int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if IsStreamingRPC(r) {
 			rc := http.NewResponseController(w)
 			_ = rc.SetReadDeadline(time.Time{})
 			_ = rc.SetWriteDeadline(time.Time{})
-			if ct := r.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/connect+") && identity(r.Header.Get("Connect-Content-Encoding")) {
+			ct := r.Header.Get("Content-Type")
+			if serverStreams[r.URL.Path] && strings.HasPrefix(ct, "application/connect+") && identity(r.Header.Get("Connect-Content-Encoding")) {
+				// The request of a server stream is one message: read it
+				// before answering the head. (A client that sees the head
+				// first may stop sending the body: Go's HTTP/2 transport
+				// does, so the console's proxy would.)
+				body, err := io.ReadAll(io.LimitReader(r.Body, maxMessage+6))
+				if err != nil {
+					http.Error(w, "reading the request: "+err.Error(), http.StatusBadRequest)
+					return
+				}
+				r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 				w = sendHeadNow(w, ct)
 			}
 		}
@@ -76,9 +97,6 @@ func identity(enc string) bool { return enc == "" || enc == "identity" }
 // otherwise have to name the compression).
 func sendHeadNow(w http.ResponseWriter, contentType string) http.ResponseWriter {
 	rc := http.NewResponseController(w)
-	// On HTTP/1.1 the request body would close with the head; vanguard
-	// still reads the request message after it.
-	_ = rc.EnableFullDuplex()
 	w.Header().Set("Content-Type", contentType)
 	w.WriteHeader(http.StatusOK)
 	_ = rc.Flush()
