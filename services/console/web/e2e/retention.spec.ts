@@ -84,6 +84,7 @@ test("four eyes in the browser: ops-1's proposal cannot be approved by ops-1, op
   await shoot(page, "thresholds-desktop", true);
   await page.setViewportSize(phone);
   await accessible(page, "the thresholds page on a phone");
+  await card.getByRole("heading").scrollIntoViewIfNeeded();
   await shoot(page, "thresholds-phone");
   await page.setViewportSize({ width: 1280, height: 800 });
 
