@@ -16,11 +16,11 @@ test("operations see the month's KPIs equal to GetKpis, and download the same re
   const figures = page.getByRole("list", { name: "Headline figures" });
   await expect(figures).toBeVisible();
   const month = new URL(page.url()).searchParams.get("month");
-  expect(month, "the page opens the month event time has reached").toMatch(/^\d{4}-\d{2}$/);
+  expect(month, "the page opens a month").toMatch(/^\d{4}-\d{2}$/);
   // The RPC's own answer, through churnctl with an ops token.
   const ops = tokenOf("ops-1", "ops");
   const rpc = JSON.parse(churnctl(["report", "--month", month!, "--json"], { token: ops })) as {
-    months: { month: string; total?: { churnRate?: number; notChurnedAtStart?: string } }[];
+    months: { month: string; total?: { churnRate?: number; notChurnedAtStart?: string; balances?: { currency: string; heldMinor?: string }[] } }[];
   };
   const cur = rpc.months[rpc.months.length - 1];
   expect(cur.month).toBe(month);
@@ -29,6 +29,12 @@ test("operations see the month's KPIs equal to GetKpis, and download the same re
   await expect(figures.getByRole("listitem").filter({ hasText: "Churn rate" }).locator(".figure-value")).toHaveText(churn);
   const kpis = page.getByRole("table", { name: new RegExp(`^KPIs of ${month}`) });
   await expect(kpis.getByRole("row", { name: /^Customers not CHURNED at month start/ }).getByRole("cell").first()).toHaveText(String(Number(cur.total?.notChurnedAtStart)));
+  // A figure that is not zero in the simulated bank: the balances held.
+  const bal = cur.total?.balances?.[0];
+  expect(bal, "the simulated bank holds balances").toBeTruthy();
+  const held = BigInt(bal!.heldMinor ?? "0");
+  await expect(kpis.getByRole("row", { name: new RegExp(`^Balances held \\(${bal!.currency}\\)`) }).getByRole("cell").first())
+    .toHaveText(`${held / 100n}.${String(held % 100n).padStart(2, "0")} ${bal!.currency}`);
   await page.getByText("The charts' numbers as a table").click();
   await expect(page.getByRole("table", { name: "Churn and retention by tier, month by month" }).locator("tbody tr")).toHaveCount(12);
   await expect(page.locator("figure.chart canvas").first()).toBeVisible();

@@ -27,6 +27,7 @@ export function changeInWords(change: string, figure: string): string {
   if (unit === "pp") unit = "percentage points";
   else if (!unit) unit = /^Alerts/.test(figure) ? "alerts" : /^(Customers|Win-backs)/.test(figure) ? "customers" : "";
   if (Number(amount) === 0) return "no change";
+  if (amount === "1") unit = unit.replace(/^(customers|alerts)$/, (u) => u.slice(0, -1));
   const dir = sign === "-" ? "down" : "up";
   return `${dir} ${amount}${unit ? ` ${unit}` : ""}`;
 }

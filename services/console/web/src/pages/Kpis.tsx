@@ -75,9 +75,12 @@ export function Kpis({ query }: { query: URLSearchParams }) {
     (async () => {
       try {
         if (!month) {
-          // No month chosen: the month event time has reached.
+          // No month chosen: the latest month whose figures are final (closed
+          // by event time), else the month event time has reached.
           const probe = await api.kpis.getKpis({ month: monthOf(new Date()), monthsBack: 1 });
-          if (!gone) set(monthOf(probe.eventTime ? timestampDate(probe.eventTime) : new Date()), branch);
+          const reached = monthOf(probe.eventTime ? timestampDate(probe.eventTime) : new Date());
+          const year = await api.kpis.getKpis({ month: reached, branchId: branch, monthsBack: 12 });
+          if (!gone) set([...year.months].reverse().find((m) => m.closed)?.month ?? reached, branch);
           return;
         }
         const r = await api.kpis.getKpis({ month, branchId: branch, monthsBack: 12 });

@@ -34,6 +34,7 @@ describe("the monthly report", () => {
     expect(changeInWords("+0.58 pp", "Churn rate")).toBe("up 0.58 percentage points");
     expect(changeInWords("-5", "Customers ACTIVE at month end")).toBe("down 5 customers");
     expect(changeInWords("+0", "Alerts raised")).toBe("no change");
+    expect(changeInWords("+1", "Alerts raised")).toBe("up 1 alert");
     expect(changeInWords("-34567.89 EUR", "Balances held (EUR)")).toBe("down 34567.89 EUR");
   });
 
@@ -88,11 +89,13 @@ describe("/kpis", () => {
     await waitFor(() => expect(asked.at(-1)).toMatchObject({ month: "2025-08", branchId: "br-01" }));
   });
 
-  it("without a month, opens the month event time has reached", async () => {
+  it("without a month, opens the latest month closed by event time", async () => {
     const asked = open("/kpis", "branch_head", "bh-01", "br-01");
     await screen.findByRole("list", { name: "Headline figures" });
-    expect(location.search).toBe("?month=2025-09");
-    expect(asked.at(-1)).toMatchObject({ month: "2025-09", monthsBack: 12, branchId: "" });
+    // Event time reached 2025-09; of the months the service answers for it,
+    // 2025-07 is the latest closed one.
+    expect(location.search).toBe("?month=2025-07");
+    expect(asked.map((r) => `${r.month}/${r.monthsBack}`).slice(1)).toEqual(["2025-09/12", "2025-07/12"]);
     // A branch head: KPIs in the nav, no thresholds, no branch choice.
     expect(screen.getByRole("link", { name: "KPIs" })).toBeTruthy();
     expect(screen.queryByRole("link", { name: "Thresholds" })).toBeNull();
