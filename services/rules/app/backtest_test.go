@@ -86,7 +86,14 @@ func TestServerBacktest(t *testing.T) {
 	app := s.start(cfg)
 	ctx := context.Background()
 	b := newBank(28, 13)
-	s.loadCustomers(b, cfg)
+	// The profiles as if accepted at the start of the year (record
+	// timestamps), the events now: a window starting later skips the
+	// profile records and takes the profiles from Redis.
+	profiles := b.profileMsgs()
+	for i := range profiles {
+		profiles[i].Time = yearStart
+	}
+	s.produce(s.topics.Events, profiles...)
 	s.produce(s.topics.Events, b.eventMsgs()...)
 	s.waitCaughtUp(cfg.Group, s.topics.Events, 120*time.Second)
 
@@ -242,6 +249,42 @@ func TestServerBacktest(t *testing.T) {
 	if got := r2.GetProposal().GetBacktest().GetEventsAccepted(); got != lastDay || got == 0 {
 		t.Fatalf("1-day window: %d events, want %d", got, lastDay)
 	}
+	// 90 days: the profile records lie before the window's first offset, so
+	// every customer's profile is the one the rules service holds; the
+	// alerts per rule and tier still equal churnctl's with the profiles
+	// given as files.
+	mid := cfg
+	mid.BacktestDays = 90
+	fourth := s.start(mid)
+	ops4 := cwv1.NewRulesAdminServiceClient(s.dial(fourth.app.GRPCAddr(), "ops-2", auth.RoleOps, ""))
+	r4, err := ops4.ProposeThresholdChange(ctx, &cwv1.ProposeThresholdChangeRequest{ExpectedVersion: 1, Settings: change, Reason: "90 days"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in90 := b.incoming(newest.Add(-90 * 24 * time.Hour))
+	b90, err := backtest.Run(in90, backtest.Options{Thresholds: &live})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a90, err := backtest.Run(in90, backtest.Options{Thresholds: &next})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withEvents := map[string]bool{}
+	for _, r := range in90.Events {
+		withEvents[r.Value.GetCustomerId()] = true
+	}
+	bt4, want4 := r4.GetProposal().GetBacktest(), backtest.Compare(b90, a90)
+	if bt4.GetCustomers() != int64(len(withEvents)) || bt4.GetEventsAccepted() != int64(b90.Counts.Accepted) || len(bt4.GetRules()) != len(want4) ||
+		len(want4) == 0 {
+		t.Fatalf("90-day back-test %v; churnctl %v over %d customers with events", bt4, want4, len(withEvents))
+	}
+	for i, w := range want4 {
+		if !proto.Equal(bt4.GetRules()[i], w) {
+			t.Fatalf("90-day rule line %d: server %v, churnctl %v", i, bt4.GetRules()[i], w)
+		}
+	}
+
 	// A cap below the window's events refuses, naming the settings.
 	capped := cfg
 	capped.BacktestMaxEvents = 10

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -60,11 +61,24 @@ type Backtester struct {
 	// HomeBank and Lateness are the engine's, as live.
 	HomeBank string
 	Lateness time.Duration
+
+	once sync.Once
+	one  chan struct{} // one back-test at a time per instance: memory
 }
 
 // Run back-tests next against live over the window ending at the newest
 // event the service has scored. ctx bounds it (the caller's timeout).
+//
+// One back-test runs at a time on an instance (each holds the window's
+// events); another waits for it within its own ctx.
 func (b *Backtester) Run(ctx context.Context, live, next *engine.Thresholds) (*cwv1.ThresholdBacktest, error) {
+	b.once.Do(func() { b.one = make(chan struct{}, 1) })
+	select {
+	case b.one <- struct{}{}:
+		defer func() { <-b.one }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	clocks, err := b.Store.Clocks(ctx)
 	if err != nil {
 		return nil, err
