@@ -7,7 +7,7 @@ FUZZTIME ?= 30000x
 # make demo keeps the stack and the console running after the summary.
 DEMO_FLAGS ?= --serve --dir .dev
 
-.PHONY: help build demo dev kafka kafka-stop test test-go test-console test-cluster fuzz bench chaos lint proto setup tools clean console
+.PHONY: help build demo dev kafka kafka-stop test test-go test-console console-screenshots test-cluster fuzz bench chaos lint proto setup tools clean console
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,9 @@ test-go:
 
 console: setup ## rebuild the console web app: npm ci, TS clients from proto/ (buf), vite build into services/console/web/dist (committed)
 	cd services/console/web && npm ci --no-audit --no-fund && npm run build
+
+console-screenshots: setup ## re-take the console's screenshots in docs/console/ (the browser tests with UPDATE_SCREENSHOTS=1; commit the PNGs)
+	cd services/console/web && UPDATE_SCREENSHOTS=1 npx playwright test
 
 test-console: setup ## the console's unit tests (vitest) and browser tests (Playwright, headless Debian chromium, against a real churnwatch dev)
 	cd services/console/web && npx vitest run && npx playwright test

@@ -38,6 +38,8 @@ func Routes(c Config) ([]proxy.Route, error) {
 	table := []struct{ service, url string }{
 		{cwv1.AlertService_ServiceDesc.ServiceName, c.AlertsURL},
 		{cwv1.RulesAdminService_ServiceDesc.ServiceName, c.RulesURL},
+		// KpiService is served by the rules service too (docs/kpis.md).
+		{cwv1.KpiService_ServiceDesc.ServiceName, c.RulesURL},
 	}
 	routes := make([]proxy.Route, 0, len(table))
 	for _, t := range table {

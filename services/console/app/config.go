@@ -19,7 +19,7 @@ var Settings = []config.Setting{
 	{Name: "CHURNWATCH_CONSOLE_ADDR", Default: "127.0.0.1:8080", Help: "listen address of the console (browser HTTP; HTTPS with CHURNWATCH_TLS_CERT/_KEY)"},
 	{Name: "CHURNWATCH_CONSOLE_PUBLIC_URL", Default: "", Help: "the URL users open (https://churnwatch.bank.example) when a load balancer terminates TLS; default: the origin of CHURNWATCH_OIDC_REDIRECT_URL"},
 	{Name: "CHURNWATCH_CONSOLE_ALERTS_URL", Default: "http://127.0.0.1:8003", Help: "HTTP base URL of the alerts service (AlertService calls go there)"},
-	{Name: "CHURNWATCH_CONSOLE_RULES_URL", Default: "http://127.0.0.1:8002", Help: "HTTP base URL of the rules service (RulesAdminService calls go there)"},
+	{Name: "CHURNWATCH_CONSOLE_RULES_URL", Default: "http://127.0.0.1:8002", Help: "HTTP base URL of the rules service (RulesAdminService and KpiService calls go there)"},
 	{Name: "CHURNWATCH_CONSOLE_UPSTREAM_CA", Default: "", Help: "PEM CA of the services' certificates (https upstream URLs); default CHURNWATCH_TLS_CA, then the system roots"},
 	{Name: "CHURNWATCH_TLS_CLIENT_CERT, _TLS_CLIENT_KEY", Default: "", Help: "client certificate for services that require mTLS"},
 	{Name: "CHURNWATCH_CONSOLE_SESSION_KEY_FILE", Default: "", Help: "file with 32 random bytes (raw, base64 or hex) sealing session cookies; required unless dev mode (then random per process). Same file on every replica"},

@@ -100,7 +100,8 @@ Usage: console [healthcheck | -h]
 
 Routes: / and the app's pages · GET /api/session · GET /login?next=PATH ·
 GET /auth/callback · POST /logout · GET /dev/login (dev mode only) ·
-POST /rpc/churnwatch.v1.AlertService/* and /rpc/churnwatch.v1.RulesAdminService/* ·
+POST /rpc/churnwatch.v1.AlertService/*, /rpc/churnwatch.v1.RulesAdminService/* and
+/rpc/churnwatch.v1.KpiService/* ·
 GET /healthz /readyz
 
 Environment (default):

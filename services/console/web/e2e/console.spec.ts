@@ -3,33 +3,11 @@
 // do, checked against the same alerts through churnctl.
 import { expect, test } from "@playwright/test";
 import type { Page } from "@playwright/test";
-import AxeBuilder from "@axe-core/playwright";
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { accessible, phone, shoot, signIn } from "./helpers";
 import { DropProxy } from "./dropproxy";
-import { alertsAs, alertsOf, bankDir, churnctl, consoleUrl, getAlert, jsonLines, repoRoot } from "./stack";
-
-const shots = join(repoRoot, "docs", "console");
-mkdirSync(shots, { recursive: true });
-const phone = { width: 390, height: 844 };
-
-async function signIn(page: Page, sub: string, role: string, branch = "", base = consoleUrl()) {
-  const q = new URLSearchParams({ sub, role, ...(branch ? { branch } : {}) });
-  await page.goto(`${base}/dev/login?${q}`);
-  await expect(page).toHaveURL(`${base}/`);
-  await expect(page.getByText(`Signed in as ${sub}`)).toBeVisible();
-}
-
-// No serious or critical accessibility violations on the page as shown.
-async function accessible(page: Page, what: string) {
-  const res = await new AxeBuilder({ page }).analyze();
-  const bad = res.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  expect(bad.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`), `axe on ${what}`).toEqual([]);
-}
-
-async function shoot(page: Page, name: string, fullPage = false) {
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage, animations: "disabled" });
-}
+import { alertsAs, alertsOf, bankDir, churnctl, consoleUrl, getAlert, jsonLines } from "./stack";
 
 const inbox = (page: Page) => page.getByRole("table", { name: "Alerts" });
 const rowIds = async (page: Page) => (await inbox(page).locator("tbody tr").locator(".cust-id").allTextContents()).sort();

@@ -6,6 +6,9 @@ import { roleLabel, timeZoneName } from "./format";
 import { Link, route, useLocation } from "./router";
 import { Inbox } from "./pages/Inbox";
 import { AlertPage } from "./pages/AlertPage";
+import { Kpis } from "./pages/Kpis";
+import { Thresholds } from "./pages/Thresholds";
+import { managesThresholds, seesKpis } from "./api/session";
 
 export function Shell({ api }: { api: Api }) {
   const { path, query } = useLocation();
@@ -18,6 +21,8 @@ export function Shell({ api }: { api: Api }) {
         <span class="brand">churnwatch</span>
         <nav aria-label="Main">
           <Link href="/" aria-current={r.page === "inbox" ? "page" : undefined}>Inbox</Link>
+          {seesKpis(s) && <Link href="/kpis" aria-current={r.page === "kpis" ? "page" : undefined}>KPIs</Link>}
+          {managesThresholds(s) && <Link href="/thresholds" aria-current={r.page === "thresholds" ? "page" : undefined}>Thresholds</Link>}
         </nav>
         <div class="who">
           <span>
@@ -33,6 +38,8 @@ export function Shell({ api }: { api: Api }) {
       <main id="main">
         {r.page === "inbox" && <Inbox query={query} />}
         {r.page === "alert" && <AlertPage key={r.alertId} alertId={r.alertId} />}
+        {r.page === "kpis" && <Kpis query={query} />}
+        {r.page === "thresholds" && <Thresholds />}
         {r.page === "not-found" && (
           <section>
             <h1>Page not found</h1>

@@ -31,10 +31,14 @@ export function useLocation(): { path: string; query: URLSearchParams } {
 export type Route =
   | { page: "inbox" }
   | { page: "alert"; alertId: string }
+  | { page: "kpis" }
+  | { page: "thresholds" }
   | { page: "not-found" };
 
 export function route(path: string): Route {
   if (path === "/" || path === "") return { page: "inbox" };
+  if (path === "/kpis") return { page: "kpis" };
+  if (path === "/thresholds") return { page: "thresholds" };
   const m = /^\/alerts\/([^/]+)$/.exec(path);
   if (m) return { page: "alert", alertId: decodeURIComponent(m[1]) };
   return { page: "not-found" };

@@ -9,11 +9,13 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { AlertService } from "../gen/churnwatch/v1/alert_service_pb";
 import { RulesAdminService } from "../gen/churnwatch/v1/rules_admin_service_pb";
+import { KpiService } from "../gen/churnwatch/v1/kpi_service_pb";
 import type { Session } from "./session";
 
 export interface Api {
   alerts: Client<typeof AlertService>;
   rules: Client<typeof RulesAdminService>;
+  kpis: Client<typeof KpiService>;
   session: Session;
   // signedOut sends the browser to sign in again, back to where it was.
   signedOut: () => void;
@@ -24,7 +26,7 @@ export function browserTransport(): Transport {
 }
 
 export function clients(t: Transport) {
-  return { alerts: createClient(AlertService, t), rules: createClient(RulesAdminService, t) };
+  return { alerts: createClient(AlertService, t), rules: createClient(RulesAdminService, t), kpis: createClient(KpiService, t) };
 }
 
 export const ApiContext = createContext<Api | null>(null);
@@ -47,7 +49,7 @@ export function problem(e: unknown, doing: string): Problem {
     [Code.Unauthenticated]: "You are signed out. Sign in again to continue.",
     [Code.PermissionDenied]: "This is not yours: your role does not allow it.",
     [Code.NotFound]: "It does not exist (any more). Go back to the inbox.",
-    [Code.FailedPrecondition]: "The alert changed meanwhile. Reload the page and try again.",
+    [Code.FailedPrecondition]: "It changed meanwhile. Reload the page and try again.",
     [Code.InvalidArgument]: "Check what you entered and try again.",
     [Code.Unavailable]: "The service cannot be reached right now. Try again in a moment.",
     [Code.DeadlineExceeded]: "The service took too long. Try again in a moment.",

@@ -51,3 +51,15 @@ export function mayReassign(s: Session): boolean {
 export function seesManagers(s: Session): boolean {
   return s.role !== "manager";
 }
+
+// seesKpis mirrors auth.Access for KpiService.GetKpis (branch heads: their
+// branch; ops and admin: the bank); the service enforces it either way.
+export function seesKpis(s: Session): boolean {
+  return s.role === "branch_head" || s.role === "ops" || s.role === "admin";
+}
+
+// managesThresholds mirrors auth.Access for the thresholds RPCs: ops and
+// admin read, propose, approve and reject.
+export function managesThresholds(s: Session): boolean {
+  return s.role === "ops" || s.role === "admin";
+}
