@@ -38,6 +38,7 @@ func Routes(c Config) ([]proxy.Route, error) {
 	table := []struct{ service, url string }{
 		{cwv1.AlertService_ServiceDesc.ServiceName, c.AlertsURL},
 		{cwv1.RulesAdminService_ServiceDesc.ServiceName, c.RulesURL},
+		{cwv1.ShadowService_ServiceDesc.ServiceName, c.RulesURL},
 	}
 	routes := make([]proxy.Route, 0, len(table))
 	for _, t := range table {

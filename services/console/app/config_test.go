@@ -39,7 +39,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 	routes, err := Routes(cfg)
-	if err != nil || len(routes) != 2 || routes[0].Service != "churnwatch.v1.AlertService" || routes[1].Service != "churnwatch.v1.RulesAdminService" {
+	if err != nil || len(routes) != 3 || routes[0].Service != "churnwatch.v1.AlertService" || routes[1].Service != "churnwatch.v1.RulesAdminService" || routes[2].Service != "churnwatch.v1.ShadowService" {
 		t.Fatalf("routes %v %v", routes, err)
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 	"github.com/churnwatch/churnwatch/services/rules/internal/admin"
 	"github.com/churnwatch/churnwatch/services/rules/internal/kpiservice"
+	"github.com/churnwatch/churnwatch/services/rules/internal/shadowservice"
 	"github.com/churnwatch/churnwatch/services/rules/internal/scoring"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
@@ -233,7 +234,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	var eventsBusy status.Busy
+	// Shadow threshold sets (docs/rules.md "Shadow thresholds").
+	shadows := &shadowservice.Registry{Store: a.store, Interval: cfg.ThresholdsPoll, Log: log}
 	consumer := &scoring.Consumer{
+		Shadows: shadows.Running, ShadowStore: a.store,
 		Reader: events,
 		Scorer: &scoring.Scorer{
 			Engine:   engine.New(engine.Config{HomeBank: cfg.Common.HomeBank, Lateness: cfg.AllowedLateness}),
@@ -275,6 +279,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	base.AddWorker("thresholds watcher", a.watcher.Run)
 	base.AddWorker("lag gauge", a.refreshLag)
 
+	cwv1.RegisterShadowServiceServer(base.GRPC, &shadowservice.Server{Store: a.store, Registry: shadows, Log: log})
 	cwv1.RegisterRulesAdminServiceServer(base.GRPC, &admin.Server{Store: a.store, Watcher: a.watcher, Log: log,
 		FourEyes: cfg.ThresholdsFourEyes, ProposalTTL: cfg.ProposalTTL})
 	clocks := func(ctx context.Context) (map[int]int64, error) {

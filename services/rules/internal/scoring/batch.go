@@ -63,6 +63,8 @@ type Output struct {
 	DLQBy   map[string]int
 
 	custs map[string]*customer // the batch's customers, for the cache
+	// shadowSigs are the signals of a shadow run (never produced).
+	shadowSigs []engine.Signal
 }
 
 // Loader is the part of the store a batch reads.
@@ -85,6 +87,9 @@ type Scorer struct {
 
 	stampOnce sync.Once
 	stamps    *stamper
+
+	// shadow: signals are kept as shadowSigs, not made Kafka records.
+	shadow bool
 
 	// beforeApply, if not nil, sees each event before the engine (tests
 	// make it panic, as an engine bug would).
@@ -343,6 +348,7 @@ func newOutput() *Output {
 
 func (o *Output) merge(from *Output) {
 	o.Signals = append(o.Signals, from.Signals...)
+	o.shadowSigs = append(o.shadowSigs, from.shadowSigs...)
 	o.DLQ = append(o.DLQ, from.DLQ...)
 	for k, v := range from.Results {
 		o.Results[k] += v
@@ -681,6 +687,10 @@ func (pr *partitionRun) sweep(m *kafka.Message, src *convert.Record) {
 var source = kafkax.Source("rules")
 
 func (pr *partitionRun) emit(sigs []engine.Signal, m *kafka.Message, src *convert.Record) {
+	if pr.s.shadow {
+		pr.out.shadowSigs = append(pr.out.shadowSigs, sigs...)
+		return
+	}
 	for _, sg := range sigs {
 		rs := convert.Signal(sg, convert.Source{Partition: pr.p, Offset: m.Offset, IngestedAt: src.IngestedAt()})
 		b, err := proto.Marshal(rs)

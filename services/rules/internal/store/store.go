@@ -318,6 +318,8 @@ type Write struct {
 	Profiles map[string]Profile
 	// KPI is each partition's KPI counts and watermark.
 	KPI map[int32]KPIWrite
+	// Shadow is each running shadow set's part (shadow.go).
+	Shadow map[string]ShadowWrite
 }
 
 // Apply writes w in one round trip, atomically (MULTI/EXEC) on one node or
@@ -333,7 +335,7 @@ type Write struct {
 // did not land are applied again and rewrite their entries; a clock that
 // did not move is moved by the next record.
 func (s *Store) Apply(ctx context.Context, w Write) error {
-	if len(w.States) == 0 && len(w.Deadlines) == 0 && len(w.Clocks) == 0 && len(w.KPI) == 0 {
+	if len(w.States) == 0 && len(w.Deadlines) == 0 && len(w.Clocks) == 0 && len(w.KPI) == 0 && len(w.Shadow) == 0 {
 		return nil
 	}
 	var err error
@@ -348,7 +350,7 @@ func (s *Store) Apply(ctx context.Context, w Write) error {
 				break
 			}
 		}
-		for _, queue := range []func(context.Context, redis.Pipeliner, Write){queueDeadlines, queueStates, queueClocks} {
+		for _, queue := range []func(context.Context, redis.Pipeliner, Write){queueDeadlines, queueStates, queueClocks, queueShadows} {
 			if err != nil {
 				break
 			}
@@ -362,6 +364,7 @@ func (s *Store) Apply(ctx context.Context, w Write) error {
 			queueStates(ctx, p, w)
 			queueClocks(ctx, p, w)
 			queueKPI(ctx, p, w)
+			queueShadows(ctx, p, w)
 			return nil
 		})
 	}
