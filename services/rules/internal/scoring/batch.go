@@ -109,6 +109,7 @@ type customer struct {
 	state   *engine.State
 	profile engine.Profile
 	branch  string // of the profile, for the KPIs
+	manager string // of the profile, for shadow alerts
 	stamp   string // of the stored state this one was read from ("" if none or unreadable)
 	dirty   bool
 	// newProfile is a profile record of this batch, to store with the state.
@@ -505,7 +506,7 @@ func (s *Scorer) addCustomers(custs map[string]*customer, ids []string, loaded m
 // customerFrom decodes one loaded customer. A state it cannot read is
 // returned empty, with the error.
 func customerFrom(id string, c store.Customer) (*customer, error) {
-	cu := &customer{id: id, state: &engine.State{}, env: store.Envelope{Partition: -1, Offset: -1}, profile: profileOf(c), branch: c.Profile.Branch}
+	cu := &customer{id: id, state: &engine.State{}, env: store.Envelope{Partition: -1, Offset: -1}, profile: profileOf(c), branch: c.Profile.Branch, manager: c.Profile.Manager}
 	if c.Envelope == nil {
 		return cu, nil
 	}
@@ -650,7 +651,7 @@ func (pr *partitionRun) profile(r *record) {
 	sp := store.Profile{Tier: tier.String(), Manager: p.GetManagerId(), Branch: p.GetBranchId()}
 	before := pr.kpi.snapshot(m, c)
 	c.profile = profileOf(store.Customer{Profile: sp, Known: true})
-	c.branch = sp.Branch
+	c.branch, c.manager = sp.Branch, sp.Manager
 	pr.kpi.move(m, before, c)
 	c.newProfile = &sp
 	c.env.Partition, c.env.Offset = pr.p, m.Offset

@@ -96,7 +96,11 @@ func (c *Consumer) scoreShadow(ctx context.Context, b *Batch, sh Shadow) (store.
 				open = nil // unreadable: start the customer's shadow alert afresh
 			}
 		}
-		a := shadow.Merge(shadowAlerts, id, open, byCust[id])
+		var prof *cwv1.CustomerProfile
+		if cu := o.custs[id]; cu != nil && cu.profile.Known {
+			prof = &cwv1.CustomerProfile{ManagerId: cu.manager, BranchId: cu.branch}
+		}
+		a := shadow.Merge(shadowAlerts, id, prof, open, byCust[id])
 		if a == nil {
 			continue
 		}

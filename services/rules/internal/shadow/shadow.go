@@ -104,11 +104,11 @@ func FromValues(values map[string]string) (engine.Thresholds, error) {
 
 // Merge merges one customer's signals, in the order the engine emitted
 // them, into its shadow alert (nil: none yet) exactly as the back-test
-// does, and returns the alert after them (nil if there were no signals and
+// does (profile: the customer's, nil if unknown), and returns the alert after them (nil if there were no signals and
 // no alert). Shadow alerts are never worked, so an alert stays open and
 // absorbs every later signal, as in a back-test.
-func Merge(al *alerting.Engine, customerID string, open *cwv1.Alert, sigs []*cwv1.RiskSignal) *cwv1.Alert {
-	c := &alerting.Customer{ID: customerID, Open: open}
+func Merge(al *alerting.Engine, customerID string, profile *cwv1.CustomerProfile, open *cwv1.Alert, sigs []*cwv1.RiskSignal) *cwv1.Alert {
+	c := &alerting.Customer{ID: customerID, Profile: profile, Open: open}
 	for _, sg := range sigs {
 		al.Signal(c, sg, sg.GetEventTime().AsTime())
 	}
