@@ -33,8 +33,8 @@ import (
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 	"github.com/churnwatch/churnwatch/services/rules/internal/admin"
 	"github.com/churnwatch/churnwatch/services/rules/internal/kpiservice"
-	"github.com/churnwatch/churnwatch/services/rules/internal/shadowservice"
 	"github.com/churnwatch/churnwatch/services/rules/internal/scoring"
+	"github.com/churnwatch/churnwatch/services/rules/internal/shadowservice"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
 

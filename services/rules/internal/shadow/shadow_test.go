@@ -108,4 +108,3 @@ func TestReportPrecisionAndOnlyThisSet(t *testing.T) {
 		t.Fatalf("outcome not carried: %v", r[0].Alerts[1])
 	}
 }
-
