@@ -161,7 +161,7 @@ type shadowReportSetJSON struct {
 func shadowReport(ctx context.Context, env *Env, args []string) error {
 	fs := NewFlags(env, "shadow report")
 	name := fs.String("name", "", "only this shadow set (the live set is always shown)")
-	asJSON := fs.Bool("json", false, "one JSON object, with every alert")
+	asJSON := fs.Bool("json", false, "a JSON array: one object per set, with every alert")
 	pos, err := Parse(fs, args)
 	if err != nil {
 		return err
