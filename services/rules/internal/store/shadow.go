@@ -242,23 +242,7 @@ type ShadowWrite struct {
 // argument as the live state's holds.
 func queueShadows(ctx context.Context, p redis.Pipeliner, w Write) {
 	for name, sw := range w.Shadow {
-		for part, m := range sw.State.Deadlines {
-			var add []redis.Z
-			var rem []any
-			for id, ms := range m {
-				if ms < 0 {
-					rem = append(rem, id)
-				} else {
-					add = append(add, redis.Z{Score: float64(ms), Member: id})
-				}
-			}
-			if len(add) > 0 {
-				p.ZAdd(ctx, ShadowDueKey(name, part), add...)
-			}
-			if len(rem) > 0 {
-				p.ZRem(ctx, ShadowDueKey(name, part), rem...)
-			}
-		}
+		queueDeadlineIndex(ctx, p, sw.State.Deadlines, func(part int32) string { return ShadowDueKey(name, part) })
 		for id, b := range sw.State.States {
 			if a, ok := sw.Alerts[id]; ok {
 				p.HSet(ctx, CustomerKey(id), ShadowStateField(name), b, ShadowAlertField(name), a)

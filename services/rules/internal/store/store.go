@@ -385,7 +385,13 @@ func queueStates(ctx context.Context, p redis.Pipeliner, w Write) {
 }
 
 func queueDeadlines(ctx context.Context, p redis.Pipeliner, w Write) {
-	for part, m := range w.Deadlines {
+	queueDeadlineIndex(ctx, p, w.Deadlines, DueKey)
+}
+
+// queueDeadlineIndex writes deadline entries into the index key names for
+// each partition (the live one, or a shadow set's).
+func queueDeadlineIndex(ctx context.Context, p redis.Pipeliner, deadlines map[int32]map[string]int64, key func(int32) string) {
+	for part, m := range deadlines {
 		var add []redis.Z
 		var rem []any
 		for id, ms := range m {
@@ -396,10 +402,10 @@ func queueDeadlines(ctx context.Context, p redis.Pipeliner, w Write) {
 			}
 		}
 		if len(add) > 0 {
-			p.ZAdd(ctx, DueKey(part), add...)
+			p.ZAdd(ctx, key(part), add...)
 		}
 		if len(rem) > 0 {
-			p.ZRem(ctx, DueKey(part), rem...)
+			p.ZRem(ctx, key(part), rem...)
 		}
 	}
 }
