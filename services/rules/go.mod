@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/churnwatch/churnwatch/proto/gen/go v0.0.0
+	github.com/churnwatch/churnwatch/services/churnctl v0.0.0
 	github.com/churnwatch/churnwatch/services/platform v0.0.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/segmentio/kafka-go v0.4.51
@@ -24,13 +25,14 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/churnwatch/churnwatch/services/alerts v0.0.0 // indirect
+	github.com/churnwatch/churnwatch/services/ingester v0.0.0 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
-	github.com/kr/text v0.2.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect
@@ -56,12 +58,15 @@ require (
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
-	golang.org/x/time v0.15.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
 )
 
 replace (
 	github.com/churnwatch/churnwatch/proto/gen/go => ../../proto/gen/go
+	github.com/churnwatch/churnwatch/services/alerts => ../alerts
+	github.com/churnwatch/churnwatch/services/churnctl => ../churnctl
+	github.com/churnwatch/churnwatch/services/ingester => ../ingester
 	github.com/churnwatch/churnwatch/services/platform => ../platform
 )

@@ -397,3 +397,49 @@ func compareStrings(a, b string) int {
 	}
 	return 0
 }
+
+// AddProfile records a customer profile the ingester already accepted
+// (the rules service's events topic carries them): not validated again; a
+// later profile of the same customer replaces the earlier one and the
+// customer is counted once.
+func (h *History) AddProfile(p *cwv1.CustomerProfile) {
+	id := h.id(p.GetCustomerId())
+	if _, ok := h.profiles[id]; !ok {
+		h.counts.Customers++
+	}
+	h.profiles[id] = p
+}
+
+// HasProfile reports whether the history holds a profile of the customer.
+func (h *History) HasProfile(id string) bool { _, ok := h.profiles[id]; return ok }
+
+// Customers returns the ids of the customers with events, once each.
+func (h *History) Customers() []string {
+	seen := map[string]bool{}
+	var out []string
+	for i := 0; i < h.events.n; i++ {
+		if id := h.events.at(int32(i)).CustomerID; !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// AddScored records an event the ingester already accepted and the rules
+// service decoded (convert.DecodeRecord): counted as accepted, a repeated
+// event id as a duplicate, as AddEvent does after validation.
+func (h *History) AddScored(ev engine.Event) {
+	h.counts.Events++
+	if _, dup := h.seen[ev.ID]; dup {
+		h.counts.Duplicates++
+		return
+	}
+	h.seen[ev.ID] = struct{}{}
+	h.counts.Accepted++
+	ev.CustomerID, ev.AccountID, ev.Currency, ev.CounterpartyBank = h.id(ev.CustomerID), h.id(ev.AccountID), h.id(ev.Currency), h.id(ev.CounterpartyBank)
+	h.events.add(ev)
+}
+
+// Len is the number of events held.
+func (h *History) Len() int { return h.events.n }

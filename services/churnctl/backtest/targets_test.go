@@ -5,15 +5,21 @@ import (
 	"time"
 
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
+	"github.com/churnwatch/churnwatch/services/rules/engine"
 )
 
 // Detection targets on the simulated bank (docs/detection.md): a change to
 // the engine, the default thresholds or the simulator that costs precision,
 // recall or warning time fails here.
+//
+// The bars are what the defaults reach at 1,000 customers (lowest seed:
+// precision 0.906, lead 35.2 days). Issue 15 asks for precision ≥ 0.95 and
+// a 45-day median lead at 2,000 customers; neither is reached, and
+// docs/detection.md ("Issue 15") has the trade-off measured.
 const (
-	targetPrecision = 0.8
-	targetRecall    = 0.9
-	targetLeadDays  = 30
+	targetPrecision = 0.9
+	targetRecall    = 0.95
+	targetLeadDays  = 35
 )
 
 // targetCustomers keeps the three seeds well under a minute together on a
@@ -22,9 +28,12 @@ const (
 const targetCustomers = 1000
 
 // TestDetectionTargets replays three simulated banks with the SPEC default
-// thresholds and checks precision ≥ 0.8, recall ≥ 0.9 of the detectable
+// thresholds and checks precision ≥ 0.9, recall ≥ 0.95 of the detectable
 // churners (the silent ones show no sign to detect) and a median lead time
-// ≥ 30 days on each.
+// ≥ 35 days on each. It also replays each bank with
+// activity.drop.confirm_days=7 and checks the trade-off docs/detection.md
+// reports: fewer false alerts, the same recall, a lead at most a week
+// shorter.
 func TestDetectionTargets(t *testing.T) {
 	for _, seed := range []int64{1, 2, 3} {
 		start := time.Now()
@@ -56,6 +65,7 @@ func TestDetectionTargets(t *testing.T) {
 		if d.Churners < 100 {
 			t.Fatalf("seed %d: only %d churners: too few to measure", seed, d.Churners)
 		}
+		confirmTradeOff(t, seed, in, labels, d)
 		if d.Precision < targetPrecision || d.RecallDetectable < targetRecall || d.MedianLeadDaysDetectable < targetLeadDays {
 			t.Errorf("seed %d misses the targets: precision %.3f (≥ %.1f), recall of detectable churners %.3f (≥ %.1f), median lead of detectable churners %.1f days (≥ %d)",
 				seed, d.Precision, targetPrecision, d.RecallDetectable, targetRecall, d.MedianLeadDaysDetectable, targetLeadDays)
@@ -66,5 +76,33 @@ func TestDetectionTargets(t *testing.T) {
 				t.Logf("  %-20s customers %4d alerted %4d detected %4d recall %.3f lead %.1f", a.Archetype, a.Customers, a.Alerted, a.Detected, a.Recall, a.MedianLeadDays)
 			}
 		}
+	}
+}
+
+// confirmTradeOff replays in with activity.drop.confirm_days=7 and checks it
+// against def, the defaults' figures: never more false alerts, and fewer
+// where the defaults have at least 10, recall of detectable churners
+// unchanged and the median lead of detectable churners shorter by 0–7 days.
+func confirmTradeOff(t *testing.T, seed int64, in Input, labels []Label, def *Detection) {
+	t.Helper()
+	th := engine.DefaultThresholds()
+	if err := th.Set("activity.drop.confirm_days", "7"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(in, Options{Thresholds: &th})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Score(res.Alerts, labels, res.Start, res.End)
+	t.Logf("seed %d, confirm_days 7: precision %.3f recall of detectable %.3f median lead of detectable %.1f days, %d false alerts (defaults %d)",
+		seed, d.Precision, d.RecallDetectable, d.MedianLeadDaysDetectable, d.FalseAlerts, def.FalseAlerts)
+	if d.FalseAlerts > def.FalseAlerts || def.FalseAlerts >= 10 && d.FalseAlerts >= def.FalseAlerts {
+		t.Errorf("seed %d: confirm_days 7 gives %d false alerts against %d with the defaults", seed, d.FalseAlerts, def.FalseAlerts)
+	}
+	if d.RecallDetectable < def.RecallDetectable {
+		t.Errorf("seed %d: confirm_days 7 lowers the recall of detectable churners to %.3f (defaults %.3f)", seed, d.RecallDetectable, def.RecallDetectable)
+	}
+	if lost := def.MedianLeadDaysDetectable - d.MedianLeadDaysDetectable; lost < 0 || lost > 7 {
+		t.Errorf("seed %d: confirm_days 7 moves the median lead of detectable churners by %.1f days (want a loss of 0–7)", seed, -lost)
 	}
 }

@@ -82,6 +82,11 @@ func addHistoryFlags(fs *flag.FlagSet) *historyFlags {
 	}
 }
 
+// given reports whether any flag naming a history was set.
+func (h *historyFlags) given() bool {
+	return *h.customers != "" || *h.events != "" || *h.mapping != "" || *h.labels != "" || *h.until != "" || *h.data != ""
+}
+
 // replayer is a history read from the files the flags name, ready to be
 // replayed under one or more threshold sets.
 type replayer struct {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -16,16 +15,22 @@ import (
 )
 
 func init() {
-	Register(&Command{Name: "thresholds propose", Args: "RULE.FIELD[.TIER]=VALUE … --reason \"…\" --customers F --events F [--labels F] [--json]",
+	Register(&Command{Name: "thresholds propose", Args: "RULE.FIELD[.TIER]=VALUE … --reason \"…\" [--customers F --events F [--labels F] | --mapping M] [--json]",
 		Summary: "propose a threshold change for a second principal to approve (ops, admin), with its back-test", Run: thresholdsPropose,
-		Help: `The change is back-tested here, before it is sent: the history given by
---customers/--events (or --mapping) is replayed through the same engine as
-churnctl backtest, once with the thresholds in force on the rules service and
-once with the change on top of them. The proposal carries the result — alerts
-added and removed per rule and tier, and with --labels precision and recall
-before and after — for the approver to judge. The rules service stores the
-back-test as sent; it does not replay the history itself. Nothing goes live
-until a second principal approves (churnctl thresholds approve ID).`})
+		Help: `By default the rules service back-tests the change itself before it records
+the proposal: it replays its events topic over the last
+CHURNWATCH_THRESHOLDS_BACKTEST_DAYS (90) days of event time through the same
+engine as churnctl backtest --compare, once with the thresholds in force and
+once with the change, and scores both on the alert outcomes recorded so far
+(RETAINED/CHURNED real, FALSE_ALARM not; docs/rules.md says how they are
+matched). The call waits for it (at most CHURNWATCH_THRESHOLDS_BACKTEST_TIMEOUT,
+2m).
+
+With --customers/--events (or --mapping) the back-test runs here instead, over
+those files (with --labels: precision and recall on the labels), and the
+service stores it as sent. Either way the proposal carries alerts before and
+after per rule and tier for the approver. Nothing goes live until a second
+principal approves (churnctl thresholds approve ID).`})
 	Register(&Command{Name: "thresholds proposals", Args: "[--state pending|approved|rejected|expired|all] [--limit N] [--json]",
 		Summary: "four-eyes threshold proposals, newest first, with their back-test", Run: thresholdsProposals})
 	Register(&Command{Name: "thresholds approve", Args: "PROPOSAL_ID [--reason \"…\"] [--json]",
@@ -66,63 +71,17 @@ func liveThresholds(set *cwv1.ThresholdSet) (*engine.Thresholds, error) {
 	return &th, nil
 }
 
-type ruleTier struct {
-	rule string
-	tier cwv1.Tier
-}
-
-// compareRuns is the back-test a proposal carries: per rule and tier, the
-// alerts carrying the rule under each set and the customers gained or lost.
+// compareRuns is the back-test a proposal carries (backtest.Compare per
+// rule and tier).
 func compareRuns(cur, prop *backtestRun, history string, baseline int64) *cwv1.ThresholdBacktest {
 	res := cur.res
 	bt := &cwv1.ThresholdBacktest{History: history, Customers: int64(res.Counts.Customers - res.Counts.CustomersRejected),
 		EventsAccepted: int64(res.Counts.Accepted), EventsRejected: int64(res.Counts.Rejected), BaselineVersion: baseline,
-		AlertsBefore: int32(len(cur.res.Alerts)), AlertsAfter: int32(len(prop.res.Alerts)), ComputedBy: "churnctl thresholds propose"}
+		AlertsBefore: int32(len(cur.res.Alerts)), AlertsAfter: int32(len(prop.res.Alerts)), ComputedBy: "churnctl thresholds propose",
+		Rules: backtest.Compare(cur.res, prop.res)}
 	if !res.Start.IsZero() {
 		bt.Start, bt.End = timestamppb.New(res.Start), timestamppb.New(res.End)
 	}
-	index := func(alerts []*cwv1.Alert) map[ruleTier]map[string]bool {
-		out := map[ruleTier]map[string]bool{}
-		for _, a := range alerts {
-			for _, id := range alertRuleIDs(a) {
-				k := ruleTier{id, a.GetTier()}
-				if out[k] == nil {
-					out[k] = map[string]bool{}
-				}
-				out[k][a.GetCustomerId()] = true
-			}
-		}
-		return out
-	}
-	before, after := index(cur.res.Alerts), index(prop.res.Alerts)
-	keys := map[ruleTier]bool{}
-	for k := range before {
-		keys[k] = true
-	}
-	for k := range after {
-		keys[k] = true
-	}
-	for k := range keys {
-		d := &cwv1.BacktestRuleDelta{RuleId: k.rule, Tier: k.tier, Before: int32(len(before[k])), After: int32(len(after[k]))}
-		for c := range after[k] {
-			if !before[k][c] {
-				d.Added++
-			}
-		}
-		for c := range before[k] {
-			if !after[k][c] {
-				d.Removed++
-			}
-		}
-		bt.Rules = append(bt.Rules, d)
-	}
-	sort.Slice(bt.Rules, func(i, j int) bool {
-		a, b := bt.Rules[i], bt.Rules[j]
-		if a.GetRuleId() != b.GetRuleId() {
-			return a.GetRuleId() < b.GetRuleId()
-		}
-		return a.GetTier() < b.GetTier()
-	})
 	if cur.det != nil {
 		bt.DetectionBefore, bt.DetectionAfter = detectionProto(cur.det), detectionProto(prop.det)
 	}
@@ -146,9 +105,11 @@ func thresholdsPropose(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	rp, err := hf.load(env)
-	if err != nil {
-		return err
+	var rp *replayer
+	if hf.given() {
+		if rp, err = hf.load(env); err != nil {
+			return err
+		}
 	}
 	c, done, err := rulesClient(env)
 	if err != nil {
@@ -159,34 +120,13 @@ func thresholdsPropose(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return RPCError("rules", err)
 	}
-	live, err := liveThresholds(cur.GetThresholds())
-	if err != nil {
-		return &ExitError{Code: ExitFailure, Err: err}
-	}
-	next := *live
-	for _, kv := range settings {
-		if err := next.Set(kv.GetKey(), kv.GetValue()); err != nil {
-			return Usagef("%s=%s: %v (churnctl thresholds show lists the keys)", kv.GetKey(), kv.GetValue(), err)
+	req := &cwv1.ProposeThresholdChangeRequest{ExpectedVersion: cur.GetThresholds().GetVersion(), Settings: settings, Reason: *reason}
+	if rp != nil {
+		if req.Backtest, err = clientBacktest(rp, cur.GetThresholds(), settings); err != nil {
+			return err
 		}
 	}
-	if err := next.Validate(); err != nil {
-		return Usagef("the change leaves an invalid set: %v", err)
-	}
-	before, err := rp.run(fmt.Sprintf("version %d", live.Version), live)
-	if err != nil {
-		return err
-	}
-	if before.res.Counts.Accepted == 0 {
-		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("the history has no accepted event to back-test on (%s)", rp.described)}
-	}
-	after, err := rp.run("proposed", &next)
-	if err != nil {
-		return err
-	}
-	described := fmt.Sprintf("%s (%d customers, %d events read)", rp.described, before.res.Counts.Customers, before.res.Counts.Events)
-	bt := compareRuns(before, after, described, live.Version)
-	resp, err := c.ProposeThresholdChange(ctx, &cwv1.ProposeThresholdChangeRequest{ExpectedVersion: live.Version, Settings: settings,
-		Reason: *reason, Backtest: bt})
+	resp, err := c.ProposeThresholdChange(ctx, req)
 	if err != nil {
 		return RPCError("rules", err)
 	}
@@ -197,6 +137,37 @@ func thresholdsPropose(ctx context.Context, env *Env, args []string) error {
 	printProposal(env.Stdout, p)
 	fmt.Fprintf(env.Stdout, "\na second principal (an admin, or ops other than you) decides it:\n  churnctl thresholds approve %s   |   churnctl thresholds reject %s --reason \"…\"\n", p.GetId(), p.GetId())
 	return nil
+}
+
+// clientBacktest replays the files rp read with the set in force and with
+// the change on top of it.
+func clientBacktest(rp *replayer, set *cwv1.ThresholdSet, settings []*cwv1.ThresholdSetting) (*cwv1.ThresholdBacktest, error) {
+	live, err := liveThresholds(set)
+	if err != nil {
+		return nil, &ExitError{Code: ExitFailure, Err: err}
+	}
+	next := *live
+	for _, kv := range settings {
+		if err := next.Set(kv.GetKey(), kv.GetValue()); err != nil {
+			return nil, Usagef("%s=%s: %v (churnctl thresholds show lists the keys)", kv.GetKey(), kv.GetValue(), err)
+		}
+	}
+	if err := next.Validate(); err != nil {
+		return nil, Usagef("the change leaves an invalid set: %v", err)
+	}
+	before, err := rp.run(fmt.Sprintf("version %d", live.Version), live)
+	if err != nil {
+		return nil, err
+	}
+	if before.res.Counts.Accepted == 0 {
+		return nil, &ExitError{Code: ExitFailure, Err: fmt.Errorf("the history has no accepted event to back-test on (%s)", rp.described)}
+	}
+	after, err := rp.run("proposed", &next)
+	if err != nil {
+		return nil, err
+	}
+	described := fmt.Sprintf("%s (%d customers, %d events read)", rp.described, before.res.Counts.Customers, before.res.Counts.Events)
+	return compareRuns(before, after, described, live.Version), nil
 }
 
 var proposalStates = map[string]cwv1.ThresholdProposalState{

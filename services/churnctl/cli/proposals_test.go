@@ -1,14 +1,24 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/churnctl/backtest"
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
+	"github.com/churnwatch/churnwatch/services/platform/testkit"
+	rulesapp "github.com/churnwatch/churnwatch/services/rules/app"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 )
 
@@ -38,8 +48,14 @@ func TestThresholdProposalCommands(t *testing.T) {
 	}
 
 	r.as("ops-1", auth.RoleOps)
-	if code, _, _ := r.run("thresholds", "propose", "outflow.large.amount.MASS=2000", "--reason", "x"); code != ExitUsage {
-		t.Fatalf("propose without a history: %d", code)
+	// Without files the rules service back-tests on its events topic, which
+	// holds nothing here: refused, saying what to do.
+	if code, _, errs := r.run("thresholds", "propose", "outflow.large.amount.MASS=2000", "--reason", "x"); code != ExitFailure ||
+		!strings.Contains(errs, "scored no events") || !strings.Contains(errs, "--customers F --events F") {
+		t.Fatalf("propose without a history on an empty service: %d %s", code, errs)
+	}
+	if code, _, _ := r.run("thresholds", "propose", "outflow.large.amount.MASS=2000", "--reason", "x", "--labels", "l.ndjson"); code != ExitUsage {
+		t.Fatalf("propose with --labels but no history: %d", code)
 	}
 	if code, _, _ := r.run(append([]string{"thresholds", "propose", "outflow.large.amount.MASS=2000"}, files...)...); code != ExitUsage {
 		t.Fatalf("propose without a reason: %d", code)
@@ -173,4 +189,67 @@ func equalCounts(a, b map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// TestThresholdsSetUnderFourEyes: with CHURNWATCH_THRESHOLDS_FOUR_EYES=true
+// on the rules service an admin's `thresholds set` becomes a proposal
+// (printed with its id, nothing live); `thresholds propose` without files
+// carries the rules service's back-test over its events topic.
+func TestThresholdsSetUnderFourEyes(t *testing.T) {
+	var brokers []string
+	r := newRulesRigWith(t, func(c *rulesapp.Config) { c.ThresholdsFourEyes = true; brokers = c.Common.KafkaBrokers })
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: testkit.DefaultTopics().Events, Balancer: &kafka.Hash{}}
+	defer w.Close()
+	at := time.Date(2025, 6, 1, 9, 0, 0, 0, time.UTC)
+	var msgs []kafka.Message
+	for i := range 3 {
+		ev := &cwv1.AccountEvent{EventId: fmt.Sprintf("fe-%d", i), CustomerId: "FE1", AccountId: "FE1-01",
+			OccurredAt: timestamppb.New(at.Add(time.Duration(i) * 24 * time.Hour)), Type: cwv1.EventType_EVENT_TYPE_CARD_PAYMENT,
+			AmountMinor: 1500, Currency: "EUR"}
+		b, err := proto.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, kafka.Message{Key: []byte("FE1"), Value: b})
+	}
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	r.as("admin-1", auth.RoleAdmin)
+	// Wait until the rules service has scored them.
+	deadline := time.Now().Add(30 * time.Second)
+	var code int
+	var out, errs string
+	for {
+		code, out, errs = r.run("thresholds", "set", "outflow.large.amount.MASS=700", "--reason", "pilot")
+		if code == 0 || !strings.Contains(errs, "scored no events") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code != 0 || !strings.Contains(out, "proposed as tp-1, needs a second person's approval") || !strings.Contains(out, "rules service") {
+		t.Fatalf("set under four-eyes: %d %s %s", code, out, errs)
+	}
+	if code, out, _ = r.run("thresholds", "show", "--json"); code != 0 || !strings.Contains(out, `"version":1`) ||
+		strings.Contains(out, `"outflow.large.amount.MASS":"700"`) {
+		t.Fatalf("show after a four-eyes set: %s", out)
+	}
+	code, out, errs = r.run("thresholds", "set", "complaints.count=3", "--reason", "fewer", "--json")
+	var p struct {
+		Proposed bool `json:"proposed"`
+		proposalJSONT
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &p) != nil || !p.Proposed || p.ID != "tp-2" || p.State != "PENDING" || p.Backtest == nil ||
+		p.Backtest.EventsAccepted != 3 {
+		t.Fatalf("set --json under four-eyes: %d %s %s", code, out, errs)
+	}
+	r.as("ops-1", auth.RoleOps)
+	code, out, errs = r.run("thresholds", "propose", "salary.stopped.days=40", "--reason", "earlier", "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &p) != nil || p.ID != "tp-3" || p.Backtest == nil || p.Backtest.EventsAccepted != 3 {
+		t.Fatalf("propose without files: %d %s %s", code, out, errs)
+	}
+	// The second person approves: live only now.
+	if code, out, errs = r.run("thresholds", "approve", "tp-1"); code != 0 || !strings.Contains(out, "version 2 (was 1) is live") {
+		t.Fatalf("approve: %d %s %s", code, out, errs)
+	}
 }

@@ -17,8 +17,14 @@ import (
 
 func init() {
 	Register(&Command{Name: "thresholds show", Args: "[--json]", Summary: "the threshold set in force, key by key", Run: thresholdsShow})
-	Register(&Command{Name: "thresholds set", Args: "RULE.FIELD[.TIER]=VALUE … --reason \"…\"",
-		Summary: "change thresholds live directly (admin; refused when CHURNWATCH_THRESHOLDS_FOUR_EYES=true: use thresholds propose); audited", Run: thresholdsSet})
+	Register(&Command{Name: "thresholds set", Args: "RULE.FIELD[.TIER]=VALUE … --reason \"…\" [--json]",
+		Summary: "change thresholds live directly (admin; with CHURNWATCH_THRESHOLDS_FOUR_EYES=true on the rules service it becomes a proposal instead); audited", Run: thresholdsSet,
+		Help: `An admin's change goes live at once as the next version. When the rules
+service runs with CHURNWATCH_THRESHOLDS_FOUR_EYES=true nothing goes live: the
+change becomes a proposal with the server's back-test, and set prints
+"proposed as tp-N, needs a second person's approval" (--json: the proposal,
+with "proposed": true). A second principal then approves it
+(churnctl thresholds approve tp-N).`})
 	Register(&Command{Name: "thresholds history", Args: "[--limit N] [--json]",
 		Summary: "who changed which threshold, when and why: direct changes, and approved proposals with proposer, approver and back-test", Run: thresholdsHistory})
 	Register(&Command{Name: "risk", Args: "CUSTOMER_ID [--json]", Summary: "a customer's stage, score and live signals with explanations", Run: risk})
@@ -116,6 +122,18 @@ func thresholdsSet(ctx context.Context, env *Env, args []string) error {
 		ExpectedVersion: cur.GetThresholds().GetVersion(), Settings: settings, Reason: *reason})
 	if err != nil {
 		return RPCError("rules", err)
+	}
+	if p := resp.GetProposal(); p != nil {
+		if *asJSON {
+			return env.JSON(struct {
+				Proposed bool `json:"proposed"`
+				proposalJSONT
+			}{true, proposalJSON(p)})
+		}
+		fmt.Fprintf(env.Stdout, "proposed as %s, needs a second person's approval (four-eyes is enforced on the rules service)\n\n", p.GetId())
+		printProposal(env.Stdout, p)
+		fmt.Fprintf(env.Stdout, "\na second principal (an admin, or ops other than you) decides it:\n  churnctl thresholds approve %s   |   churnctl thresholds reject %s --reason \"…\"\n", p.GetId(), p.GetId())
+		return nil
 	}
 	if *asJSON {
 		return env.JSON(changeJSON(resp.GetChange()))

@@ -20,13 +20,20 @@ type cliRig struct {
 	vars map[string]string
 }
 
-func newRulesRig(t *testing.T) *cliRig {
+func newRulesRig(t *testing.T) *cliRig { return newRulesRigWith(t, nil) }
+
+// newRulesRigWith starts the rules service with tune applied to its
+// configuration.
+func newRulesRigWith(t *testing.T, tune func(*rulesapp.Config)) *cliRig {
 	t.Helper()
 	r := testkit.Redis(t)
 	k := testkit.Kafka(t)
 	keys := testkit.NewKeys(t)
 	cfg := rulesapp.Defaults()
 	cfg.Common = testkit.Common("rules", keys, k.Brokers, r.Addr)
+	if tune != nil {
+		tune(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := rulesapp.New(ctx, cfg, rulesapp.WithLogOutput(io.Discard))
 	if err != nil {

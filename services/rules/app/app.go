@@ -33,6 +33,7 @@ import (
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 	"github.com/churnwatch/churnwatch/services/rules/internal/admin"
 	"github.com/churnwatch/churnwatch/services/rules/internal/kpiservice"
+	"github.com/churnwatch/churnwatch/services/rules/internal/replay"
 	"github.com/churnwatch/churnwatch/services/rules/internal/scoring"
 	"github.com/churnwatch/churnwatch/services/rules/internal/shadowservice"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
@@ -69,6 +70,13 @@ type Config struct {
 	// ProposalTTL is how long a threshold proposal waits for approval
 	// (CHURNWATCH_THRESHOLDS_PROPOSAL_TTL).
 	ProposalTTL time.Duration
+	// BacktestDays, BacktestMaxEvents and BacktestTimeout bound the server's
+	// back-test of a threshold proposal: days of event time before the
+	// newest event, events held, and time taken
+	// (CHURNWATCH_THRESHOLDS_BACKTEST_DAYS, _MAX_EVENTS, _TIMEOUT).
+	BacktestDays      int
+	BacktestMaxEvents int
+	BacktestTimeout   time.Duration
 	// KPIGroup is the consumer group that keeps the alert facts of the
 	// KPIs from the alerts topic (CHURNWATCH_RULES_KPI_GROUP).
 	KPIGroup string
@@ -85,6 +93,9 @@ var Env = [][2]string{
 	{"CHURNWATCH_LAG_INTERVAL", "5s"},
 	{"CHURNWATCH_THRESHOLDS_FOUR_EYES", "false"},
 	{"CHURNWATCH_THRESHOLDS_PROPOSAL_TTL", "168h"},
+	{"CHURNWATCH_THRESHOLDS_BACKTEST_DAYS", "90"},
+	{"CHURNWATCH_THRESHOLDS_BACKTEST_MAX_EVENTS", "2000000"},
+	{"CHURNWATCH_THRESHOLDS_BACKTEST_TIMEOUT", "2m"},
 	{"CHURNWATCH_RULES_KPI_GROUP", "churnwatch-rules-kpi"},
 }
 
@@ -102,6 +113,9 @@ func LoadConfig(e *config.Env) (Config, error) {
 
 		ThresholdsFourEyes: e.Bool("CHURNWATCH_THRESHOLDS_FOUR_EYES", false),
 		ProposalTTL:        e.Duration("CHURNWATCH_THRESHOLDS_PROPOSAL_TTL", admin.DefaultProposalTTL),
+		BacktestDays:       e.Int("CHURNWATCH_THRESHOLDS_BACKTEST_DAYS", 90),
+		BacktestMaxEvents:  e.Int("CHURNWATCH_THRESHOLDS_BACKTEST_MAX_EVENTS", 2000000),
+		BacktestTimeout:    e.Duration("CHURNWATCH_THRESHOLDS_BACKTEST_TIMEOUT", 2*time.Minute),
 		KPIGroup:           e.String("CHURNWATCH_RULES_KPI_GROUP", "churnwatch-rules-kpi"),
 	}
 	return c, errors.Join(e.Err(), c.Validate())
@@ -143,12 +157,22 @@ func (c Config) Validate() error {
 	if c.ProposalTTL < time.Minute || c.ProposalTTL > 90*24*time.Hour {
 		errs = append(errs, errors.New("CHURNWATCH_THRESHOLDS_PROPOSAL_TTL: want 1m … 2160h (90 days)"))
 	}
+	if c.BacktestDays < 1 || c.BacktestDays > 3660 {
+		errs = append(errs, fmt.Errorf("CHURNWATCH_THRESHOLDS_BACKTEST_DAYS %d: want 1 … 3660 days", c.BacktestDays))
+	}
+	if c.BacktestMaxEvents < 1 {
+		errs = append(errs, errors.New("CHURNWATCH_THRESHOLDS_BACKTEST_MAX_EVENTS: want ≥ 1 (about 200 bytes of memory per event)"))
+	}
+	if c.BacktestTimeout < time.Second || c.BacktestTimeout > time.Hour {
+		errs = append(errs, errors.New("CHURNWATCH_THRESHOLDS_BACKTEST_TIMEOUT: want 1s … 1h"))
+	}
 	return errors.Join(errs...)
 }
 
 type options struct {
 	logOutput  io.Writer
 	afterWrite func() error
+	now        func() time.Time
 }
 
 // Option tunes New.
@@ -156,6 +180,10 @@ type Option func(*options)
 
 // WithLogOutput sends logs to w.
 func WithLogOutput(w io.Writer) Option { return func(o *options) { o.logOutput = w } }
+
+// WithClock makes the admin RPCs read the time from now (proposal
+// creation, expiry and decisions; tests).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // withAfterWrite runs f between the state write and the offset commit of
 // every events batch (tests simulate a crash there).
@@ -196,7 +224,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	base.Log.Info("rules configured", "group", cfg.Group,
 		"allowed_lateness", cfg.AllowedLateness.String(), "batch_size", cfg.BatchSize, "batch_linger", cfg.BatchLinger.String(),
 		"thresholds_poll", cfg.ThresholdsPoll.String(), "thresholds_four_eyes", cfg.ThresholdsFourEyes,
-		"threshold_proposal_ttl", cfg.ProposalTTL.String())
+		"threshold_proposal_ttl", cfg.ProposalTTL.String(),
+		"backtest_days", cfg.BacktestDays, "backtest_max_events", cfg.BacktestMaxEvents, "backtest_timeout", cfg.BacktestTimeout.String())
 
 	metrics, err := scoring.NewMetrics(base.Tel.Meter)
 	if err != nil {
@@ -280,8 +309,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	base.AddWorker("lag gauge", a.refreshLag)
 
 	cwv1.RegisterShadowServiceServer(base.GRPC, &shadowservice.Server{Store: a.store, Registry: shadows, Log: log})
-	cwv1.RegisterRulesAdminServiceServer(base.GRPC, &admin.Server{Store: a.store, Watcher: a.watcher, Log: log,
-		FourEyes: cfg.ThresholdsFourEyes, ProposalTTL: cfg.ProposalTTL})
+	bt := &replay.Backtester{Cluster: brokers, Topic: topics.Events, Store: a.store,
+		Window: time.Duration(cfg.BacktestDays) * 24 * time.Hour, MaxEvents: cfg.BacktestMaxEvents,
+		HomeBank: cfg.Common.HomeBank, Lateness: cfg.AllowedLateness}
+	cwv1.RegisterRulesAdminServiceServer(base.GRPC, &admin.Server{Store: a.store, Watcher: a.watcher, Log: log, Now: o.now,
+		FourEyes: cfg.ThresholdsFourEyes, ProposalTTL: cfg.ProposalTTL, Backtest: bt.Run, BacktestTimeout: cfg.BacktestTimeout})
 	clocks := func(ctx context.Context) (map[int]int64, error) {
 		cl, err := a.store.Clocks(ctx)
 		if err != nil {

@@ -55,8 +55,13 @@ func TestFourEyesThresholds(t *testing.T) {
 		}
 	}
 	// A proposal needs its back-test, run from the version it is made against.
+	// Without one the server back-tests on its events topic, which holds
+	// nothing yet: refused, saying what to do.
+	if _, err := ops1.ProposeThresholdChange(ctx, &cwv1.ProposeThresholdChangeRequest{ExpectedVersion: 1, Settings: change,
+		Reason: "no back-test"}); code(err) != codes.FailedPrecondition || !strings.Contains(status.Convert(err).Message(), "--customers F --events F") {
+		t.Fatalf("proposal without back-test and no events: %v", err)
+	}
 	bad := []*cwv1.ProposeThresholdChangeRequest{
-		{ExpectedVersion: 1, Settings: change, Reason: "no back-test"},
 		{ExpectedVersion: 1, Settings: change, Reason: "old back-test", Backtest: testBacktest(0)},
 		{ExpectedVersion: 1, Settings: change, Reason: "empty back-test", Backtest: &cwv1.ThresholdBacktest{BaselineVersion: 1, History: "x"}},
 		{ExpectedVersion: 1, Settings: change, Backtest: testBacktest(1)},
@@ -169,17 +174,26 @@ func TestFourEyesThresholds(t *testing.T) {
 		t.Fatalf("signal after approval: %v", sg)
 	}
 
-	// Four-eyes enforced: the admin's direct change is refused there, and
-	// the proposal flow still works.
+	// Four-eyes enforced: the admin's direct change becomes a proposal
+	// there, with the server's back-test over the events topic; nothing
+	// goes live.
 	enforced := cwv1.NewRulesAdminServiceClient(s.dial(other.app.GRPCAddr(), "admin-1", auth.RoleAdmin, ""))
 	_, err = enforced.UpdateThresholds(ctx, &cwv1.UpdateThresholdsRequest{ExpectedVersion: 2, Reason: "direct", Settings: change[:0:0]})
-	if code(err) != codes.FailedPrecondition || !strings.Contains(status.Convert(err).Message(), "CHURNWATCH_THRESHOLDS_FOUR_EYES") {
+	if code(err) != codes.InvalidArgument {
+		t.Fatalf("empty direct change under four-eyes: %v", err)
+	}
+	up, err := enforced.UpdateThresholds(ctx, &cwv1.UpdateThresholdsRequest{ExpectedVersion: 2, Reason: "direct",
+		Settings: []*cwv1.ThresholdSetting{{Key: "outflow.large.amount.MASS", Value: "700"}}})
+	if err != nil {
 		t.Fatalf("direct change under four-eyes: %v", err)
 	}
-	_, err = enforced.UpdateThresholds(ctx, &cwv1.UpdateThresholdsRequest{ExpectedVersion: 2, Reason: "direct",
-		Settings: []*cwv1.ThresholdSetting{{Key: "outflow.large.amount.MASS", Value: "700"}}})
-	if code(err) != codes.FailedPrecondition {
-		t.Fatalf("direct change under four-eyes: %v", err)
+	if pr := up.GetProposal(); pr.GetId() == "" || pr.GetState() != cwv1.ThresholdProposalState_THRESHOLD_PROPOSAL_STATE_PENDING ||
+		pr.GetProposer() != "admin-1" || pr.GetBaseVersion() != 2 || up.GetChange() != nil || up.GetThresholds().GetVersion() != 2 ||
+		pr.GetBacktest().GetComputedBy() != "rules service" || pr.GetBacktest().GetEventsAccepted() != 2 || pr.GetBacktest().GetBaselineVersion() != 2 {
+		t.Fatalf("direct change under four-eyes, want a pending proposal with the server's back-test: %v", up)
+	}
+	if cur, err := ops2.GetThresholds(ctx, &cwv1.GetThresholdsRequest{}); err != nil || cur.GetThresholds().GetVersion() != 2 {
+		t.Fatalf("a four-eyes set went live: %v %v", cur, err)
 	}
 	if _, err := enforced.ProposeThresholdChange(ctx, &cwv1.ProposeThresholdChangeRequest{ExpectedVersion: 2, Reason: "via four-eyes",
 		Settings: []*cwv1.ThresholdSetting{{Key: "outflow.large.amount.MASS", Value: "700"}}, Backtest: testBacktest(2)}); err != nil {

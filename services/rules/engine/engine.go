@@ -186,8 +186,9 @@ func (r *run) advanceTo(now int64, out []Signal) []Signal {
 			consider(r.churnDeadline(), ruleChurned)
 		}
 		drop, dropOK := s.dropScan(r.tt, s.dropDay, dayOf(now), s.dropFired, false)
+		dropAt, pending := r.confirmDrop(&drop, &dropOK, dayOf(now))
 		if dropOK {
-			consider(dayStart(drop.day), ruleDrop)
+			consider(dayStart(dropAt), ruleDrop)
 		}
 		if at, ok := r.salaryDeadline(); ok {
 			consider(at, ruleSalary)
@@ -204,10 +205,10 @@ func (r *run) advanceTo(now int64, out []Signal) []Signal {
 			s.stage = StageChurned
 			out = append(out, r.dormancySignal(ruleChurned, best, r.tt.ChurnedDays))
 		case ruleDrop:
-			s.dropDay = drop.day
+			s.dropDay = dropAt
 			s.dropFired = drop.fire
 			if drop.fire {
-				out = append(out, r.dropSignal(drop))
+				out = append(out, r.dropSignal(drop, dropAt))
 			} else {
 				s.endHolding(ruleDrop, best)
 			}
@@ -215,11 +216,64 @@ func (r *run) advanceTo(now int64, out []Signal) []Signal {
 			s.salaryFired = true
 			out = append(out, r.salarySignal(best))
 		default:
-			s.dropDay = max(s.dropDay, dayOf(now))
+			if pending >= 0 {
+				// a drop waiting for confirm_days: evaluate again from
+				// its first day, with whatever events come meanwhile
+				s.dropDay = max(s.dropDay, pending-1)
+			} else {
+				s.dropDay = max(s.dropDay, dayOf(now))
+			}
 			s.clock = now
 			return out
 		}
 	}
+}
+
+// confirmDrop applies activity.drop.confirm_days to the transition dropScan
+// found up to day today. A firing first seen on day x fires on x + wait if
+// the drop still holds on every day up to it (the returned day); if it ends
+// before, that day is a quiet recovery (*drop becomes it: no signal, the
+// rule stays armed); if x + wait is after today, there is no transition yet
+// and pending is x, from which the next call evaluates again. pending is -1
+// otherwise.
+func (r *run) confirmDrop(drop *dropEval, ok *bool, today int32) (at, pending int32) {
+	wait := int32(r.tt.DropConfirmDays)
+	if !*ok || !drop.fire || wait <= 0 {
+		return drop.day, -1
+	}
+	x := drop.day
+	if rec, recovered := r.s.dropScan(r.tt, x, min(x+wait, today), true, false); recovered {
+		*drop = rec
+		return rec.day, -1
+	}
+	if x+wait > today {
+		*ok = false
+		return 0, x
+	}
+	return x + wait, -1
+}
+
+// nextDropFiring is the day activity.drop would next fire if no event came:
+// the first firing, or with confirm_days the first one still holding after
+// the wait (passing through those that end within it). After a few of those
+// it gives up and returns the day the current wait ends, which is early but
+// never late: Advance then finds nothing to fire and computes it again.
+func (r *run) nextDropFiring() (int32, bool) {
+	s, wait := r.s, int32(r.tt.DropConfirmDays)
+	from, fired := s.dropDay, s.dropFired
+	for range 8 {
+		ev, ok := s.dropScan(r.tt, from, math.MaxInt32, fired, true)
+		if !ok || wait <= 0 {
+			return ev.day, ok
+		}
+		rec, recovered := s.dropScan(r.tt, ev.day, ev.day+wait, true, false)
+		if !recovered {
+			return ev.day + wait, true
+		}
+		from, fired = rec.day, false
+	}
+	ev, ok := s.dropScan(r.tt, from, math.MaxInt32, fired, true)
+	return ev.day + wait, ok
 }
 
 // computeNext stores the earliest future absence deadline.
@@ -240,8 +294,8 @@ func (r *run) computeNext() {
 	if at, ok := r.salaryDeadline(); ok {
 		consider(at)
 	}
-	if ev, ok := s.dropScan(r.tt, s.dropDay, math.MaxInt32, s.dropFired, true); ok {
-		consider(dayStart(ev.day))
+	if day, ok := r.nextDropFiring(); ok {
+		consider(dayStart(day))
 	}
 	s.next = next
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -144,6 +145,12 @@ func corpora(t testing.TB) []corpus {
 			steps = append(steps, step{at: ev.Time, ev: ev})
 		}
 		out = append(out, corpus{fmt.Sprintf("synthetic-%d", seed), Config{}, synthProfile, DefaultThresholds(), steps})
+		// the same with activity.drop waiting for what follows a fall
+		th := DefaultThresholds()
+		if err := th.Set("activity.drop.confirm_days", strconv.Itoa(int(4*seed+3))); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, corpus{fmt.Sprintf("synthetic-%d-confirm-%dd", seed, 4*seed+3), Config{}, synthProfile, th, steps})
 	}
 	return out
 }

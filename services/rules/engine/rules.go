@@ -699,8 +699,8 @@ func searchDay(bs []bucket, day int32) int {
 	return i
 }
 
-func (r *run) dropSignal(ev dropEval) Signal {
-	at := dayStart(ev.day)
+func (r *run) dropSignal(ev dropEval, day int32) Signal {
+	at := dayStart(day)
 	ratio := int64(0)
 	if ev.base > 0 {
 		ratio = mulDiv(ev.recent*ev.baseDays, decimalOne, ev.base*30, false)
@@ -710,10 +710,21 @@ func (r *run) dropSignal(ev dropEval) Signal {
 	if r.s.hasActivity {
 		trigger = r.s.lastActivityID
 	}
-	return r.fire(ruleDrop, at, "", Signal{
+	// The default detail is unchanged since before confirm_days; with a
+	// wait it names the day the fall was first seen and the days since.
+	window := "the last 30 days"
+	if day > ev.day {
+		window = "the 30 days to " + toTime(dayStart(ev.day)-1).Format("2 Jan 2006")
+	}
+	detail := fmt.Sprintf("%d customer-initiated transactions in %s against an average of %s per 30 days over the previous %d days (as few has probability %s at the customer's own rate)",
+		ev.recent, window, formatDecimal(avg/1000*1000, 0), ev.baseDays, formatProbability(poissonLowerTail(ev.recent, float64(ev.base)*30/float64(ev.baseDays))))
+	if wait := day - ev.day; wait > 0 {
+		detail += fmt.Sprintf(", and activity has stayed at most %s%% of that average on each of the %d days since (confirm_days %d): not a short break",
+			formatDecimal(int64(r.tt.DropRatio)*100, 0), wait, wait)
+	}
+	sig := Signal{
 		Observed: formatDecimal(ratio, 2), Threshold: r.tt.DropRatio.String(), Unit: "ratio",
-		EventIDs: ids(trigger),
-		Detail: fmt.Sprintf("%d customer-initiated transactions in the last 30 days against an average of %s per 30 days over the previous %d days (as few has probability %s at the customer's own rate).",
-			ev.recent, formatDecimal(avg/1000*1000, 0), ev.baseDays, formatProbability(poissonLowerTail(ev.recent, float64(ev.base)*30/float64(ev.baseDays)))),
-	})
+		EventIDs: ids(trigger), Detail: detail + ".",
+	}
+	return r.fire(ruleDrop, at, "", sig)
 }

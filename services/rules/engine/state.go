@@ -17,7 +17,7 @@ const (
 // the lateness (7 days) older than the clock, so every window they or a day
 // boundary can look at stays inside these.
 const (
-	keepCountDays = dropWindowDays + dropBaselineDays + 10 // activity.drop windows + lateness
+	keepCountDays = dropWindowDays + dropBaselineDays + maxDropConfirmDays + 10 // activity.drop windows + its longest wait + lateness
 	// outflow.drain's baseline, and the daily series GetCustomerRisk charts
 	// (HistoryDays), each plus the lateness.
 	keepBalanceDays = max(drainBaselineDays+drainWindowDays, HistoryDays) + 10

@@ -53,6 +53,11 @@ type TierThresholds struct {
 	DropP              Decimal // activity.drop.p: the Poisson lower tail at or under which the count is unlikely
 	DropMinBaseline    Decimal // activity.drop.min_baseline, transactions per 30 days
 	DropMinHistoryDays int64   // activity.drop.min_history_days
+	// DropConfirmDays is activity.drop.confirm_days: how many days the drop
+	// must still hold (last 30 days ≤ ratio × average) after it is first
+	// seen before it fires; 0 fires at once. A holiday that ends within the
+	// wait raises nothing.
+	DropConfirmDays int64
 
 	LargeAmount    Decimal // outflow.large.amount
 	LargeShare     Decimal // outflow.large.share of the balance before the outflow
@@ -112,6 +117,7 @@ func DefaultThresholds() Thresholds {
 		DropP:                   100,
 		DropMinBaseline:         4 * decimalOne,
 		DropMinHistoryDays:      90,
+		DropConfirmDays:         0,
 		LargeShare:              5000,
 		LargeMinAmount:          1000 * decimalOne,
 		DrainShare:              6000,
@@ -161,6 +167,7 @@ const (
 	drainBaselineDays  = 90
 	dropWindowDays     = 30
 	dropBaselineDays   = 180
+	maxDropConfirmDays = 30
 	drainWindowDays    = 7
 	complaintWindowDay = 30
 )
@@ -172,6 +179,7 @@ var thresholdFields = []thresholdField{
 	{RuleActivityDrop, "p", kindRatio, 1, decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DropP) }, nil},
 	{RuleActivityDrop, "min_baseline", kindPlain, 1, 1000 * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.DropMinBaseline) }, nil},
 	{RuleActivityDrop, "min_history_days", kindDays, dropWindowDays + 1, maxDormancyDays, func(t *TierThresholds) *int64 { return &t.DropMinHistoryDays }, nil},
+	{RuleActivityDrop, "confirm_days", kindDays, 0, maxDropConfirmDays, func(t *TierThresholds) *int64 { return &t.DropConfirmDays }, nil},
 	{RuleOutflowLarge, "amount", kindPlain, 1, maxAmountMajor * decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeAmount) },
 		func(c *CurrencyAmounts) *[numTiers]Decimal { return &c.LargeAmount }},
 	{RuleOutflowLarge, "share", kindRatio, 1, decimalOne, func(t *TierThresholds) *int64 { return (*int64)(&t.LargeShare) }, nil},

@@ -98,6 +98,8 @@ func TestThresholdsSetErrors(t *testing.T) {
 		{"activity.drop.ratio", "0", ErrOutOfRange},
 		{"activity.drop.ratio", "1.01", ErrOutOfRange},
 		{"activity.drop.min_history_days", "30", ErrOutOfRange},
+		{"activity.drop.confirm_days", "31", ErrOutOfRange},
+		{"activity.drop.confirm_days", "-1", ErrOutOfRange},
 		{"outflow.large.amount", "-1", ErrOutOfRange},
 		{"outflow.large.amount", "100000000001", ErrOutOfRange},
 		{"outflow.drain.min_history_days", "91", ErrOutOfRange},

@@ -71,9 +71,8 @@ type Handlers struct {
 }
 
 type refreshed struct {
-	s   stored
-	exp time.Time
-	at  time.Time
+	s  stored
+	at time.Time
 }
 
 // New checks the options.

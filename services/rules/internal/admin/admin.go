@@ -91,9 +91,16 @@ type Server struct {
 	Watcher *Watcher
 	Log     *slog.Logger
 	Now     func() time.Time
-	// FourEyes refuses direct UpdateThresholds: every change is a proposal
-	// a second principal approves (CHURNWATCH_THRESHOLDS_FOUR_EYES).
+	// FourEyes turns a direct UpdateThresholds into a proposal a second
+	// principal approves (CHURNWATCH_THRESHOLDS_FOUR_EYES).
 	FourEyes bool
+	// Backtest runs the server's back-test of a proposed set next against
+	// the set in force live (replay.Backtester.Run); nil: a proposal must
+	// carry its client's back-test.
+	Backtest func(ctx context.Context, live, next *engine.Thresholds) (*cwv1.ThresholdBacktest, error)
+	// BacktestTimeout bounds one server back-test
+	// (CHURNWATCH_THRESHOLDS_BACKTEST_TIMEOUT); 0 = no bound but the call's.
+	BacktestTimeout time.Duration
 	// ProposalTTL is how long a proposal waits for its decision
 	// (CHURNWATCH_THRESHOLDS_PROPOSAL_TTL); 0 = DefaultProposalTTL.
 	ProposalTTL time.Duration
@@ -121,9 +128,15 @@ func (s *Server) GetThresholds(ctx context.Context, _ *cwv1.GetThresholdsRequest
 func (s *Server) UpdateThresholds(ctx context.Context, req *cwv1.UpdateThresholdsRequest) (*cwv1.UpdateThresholdsResponse, error) {
 	p, _ := auth.FromContext(ctx)
 	if s.FourEyes {
-		auth.LogDenied(ctx, s.Log, "permission denied", p, cwv1.RulesAdminService_UpdateThresholds_FullMethodName, "four-eyes enforced", "")
-		return nil, status.Error(codes.FailedPrecondition, "four-eyes is enforced (CHURNWATCH_THRESHOLDS_FOUR_EYES=true): "+
-			"direct changes are off; propose the change (churnctl thresholds propose … --reason …) for a second principal to approve")
+		prop, err := s.propose(ctx, p, req.GetExpectedVersion(), req.GetSettings(), req.GetReason(), nil)
+		if err != nil {
+			return nil, err
+		}
+		cur, err := s.Store.Thresholds(ctx)
+		if err != nil {
+			return nil, s.toStatus(err)
+		}
+		return &cwv1.UpdateThresholdsResponse{Thresholds: setProto(cur), Proposal: prop}, nil
 	}
 	reason, err := checkChange(req.GetReason(), req.GetSettings(), req.GetExpectedVersion())
 	if err != nil {

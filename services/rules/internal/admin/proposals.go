@@ -14,6 +14,7 @@ import (
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
+	"github.com/churnwatch/churnwatch/services/rules/internal/replay"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
 
@@ -36,7 +37,7 @@ const maxBacktestBytes = 64 << 10
 func checkBacktest(bt *cwv1.ThresholdBacktest, expected int64) error {
 	switch {
 	case bt == nil:
-		return fmt.Errorf("%w required: run the change over a history first (churnctl thresholds propose --customers F --events F does)", errBadBacktest)
+		return fmt.Errorf("%w required: this rules service runs none itself; run the change over a history first (churnctl thresholds propose --customers F --events F does)", errBadBacktest)
 	case strings.TrimSpace(bt.GetHistory()) == "":
 		return fmt.Errorf("%w: history is empty: name what was replayed", errBadBacktest)
 	case bt.GetEventsAccepted() <= 0:
@@ -60,31 +61,87 @@ func checkBacktest(bt *cwv1.ThresholdBacktest, expected int64) error {
 }
 
 // ProposeThresholdChange records a pending proposal; nothing goes live.
+// Without a back-test in the request the server runs its own.
 func (s *Server) ProposeThresholdChange(ctx context.Context, req *cwv1.ProposeThresholdChangeRequest) (*cwv1.ProposeThresholdChangeResponse, error) {
 	p, _ := auth.FromContext(ctx)
-	reason, err := checkChange(req.GetReason(), req.GetSettings(), req.GetExpectedVersion())
+	prop, err := s.propose(ctx, p, req.GetExpectedVersion(), req.GetSettings(), req.GetReason(), req.GetBacktest())
 	if err != nil {
 		return nil, err
 	}
-	if err := checkBacktest(req.GetBacktest(), req.GetExpectedVersion()); err != nil {
+	return &cwv1.ProposeThresholdChangeResponse{Proposal: prop}, nil
+}
+
+// propose records a pending proposal by p: with bt as given by the client,
+// or, when bt is nil, with the server's back-test (UpdateThresholds under
+// four-eyes comes here too).
+func (s *Server) propose(ctx context.Context, p auth.Principal, expected int64, change []*cwv1.ThresholdSetting, reason string,
+	bt *cwv1.ThresholdBacktest) (*cwv1.ThresholdProposal, error) {
+	reason, err := checkChange(reason, change, expected)
+	if err != nil {
+		return nil, err
+	}
+	if bt == nil && s.Backtest != nil {
+		if bt, err = s.serverBacktest(ctx, expected, change); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkBacktest(bt, expected); err != nil {
 		return nil, s.toStatus(err)
 	}
-	bt, err := proto.Marshal(req.GetBacktest())
+	raw, err := proto.Marshal(bt)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, "back-test: "+err.Error())
 	}
-	settings := make([]store.Setting, len(req.GetSettings()))
-	for i, kv := range req.GetSettings() {
+	settings := make([]store.Setting, len(change))
+	for i, kv := range change {
 		settings[i] = store.Setting{Key: kv.GetKey(), Value: kv.GetValue()}
 	}
-	prop, err := s.Store.Propose(ctx, req.GetExpectedVersion(), settings, p.Subject, reason, bt, s.now(), s.proposalTTL(),
-		applySettings(req.GetSettings()))
+	prop, err := s.Store.Propose(ctx, expected, settings, p.Subject, reason, raw, s.now(), s.proposalTTL(), applySettings(change))
 	if err != nil {
 		return nil, s.toStatus(err)
 	}
 	s.Log.InfoContext(ctx, "threshold change proposed", "proposal", prop.ID, "base_version", prop.BaseVersion,
-		"proposer", p.Subject, "keys", len(prop.Changes))
-	return &cwv1.ProposeThresholdChangeResponse{Proposal: proposalProto(prop)}, nil
+		"proposer", p.Subject, "keys", len(prop.Changes), "backtest_by", bt.GetComputedBy())
+	return proposalProto(prop), nil
+}
+
+// serverBacktest replays the service's recent events with the set in
+// force (which must be version expected) and with the change on top of it.
+func (s *Server) serverBacktest(ctx context.Context, expected int64, change []*cwv1.ThresholdSetting) (*cwv1.ThresholdBacktest, error) {
+	cur, err := s.Store.Thresholds(ctx)
+	if err != nil {
+		return nil, s.toStatus(err)
+	}
+	if cur.Values.Version != expected {
+		return nil, s.toStatus(fmt.Errorf("%w: current version is %d, expected %d", store.ErrStaleVersion, cur.Values.Version, expected))
+	}
+	live, next := cur.Values, cur.Values
+	if err := applySettings(change)(&next); err != nil {
+		return nil, s.toStatus(err)
+	}
+	if s.BacktestTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.BacktestTimeout)
+		defer cancel()
+	}
+	start := s.now()
+	bt, err := s.Backtest(ctx, &live, &next)
+	switch {
+	case errors.Is(err, replay.ErrNoHistory), errors.Is(err, replay.ErrTooLarge):
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		return nil, status.Errorf(codes.DeadlineExceeded, "the back-test over the events topic did not finish within %s: "+
+			"lower CHURNWATCH_THRESHOLDS_BACKTEST_DAYS, raise CHURNWATCH_THRESHOLDS_BACKTEST_TIMEOUT, or back-test on files (churnctl thresholds propose --customers F --events F)",
+			s.BacktestTimeout)
+	case errors.Is(err, context.Canceled):
+		return nil, status.FromContextError(err).Err()
+	case err != nil:
+		s.Log.WarnContext(ctx, "threshold back-test failed", "err", err)
+		return nil, status.Errorf(codes.Unavailable, "the back-test over the events topic failed (%v): retry, or back-test on files (churnctl thresholds propose --customers F --events F)", err)
+	}
+	s.Log.InfoContext(ctx, "threshold back-test done", "events", bt.GetEventsAccepted(), "customers", bt.GetCustomers(),
+		"alerts_before", bt.GetAlertsBefore(), "alerts_after", bt.GetAlertsAfter(), "took", s.now().Sub(start).String())
+	return bt, nil
 }
 
 // ListThresholdProposals lists proposals, newest first.

@@ -11,10 +11,12 @@ import (
 )
 
 // AlertFact is what the KPIs keep of one alert: its latest version's
-// lifecycle timestamps (unix seconds, 0 = not yet), audience and rules. No
-// customer id or name: the figures need none.
+// lifecycle timestamps (unix seconds, 0 = not yet), audience and rules,
+// and the customer id (no name): the figures need no customer, the
+// threshold back-test matches outcomes to its alerts by it.
 type AlertFact struct {
 	ID           string   `json:"id"`
+	Customer     string   `json:"cu,omitempty"`
 	Version      int64    `json:"v"`
 	Tier         string   `json:"t"` // HIGH_NET_WORTH …
 	Branch       string   `json:"b,omitempty"`
@@ -42,7 +44,7 @@ func FactOf(u *cwv1.AlertUpdate) (AlertFact, error) {
 	case a.GetCreatedAt() == nil:
 		return AlertFact{}, fmt.Errorf("%w: alert without created_at", ErrAlertFact)
 	}
-	f := AlertFact{ID: a.GetAlertId(), Version: a.GetVersion(), Tier: TierName(a.GetTier()), Branch: a.GetBranchId(),
+	f := AlertFact{ID: a.GetAlertId(), Customer: a.GetCustomerId(), Version: a.GetVersion(), Tier: TierName(a.GetTier()), Branch: a.GetBranchId(),
 		Manager: a.GetManagerId(), Created: a.GetCreatedAt().GetSeconds(), AckDue: a.GetAckDueAt().GetSeconds(),
 		Acknowledged: a.GetAcknowledgedAt().GetSeconds(), Escalated: a.GetEscalatedAt().GetSeconds(),
 		Resolved: a.GetResolvedAt().GetSeconds()}

@@ -163,9 +163,13 @@ func (x *UpdateThresholdsRequest) GetReason() string {
 }
 
 type UpdateThresholdsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Thresholds    *ThresholdSet          `protobuf:"bytes,1,opt,name=thresholds,proto3" json:"thresholds,omitempty"`
-	Change        *ThresholdChange       `protobuf:"bytes,2,opt,name=change,proto3" json:"change,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The set in force and the change applied; with four-eyes enforced the
+	// set in force unchanged and no change.
+	Thresholds *ThresholdSet    `protobuf:"bytes,1,opt,name=thresholds,proto3" json:"thresholds,omitempty"`
+	Change     *ThresholdChange `protobuf:"bytes,2,opt,name=change,proto3" json:"change,omitempty"`
+	// With four-eyes enforced: the pending proposal the change became.
+	Proposal      *ThresholdProposal `protobuf:"bytes,3,opt,name=proposal,proto3" json:"proposal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -210,6 +214,13 @@ func (x *UpdateThresholdsResponse) GetThresholds() *ThresholdSet {
 func (x *UpdateThresholdsResponse) GetChange() *ThresholdChange {
 	if x != nil {
 		return x.Change
+	}
+	return nil
+}
+
+func (x *UpdateThresholdsResponse) GetProposal() *ThresholdProposal {
+	if x != nil {
+		return x.Proposal
 	}
 	return nil
 }
@@ -308,9 +319,10 @@ type ProposeThresholdChangeRequest struct {
 	ExpectedVersion int64                  `protobuf:"varint,1,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
 	Settings        []*ThresholdSetting    `protobuf:"bytes,2,rep,name=settings,proto3" json:"settings,omitempty"`
 	Reason          string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	Backtest        *ThresholdBacktest     `protobuf:"bytes,4,opt,name=backtest,proto3" json:"backtest,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The client's back-test; absent: the rules service runs its own.
+	Backtest      *ThresholdBacktest `protobuf:"bytes,4,opt,name=backtest,proto3" json:"backtest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ProposeThresholdChangeRequest) Reset() {
@@ -997,12 +1009,13 @@ const file_churnwatch_v1_rules_admin_service_proto_rawDesc = "" +
 	"\x17UpdateThresholdsRequest\x12)\n" +
 	"\x10expected_version\x18\x01 \x01(\x03R\x0fexpectedVersion\x12;\n" +
 	"\bsettings\x18\x02 \x03(\v2\x1f.churnwatch.v1.ThresholdSettingR\bsettings\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x8f\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xcd\x01\n" +
 	"\x18UpdateThresholdsResponse\x12;\n" +
 	"\n" +
 	"thresholds\x18\x01 \x01(\v2\x1b.churnwatch.v1.ThresholdSetR\n" +
 	"thresholds\x126\n" +
-	"\x06change\x18\x02 \x01(\v2\x1e.churnwatch.v1.ThresholdChangeR\x06change\"3\n" +
+	"\x06change\x18\x02 \x01(\v2\x1e.churnwatch.v1.ThresholdChangeR\x06change\x12<\n" +
+	"\bproposal\x18\x03 \x01(\v2 .churnwatch.v1.ThresholdProposalR\bproposal\"3\n" +
 	"\x1bListThresholdChangesRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"X\n" +
 	"\x1cListThresholdChangesResponse\x128\n" +
@@ -1105,8 +1118,8 @@ var file_churnwatch_v1_rules_admin_service_proto_goTypes = []any{
 	(*ThresholdSet)(nil),                   // 17: churnwatch.v1.ThresholdSet
 	(*ThresholdSetting)(nil),               // 18: churnwatch.v1.ThresholdSetting
 	(*ThresholdChange)(nil),                // 19: churnwatch.v1.ThresholdChange
-	(*ThresholdBacktest)(nil),              // 20: churnwatch.v1.ThresholdBacktest
-	(*ThresholdProposal)(nil),              // 21: churnwatch.v1.ThresholdProposal
+	(*ThresholdProposal)(nil),              // 20: churnwatch.v1.ThresholdProposal
+	(*ThresholdBacktest)(nil),              // 21: churnwatch.v1.ThresholdBacktest
 	(ThresholdProposalState)(0),            // 22: churnwatch.v1.ThresholdProposalState
 	(Tier)(0),                              // 23: churnwatch.v1.Tier
 	(Stage)(0),                             // 24: churnwatch.v1.Stage
@@ -1119,44 +1132,45 @@ var file_churnwatch_v1_rules_admin_service_proto_depIdxs = []int32{
 	18, // 1: churnwatch.v1.UpdateThresholdsRequest.settings:type_name -> churnwatch.v1.ThresholdSetting
 	17, // 2: churnwatch.v1.UpdateThresholdsResponse.thresholds:type_name -> churnwatch.v1.ThresholdSet
 	19, // 3: churnwatch.v1.UpdateThresholdsResponse.change:type_name -> churnwatch.v1.ThresholdChange
-	19, // 4: churnwatch.v1.ListThresholdChangesResponse.changes:type_name -> churnwatch.v1.ThresholdChange
-	18, // 5: churnwatch.v1.ProposeThresholdChangeRequest.settings:type_name -> churnwatch.v1.ThresholdSetting
-	20, // 6: churnwatch.v1.ProposeThresholdChangeRequest.backtest:type_name -> churnwatch.v1.ThresholdBacktest
-	21, // 7: churnwatch.v1.ProposeThresholdChangeResponse.proposal:type_name -> churnwatch.v1.ThresholdProposal
-	22, // 8: churnwatch.v1.ListThresholdProposalsRequest.state:type_name -> churnwatch.v1.ThresholdProposalState
-	21, // 9: churnwatch.v1.ListThresholdProposalsResponse.proposals:type_name -> churnwatch.v1.ThresholdProposal
-	17, // 10: churnwatch.v1.ApproveThresholdChangeResponse.thresholds:type_name -> churnwatch.v1.ThresholdSet
-	19, // 11: churnwatch.v1.ApproveThresholdChangeResponse.change:type_name -> churnwatch.v1.ThresholdChange
-	21, // 12: churnwatch.v1.ApproveThresholdChangeResponse.proposal:type_name -> churnwatch.v1.ThresholdProposal
-	21, // 13: churnwatch.v1.RejectThresholdChangeResponse.proposal:type_name -> churnwatch.v1.ThresholdProposal
-	23, // 14: churnwatch.v1.GetCustomerRiskResponse.tier:type_name -> churnwatch.v1.Tier
-	24, // 15: churnwatch.v1.GetCustomerRiskResponse.stage:type_name -> churnwatch.v1.Stage
-	25, // 16: churnwatch.v1.GetCustomerRiskResponse.severity:type_name -> churnwatch.v1.Severity
-	26, // 17: churnwatch.v1.GetCustomerRiskResponse.live_signals:type_name -> churnwatch.v1.RiskSignal
-	27, // 18: churnwatch.v1.GetCustomerRiskResponse.last_activity:type_name -> google.protobuf.Timestamp
-	27, // 19: churnwatch.v1.GetCustomerRiskResponse.partition_clock:type_name -> google.protobuf.Timestamp
-	16, // 20: churnwatch.v1.GetCustomerRiskResponse.daily:type_name -> churnwatch.v1.CustomerDay
-	0,  // 21: churnwatch.v1.RulesAdminService.GetThresholds:input_type -> churnwatch.v1.GetThresholdsRequest
-	2,  // 22: churnwatch.v1.RulesAdminService.UpdateThresholds:input_type -> churnwatch.v1.UpdateThresholdsRequest
-	4,  // 23: churnwatch.v1.RulesAdminService.ListThresholdChanges:input_type -> churnwatch.v1.ListThresholdChangesRequest
-	6,  // 24: churnwatch.v1.RulesAdminService.ProposeThresholdChange:input_type -> churnwatch.v1.ProposeThresholdChangeRequest
-	8,  // 25: churnwatch.v1.RulesAdminService.ListThresholdProposals:input_type -> churnwatch.v1.ListThresholdProposalsRequest
-	10, // 26: churnwatch.v1.RulesAdminService.ApproveThresholdChange:input_type -> churnwatch.v1.ApproveThresholdChangeRequest
-	12, // 27: churnwatch.v1.RulesAdminService.RejectThresholdChange:input_type -> churnwatch.v1.RejectThresholdChangeRequest
-	14, // 28: churnwatch.v1.RulesAdminService.GetCustomerRisk:input_type -> churnwatch.v1.GetCustomerRiskRequest
-	1,  // 29: churnwatch.v1.RulesAdminService.GetThresholds:output_type -> churnwatch.v1.GetThresholdsResponse
-	3,  // 30: churnwatch.v1.RulesAdminService.UpdateThresholds:output_type -> churnwatch.v1.UpdateThresholdsResponse
-	5,  // 31: churnwatch.v1.RulesAdminService.ListThresholdChanges:output_type -> churnwatch.v1.ListThresholdChangesResponse
-	7,  // 32: churnwatch.v1.RulesAdminService.ProposeThresholdChange:output_type -> churnwatch.v1.ProposeThresholdChangeResponse
-	9,  // 33: churnwatch.v1.RulesAdminService.ListThresholdProposals:output_type -> churnwatch.v1.ListThresholdProposalsResponse
-	11, // 34: churnwatch.v1.RulesAdminService.ApproveThresholdChange:output_type -> churnwatch.v1.ApproveThresholdChangeResponse
-	13, // 35: churnwatch.v1.RulesAdminService.RejectThresholdChange:output_type -> churnwatch.v1.RejectThresholdChangeResponse
-	15, // 36: churnwatch.v1.RulesAdminService.GetCustomerRisk:output_type -> churnwatch.v1.GetCustomerRiskResponse
-	29, // [29:37] is the sub-list for method output_type
-	21, // [21:29] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	20, // 4: churnwatch.v1.UpdateThresholdsResponse.proposal:type_name -> churnwatch.v1.ThresholdProposal
+	19, // 5: churnwatch.v1.ListThresholdChangesResponse.changes:type_name -> churnwatch.v1.ThresholdChange
+	18, // 6: churnwatch.v1.ProposeThresholdChangeRequest.settings:type_name -> churnwatch.v1.ThresholdSetting
+	21, // 7: churnwatch.v1.ProposeThresholdChangeRequest.backtest:type_name -> churnwatch.v1.ThresholdBacktest
+	20, // 8: churnwatch.v1.ProposeThresholdChangeResponse.proposal:type_name -> churnwatch.v1.ThresholdProposal
+	22, // 9: churnwatch.v1.ListThresholdProposalsRequest.state:type_name -> churnwatch.v1.ThresholdProposalState
+	20, // 10: churnwatch.v1.ListThresholdProposalsResponse.proposals:type_name -> churnwatch.v1.ThresholdProposal
+	17, // 11: churnwatch.v1.ApproveThresholdChangeResponse.thresholds:type_name -> churnwatch.v1.ThresholdSet
+	19, // 12: churnwatch.v1.ApproveThresholdChangeResponse.change:type_name -> churnwatch.v1.ThresholdChange
+	20, // 13: churnwatch.v1.ApproveThresholdChangeResponse.proposal:type_name -> churnwatch.v1.ThresholdProposal
+	20, // 14: churnwatch.v1.RejectThresholdChangeResponse.proposal:type_name -> churnwatch.v1.ThresholdProposal
+	23, // 15: churnwatch.v1.GetCustomerRiskResponse.tier:type_name -> churnwatch.v1.Tier
+	24, // 16: churnwatch.v1.GetCustomerRiskResponse.stage:type_name -> churnwatch.v1.Stage
+	25, // 17: churnwatch.v1.GetCustomerRiskResponse.severity:type_name -> churnwatch.v1.Severity
+	26, // 18: churnwatch.v1.GetCustomerRiskResponse.live_signals:type_name -> churnwatch.v1.RiskSignal
+	27, // 19: churnwatch.v1.GetCustomerRiskResponse.last_activity:type_name -> google.protobuf.Timestamp
+	27, // 20: churnwatch.v1.GetCustomerRiskResponse.partition_clock:type_name -> google.protobuf.Timestamp
+	16, // 21: churnwatch.v1.GetCustomerRiskResponse.daily:type_name -> churnwatch.v1.CustomerDay
+	0,  // 22: churnwatch.v1.RulesAdminService.GetThresholds:input_type -> churnwatch.v1.GetThresholdsRequest
+	2,  // 23: churnwatch.v1.RulesAdminService.UpdateThresholds:input_type -> churnwatch.v1.UpdateThresholdsRequest
+	4,  // 24: churnwatch.v1.RulesAdminService.ListThresholdChanges:input_type -> churnwatch.v1.ListThresholdChangesRequest
+	6,  // 25: churnwatch.v1.RulesAdminService.ProposeThresholdChange:input_type -> churnwatch.v1.ProposeThresholdChangeRequest
+	8,  // 26: churnwatch.v1.RulesAdminService.ListThresholdProposals:input_type -> churnwatch.v1.ListThresholdProposalsRequest
+	10, // 27: churnwatch.v1.RulesAdminService.ApproveThresholdChange:input_type -> churnwatch.v1.ApproveThresholdChangeRequest
+	12, // 28: churnwatch.v1.RulesAdminService.RejectThresholdChange:input_type -> churnwatch.v1.RejectThresholdChangeRequest
+	14, // 29: churnwatch.v1.RulesAdminService.GetCustomerRisk:input_type -> churnwatch.v1.GetCustomerRiskRequest
+	1,  // 30: churnwatch.v1.RulesAdminService.GetThresholds:output_type -> churnwatch.v1.GetThresholdsResponse
+	3,  // 31: churnwatch.v1.RulesAdminService.UpdateThresholds:output_type -> churnwatch.v1.UpdateThresholdsResponse
+	5,  // 32: churnwatch.v1.RulesAdminService.ListThresholdChanges:output_type -> churnwatch.v1.ListThresholdChangesResponse
+	7,  // 33: churnwatch.v1.RulesAdminService.ProposeThresholdChange:output_type -> churnwatch.v1.ProposeThresholdChangeResponse
+	9,  // 34: churnwatch.v1.RulesAdminService.ListThresholdProposals:output_type -> churnwatch.v1.ListThresholdProposalsResponse
+	11, // 35: churnwatch.v1.RulesAdminService.ApproveThresholdChange:output_type -> churnwatch.v1.ApproveThresholdChangeResponse
+	13, // 36: churnwatch.v1.RulesAdminService.RejectThresholdChange:output_type -> churnwatch.v1.RejectThresholdChangeResponse
+	15, // 37: churnwatch.v1.RulesAdminService.GetCustomerRisk:output_type -> churnwatch.v1.GetCustomerRiskResponse
+	30, // [30:38] is the sub-list for method output_type
+	22, // [22:30] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_churnwatch_v1_rules_admin_service_proto_init() }

@@ -37,12 +37,16 @@ const (
 type RulesAdminServiceClient interface {
 	GetThresholds(ctx context.Context, in *GetThresholdsRequest, opts ...grpc.CallOption) (*GetThresholdsResponse, error)
 	// UpdateThresholds applies changes on top of expected_version (optimistic
-	// concurrency); admin only, and refused when four-eyes is enforced
-	// (CHURNWATCH_THRESHOLDS_FOUR_EYES=true).
+	// concurrency); admin only. When four-eyes is enforced
+	// (CHURNWATCH_THRESHOLDS_FOUR_EYES=true) nothing is applied: the change
+	// becomes a proposal (with the server's back-test), returned in
+	// proposal, for a second principal to approve.
 	UpdateThresholds(ctx context.Context, in *UpdateThresholdsRequest, opts ...grpc.CallOption) (*UpdateThresholdsResponse, error)
 	ListThresholdChanges(ctx context.Context, in *ListThresholdChangesRequest, opts ...grpc.CallOption) (*ListThresholdChangesResponse, error)
 	// ProposeThresholdChange records a four-eyes proposal made against
 	// expected_version, with a reason and its back-test; nothing goes live.
+	// Without a back-test in the request the rules service runs one over its
+	// events topic (docs/rules.md) before it answers.
 	ProposeThresholdChange(ctx context.Context, in *ProposeThresholdChangeRequest, opts ...grpc.CallOption) (*ProposeThresholdChangeResponse, error)
 	// ListThresholdProposals lists proposals, newest first.
 	ListThresholdProposals(ctx context.Context, in *ListThresholdProposalsRequest, opts ...grpc.CallOption) (*ListThresholdProposalsResponse, error)
@@ -152,12 +156,16 @@ func (c *rulesAdminServiceClient) GetCustomerRisk(ctx context.Context, in *GetCu
 type RulesAdminServiceServer interface {
 	GetThresholds(context.Context, *GetThresholdsRequest) (*GetThresholdsResponse, error)
 	// UpdateThresholds applies changes on top of expected_version (optimistic
-	// concurrency); admin only, and refused when four-eyes is enforced
-	// (CHURNWATCH_THRESHOLDS_FOUR_EYES=true).
+	// concurrency); admin only. When four-eyes is enforced
+	// (CHURNWATCH_THRESHOLDS_FOUR_EYES=true) nothing is applied: the change
+	// becomes a proposal (with the server's back-test), returned in
+	// proposal, for a second principal to approve.
 	UpdateThresholds(context.Context, *UpdateThresholdsRequest) (*UpdateThresholdsResponse, error)
 	ListThresholdChanges(context.Context, *ListThresholdChangesRequest) (*ListThresholdChangesResponse, error)
 	// ProposeThresholdChange records a four-eyes proposal made against
 	// expected_version, with a reason and its back-test; nothing goes live.
+	// Without a back-test in the request the rules service runs one over its
+	// events topic (docs/rules.md) before it answers.
 	ProposeThresholdChange(context.Context, *ProposeThresholdChangeRequest) (*ProposeThresholdChangeResponse, error)
 	// ListThresholdProposals lists proposals, newest first.
 	ListThresholdProposals(context.Context, *ListThresholdProposalsRequest) (*ListThresholdProposalsResponse, error)

@@ -464,13 +464,14 @@ func (x *ThresholdChange) GetBacktest() *ThresholdBacktest {
 	return nil
 }
 
-// ThresholdBacktest is the offline back-test a proposal carries: the same
-// engine as `churnctl backtest --compare`, run by the proposer's client
-// over a stated history, once with the thresholds in force at
-// baseline_version and once with the proposed change on top of them. The
-// rules service stores it as given (it checks that it is complete and
-// that baseline_version is the version the proposal is made against); it
-// does not replay the history itself.
+// ThresholdBacktest is the back-test a proposal carries: the same engine
+// as `churnctl backtest --compare`, run once with the thresholds in force
+// at baseline_version and once with the proposed change on top of them.
+// Either the rules service ran it over its events topic (the default,
+// computed_by "rules service") or the proposer's client ran it over files
+// it names (churnctl thresholds propose --customers/--events); the service
+// stores a client's as given after checking it is complete and run from
+// the version the proposal is made against.
 type ThresholdBacktest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What was replayed, as the proposer named it: files, their sizes, and
@@ -491,8 +492,9 @@ type ThresholdBacktest struct {
 	// Per rule and tier: alerts carrying the rule before and after, and the
 	// customers whose alert gains the rule (added) or loses it (removed).
 	Rules []*BacktestRuleDelta `protobuf:"bytes,10,rep,name=rules,proto3" json:"rules,omitempty"`
-	// With outcome labels (churnctl backtest --labels): precision and recall
-	// before and after; absent without labels.
+	// Precision and recall before and after: on the alert outcomes recorded
+	// so far (server back-test) or on outcome labels (churnctl --labels);
+	// absent without either.
 	DetectionBefore *BacktestDetection `protobuf:"bytes,11,opt,name=detection_before,json=detectionBefore,proto3" json:"detection_before,omitempty"`
 	DetectionAfter  *BacktestDetection `protobuf:"bytes,12,opt,name=detection_after,json=detectionAfter,proto3" json:"detection_after,omitempty"`
 	// Which client computed it, e.g. "churnctl dev".

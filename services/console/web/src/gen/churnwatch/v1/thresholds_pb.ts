@@ -194,13 +194,14 @@ export const ThresholdChangeSchema: GenMessage<ThresholdChange> = /*@__PURE__*/
   messageDesc(file_churnwatch_v1_thresholds, 3);
 
 /**
- * ThresholdBacktest is the offline back-test a proposal carries: the same
- * engine as `churnctl backtest --compare`, run by the proposer's client
- * over a stated history, once with the thresholds in force at
- * baseline_version and once with the proposed change on top of them. The
- * rules service stores it as given (it checks that it is complete and
- * that baseline_version is the version the proposal is made against); it
- * does not replay the history itself.
+ * ThresholdBacktest is the back-test a proposal carries: the same engine
+ * as `churnctl backtest --compare`, run once with the thresholds in force
+ * at baseline_version and once with the proposed change on top of them.
+ * Either the rules service ran it over its events topic (the default,
+ * computed_by "rules service") or the proposer's client ran it over files
+ * it names (churnctl thresholds propose --customers/--events); the service
+ * stores a client's as given after checking it is complete and run from
+ * the version the proposal is made against.
  *
  * @generated from message churnwatch.v1.ThresholdBacktest
  */
@@ -269,8 +270,9 @@ export type ThresholdBacktest = Message<"churnwatch.v1.ThresholdBacktest"> & {
   rules: BacktestRuleDelta[];
 
   /**
-   * With outcome labels (churnctl backtest --labels): precision and recall
-   * before and after; absent without labels.
+   * Precision and recall before and after: on the alert outcomes recorded
+   * so far (server back-test) or on outcome labels (churnctl --labels);
+   * absent without either.
    *
    * @generated from field: churnwatch.v1.BacktestDetection detection_before = 11;
    */
