@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
@@ -184,6 +186,59 @@ func TestShadowEqualsBacktest(t *testing.T) {
 		}
 	}
 	mu.Unlock()
+
+	// Precision comes in as RMs resolve live alerts: one churned (true),
+	// one false alarm (false). The shadow set is judged on those of the two
+	// customers it alerted too.
+	shadowCust := map[string]bool{}
+	for _, a := range got {
+		shadowCust[a.CustomerId] = true
+	}
+	var judgedInShadow int32
+	for i, o := range []cwv1.Outcome{cwv1.Outcome_OUTCOME_CHURNED, cwv1.Outcome_OUTCOME_FALSE_ALARM} {
+		if _, err := alerts.ResolveAlert(ctx, &cwv1.ResolveAlertRequest{AlertId: live[i].AlertId, Outcome: o, Note: "shadow test"}); err != nil {
+			t.Fatalf("resolve %s: %v", live[i].AlertId, err)
+		}
+		if shadowCust[live[i].CustomerId] {
+			judgedInShadow++
+		}
+	}
+	shadowClient := cwv1.NewShadowServiceClient(dial(t, st, st.Rules.GRPCAddr(), "ops-1", auth.RoleOps, ""))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		report, err = shadowClient.GetShadowReport(ctx, &cwv1.GetShadowReportRequest{Name: "eager"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if report.Sets[0].Judged == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if l, s := report.Sets[0], report.Sets[1]; l.Judged != 2 || l.Correct != 1 || s.Judged != judgedInShadow || s.Correct > s.Judged || judgedInShadow == 0 {
+		t.Errorf("precision after two outcomes: live %d of %d, shadow %d of %d (want live 1 of 2, shadow of %d)", l.Correct, l.Judged, s.Correct, s.Judged, judgedInShadow)
+	}
+
+	// Bad requests say what is wrong.
+	for _, tc := range []struct {
+		req  *cwv1.StartShadowRequest
+		code codes.Code
+		want string
+	}{
+		{&cwv1.StartShadowRequest{Name: "eager", Reason: "again", Settings: []*cwv1.ThresholdSetting{{Key: "outflow.large.amount.MASS", Value: "2000"}}}, codes.AlreadyExists, "choose another name"},
+		{&cwv1.StartShadowRequest{Name: "Bad Name", Reason: "x", Settings: []*cwv1.ThresholdSetting{{Key: "outflow.large.amount.MASS", Value: "2000"}}}, codes.InvalidArgument, "a-z"},
+		{&cwv1.StartShadowRequest{Name: "same", Reason: "x", Settings: []*cwv1.ThresholdSetting{{Key: "outflow.large.amount.MASS", Value: "10000"}}}, codes.InvalidArgument, "differs"},
+		{&cwv1.StartShadowRequest{Name: "why", Settings: []*cwv1.ThresholdSetting{{Key: "outflow.large.amount.MASS", Value: "2000"}}}, codes.InvalidArgument, "reason"},
+	} {
+		_, err := shadowClient.StartShadow(ctx, tc.req)
+		if status.Code(err) != tc.code || !strings.Contains(status.Convert(err).Message(), tc.want) {
+			t.Errorf("StartShadow %v: %v, want %s naming %q", tc.req, err, tc.code, tc.want)
+		}
+	}
+	if _, err := cwv1.NewShadowServiceClient(dial(t, st, st.Rules.GRPCAddr(), "rm-001", auth.RoleManager, "")).
+		ListShadows(ctx, &cwv1.ListShadowsRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a manager listing shadow sets: %v, want PermissionDenied", err)
+	}
 
 	// churnctl shadow report prints the same figures.
 	var sets []struct {
