@@ -96,6 +96,7 @@ func TestAccessMatrix(t *testing.T) {
 		"IngestService":     {st.Ingester.GRPCAddr()},
 		"RulesAdminService": {st.Rules.GRPCAddr()},
 		"KpiService":        {st.Rules.GRPCAddr()},
+		"ShadowService":     {st.Rules.GRPCAddr()},
 		"AlertService":      {st.Alerts.GRPCAddr()},
 		"StatusService":     {st.Ingester.GRPCAddr(), st.Rules.GRPCAddr(), st.Alerts.GRPCAddr()},
 	}

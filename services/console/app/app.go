@@ -38,8 +38,10 @@ func Routes(c Config) ([]proxy.Route, error) {
 	table := []struct{ service, url string }{
 		{cwv1.AlertService_ServiceDesc.ServiceName, c.AlertsURL},
 		{cwv1.RulesAdminService_ServiceDesc.ServiceName, c.RulesURL},
-		// KpiService is served by the rules service too (docs/kpis.md).
+		// KpiService and ShadowService are served by the rules service too
+		// (docs/kpis.md, docs/rules.md).
 		{cwv1.KpiService_ServiceDesc.ServiceName, c.RulesURL},
+		{cwv1.ShadowService_ServiceDesc.ServiceName, c.RulesURL},
 	}
 	routes := make([]proxy.Route, 0, len(table))
 	for _, t := range table {

@@ -39,8 +39,9 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 	routes, err := Routes(cfg)
-	if err != nil || len(routes) != 3 || routes[0].Service != "churnwatch.v1.AlertService" || routes[1].Service != "churnwatch.v1.RulesAdminService" ||
-		routes[2].Service != "churnwatch.v1.KpiService" || routes[2].Upstream.String() != cfg.RulesURL {
+	if err != nil || len(routes) != 4 || routes[0].Service != "churnwatch.v1.AlertService" || routes[1].Service != "churnwatch.v1.RulesAdminService" ||
+		routes[2].Service != "churnwatch.v1.KpiService" || routes[2].Upstream.String() != cfg.RulesURL ||
+		routes[3].Service != "churnwatch.v1.ShadowService" || routes[3].Upstream.String() != cfg.RulesURL {
 		t.Fatalf("routes %v %v", routes, err)
 	}
 }

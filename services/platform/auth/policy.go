@@ -63,6 +63,11 @@ var Access = Policy{
 	cwv1.RulesAdminService_ListThresholdProposals_FullMethodName: opsRoles,
 	cwv1.RulesAdminService_ApproveThresholdChange_FullMethodName: opsRoles,
 	cwv1.RulesAdminService_RejectThresholdChange_FullMethodName:  opsRoles,
+	// Shadow threshold sets: ops and admin start, stop and read them.
+	cwv1.ShadowService_StartShadow_FullMethodName:     opsRoles,
+	cwv1.ShadowService_StopShadow_FullMethodName:      opsRoles,
+	cwv1.ShadowService_ListShadows_FullMethodName:     opsRoles,
+	cwv1.ShadowService_GetShadowReport_FullMethodName: opsRoles,
 	// Customer risk: every alert role, narrowed by scope in the handler.
 	cwv1.RulesAdminService_GetCustomerRisk_FullMethodName: alertRoles,
 

@@ -35,6 +35,7 @@ import (
 	"github.com/churnwatch/churnwatch/services/rules/internal/kpiservice"
 	"github.com/churnwatch/churnwatch/services/rules/internal/replay"
 	"github.com/churnwatch/churnwatch/services/rules/internal/scoring"
+	"github.com/churnwatch/churnwatch/services/rules/internal/shadowservice"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
 )
 
@@ -262,7 +263,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	var eventsBusy status.Busy
+	// Shadow threshold sets (docs/rules.md "Shadow thresholds").
+	shadows := &shadowservice.Registry{Store: a.store, Interval: cfg.ThresholdsPoll, Log: log}
 	consumer := &scoring.Consumer{
+		Shadows: shadows.Running, ShadowStore: a.store,
 		Reader: events,
 		Scorer: &scoring.Scorer{
 			Engine:   engine.New(engine.Config{HomeBank: cfg.Common.HomeBank, Lateness: cfg.AllowedLateness}),
@@ -304,6 +308,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*App, error) {
 	base.AddWorker("thresholds watcher", a.watcher.Run)
 	base.AddWorker("lag gauge", a.refreshLag)
 
+	cwv1.RegisterShadowServiceServer(base.GRPC, &shadowservice.Server{Store: a.store, Registry: shadows, Log: log})
 	bt := &replay.Backtester{Cluster: brokers, Topic: topics.Events, Store: a.store,
 		Window: time.Duration(cfg.BacktestDays) * 24 * time.Hour, MaxEvents: cfg.BacktestMaxEvents,
 		HomeBank: cfg.Common.HomeBank, Lateness: cfg.AllowedLateness}

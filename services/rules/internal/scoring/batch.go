@@ -63,6 +63,8 @@ type Output struct {
 	DLQBy   map[string]int
 
 	custs map[string]*customer // the batch's customers, for the cache
+	// shadowSigs are the signals of a shadow run (never produced).
+	shadowSigs []engine.Signal
 }
 
 // Loader is the part of the store a batch reads.
@@ -86,6 +88,9 @@ type Scorer struct {
 	stampOnce sync.Once
 	stamps    *stamper
 
+	// shadow: signals are kept as shadowSigs, not made Kafka records.
+	shadow bool
+
 	// beforeApply, if not nil, sees each event before the engine (tests
 	// make it panic, as an engine bug would).
 	beforeApply func(m *kafka.Message)
@@ -104,6 +109,7 @@ type customer struct {
 	state   *engine.State
 	profile engine.Profile
 	branch  string // of the profile, for the KPIs
+	manager string // of the profile, for shadow alerts
 	stamp   string // of the stored state this one was read from ("" if none or unreadable)
 	dirty   bool
 	// newProfile is a profile record of this batch, to store with the state.
@@ -343,6 +349,7 @@ func newOutput() *Output {
 
 func (o *Output) merge(from *Output) {
 	o.Signals = append(o.Signals, from.Signals...)
+	o.shadowSigs = append(o.shadowSigs, from.shadowSigs...)
 	o.DLQ = append(o.DLQ, from.DLQ...)
 	for k, v := range from.Results {
 		o.Results[k] += v
@@ -499,7 +506,7 @@ func (s *Scorer) addCustomers(custs map[string]*customer, ids []string, loaded m
 // customerFrom decodes one loaded customer. A state it cannot read is
 // returned empty, with the error.
 func customerFrom(id string, c store.Customer) (*customer, error) {
-	cu := &customer{id: id, state: &engine.State{}, env: store.Envelope{Partition: -1, Offset: -1}, profile: profileOf(c), branch: c.Profile.Branch}
+	cu := &customer{id: id, state: &engine.State{}, env: store.Envelope{Partition: -1, Offset: -1}, profile: profileOf(c), branch: c.Profile.Branch, manager: c.Profile.Manager}
 	if c.Envelope == nil {
 		return cu, nil
 	}
@@ -644,7 +651,7 @@ func (pr *partitionRun) profile(r *record) {
 	sp := store.Profile{Tier: tier.String(), Manager: p.GetManagerId(), Branch: p.GetBranchId()}
 	before := pr.kpi.snapshot(m, c)
 	c.profile = profileOf(store.Customer{Profile: sp, Known: true})
-	c.branch = sp.Branch
+	c.branch, c.manager = sp.Branch, sp.Manager
 	pr.kpi.move(m, before, c)
 	c.newProfile = &sp
 	c.env.Partition, c.env.Offset = pr.p, m.Offset
@@ -681,6 +688,10 @@ func (pr *partitionRun) sweep(m *kafka.Message, src *convert.Record) {
 var source = kafkax.Source("rules")
 
 func (pr *partitionRun) emit(sigs []engine.Signal, m *kafka.Message, src *convert.Record) {
+	if pr.s.shadow {
+		pr.out.shadowSigs = append(pr.out.shadowSigs, sigs...)
+		return
+	}
 	for _, sg := range sigs {
 		rs := convert.Signal(sg, convert.Source{Partition: pr.p, Offset: m.Offset, IngestedAt: src.IngestedAt()})
 		b, err := proto.Marshal(rs)

@@ -115,6 +115,12 @@ type Consumer struct {
 	// pending is the write of the batch scored last, until it has landed:
 	// the next batch is scored as if it were in (pendingLoader). Only the
 	// runner's goroutine touches it.
+	// Shadows, if not nil, lists the running shadow threshold sets; each is
+	// scored over its own state from ShadowStore, written with the batch,
+	// and never produced (shadow.go).
+	Shadows     func() []Shadow
+	ShadowStore ShadowStore
+
 	pending *store.Write
 }
 
@@ -178,6 +184,12 @@ func (c *Consumer) handle(ctx context.Context, msgs []kafka.Message, batch *Batc
 	}
 	// The cache now holds the batch's states as they will be stored; if the
 	// batch does not land, Settled resets it.
+	shadows, err := c.scoreShadows(ctx, batch)
+	if err != nil {
+		c.Scorer.Cache.Reset()
+		return kafkax.Landing{}, fmt.Errorf("score batch: %w", err)
+	}
+	out.Write.Shadow = shadows
 	c.Scorer.Keep(out)
 	c.pending = &out.Write
 	scored = true

@@ -318,6 +318,8 @@ type Write struct {
 	Profiles map[string]Profile
 	// KPI is each partition's KPI counts and watermark.
 	KPI map[int32]KPIWrite
+	// Shadow is each running shadow set's part (shadow.go).
+	Shadow map[string]ShadowWrite
 }
 
 // Apply writes w in one round trip, atomically (MULTI/EXEC) on one node or
@@ -333,7 +335,7 @@ type Write struct {
 // did not land are applied again and rewrite their entries; a clock that
 // did not move is moved by the next record.
 func (s *Store) Apply(ctx context.Context, w Write) error {
-	if len(w.States) == 0 && len(w.Deadlines) == 0 && len(w.Clocks) == 0 && len(w.KPI) == 0 {
+	if len(w.States) == 0 && len(w.Deadlines) == 0 && len(w.Clocks) == 0 && len(w.KPI) == 0 && len(w.Shadow) == 0 {
 		return nil
 	}
 	var err error
@@ -348,7 +350,7 @@ func (s *Store) Apply(ctx context.Context, w Write) error {
 				break
 			}
 		}
-		for _, queue := range []func(context.Context, redis.Pipeliner, Write){queueDeadlines, queueStates, queueClocks} {
+		for _, queue := range []func(context.Context, redis.Pipeliner, Write){queueDeadlines, queueStates, queueClocks, queueShadows} {
 			if err != nil {
 				break
 			}
@@ -362,6 +364,7 @@ func (s *Store) Apply(ctx context.Context, w Write) error {
 			queueStates(ctx, p, w)
 			queueClocks(ctx, p, w)
 			queueKPI(ctx, p, w)
+			queueShadows(ctx, p, w)
 			return nil
 		})
 	}
@@ -382,7 +385,13 @@ func queueStates(ctx context.Context, p redis.Pipeliner, w Write) {
 }
 
 func queueDeadlines(ctx context.Context, p redis.Pipeliner, w Write) {
-	for part, m := range w.Deadlines {
+	queueDeadlineIndex(ctx, p, w.Deadlines, DueKey)
+}
+
+// queueDeadlineIndex writes deadline entries into the index key names for
+// each partition (the live one, or a shadow set's).
+func queueDeadlineIndex(ctx context.Context, p redis.Pipeliner, deadlines map[int32]map[string]int64, key func(int32) string) {
+	for part, m := range deadlines {
 		var add []redis.Z
 		var rem []any
 		for id, ms := range m {
@@ -393,10 +402,10 @@ func queueDeadlines(ctx context.Context, p redis.Pipeliner, w Write) {
 			}
 		}
 		if len(add) > 0 {
-			p.ZAdd(ctx, DueKey(part), add...)
+			p.ZAdd(ctx, key(part), add...)
 		}
 		if len(rem) > 0 {
-			p.ZRem(ctx, DueKey(part), rem...)
+			p.ZRem(ctx, key(part), rem...)
 		}
 	}
 }

@@ -1,0 +1,144 @@
+package scoring
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/protobuf/proto"
+
+	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/platform/testkit"
+	"github.com/churnwatch/churnwatch/services/rules/engine"
+	"github.com/churnwatch/churnwatch/services/rules/internal/store"
+)
+
+// producedSignals is where the consumer's produce goes in this test: the
+// test counts what would reach the signals topic (the real topic is
+// exercised by the e2e test TestShadowEqualsBacktest).
+type producedSignals struct{ n int }
+
+func (p *producedSignals) WriteMessages(_ context.Context, msgs ...kafka.Message) error {
+	p.n += len(msgs)
+	return nil
+}
+
+// TestShadowIsExactlyOnceAndNeverProduced: a shadow set with the live
+// values scores the same events over its own state in Redis: its alerts are
+// the live signals merged, its signals are never produced, and a batch
+// redelivered (in process, and after a restart) changes none of its state.
+func TestShadowIsExactlyOnceAndNeverProduced(t *testing.T) {
+	r := testkit.Redis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st := store.New(rdb)
+	// Live: eager enough that the synthetic batches raise signals; the
+	// "quiet" shadow set has the SPEC defaults, which raise none here.
+	th := engine.DefaultThresholds()
+	for k, v := range map[string]string{"outflow.large.amount.MASS": "1", "outflow.large.min_amount.MASS": "1", "outflow.large.share.MASS": "0.01"} {
+		if err := th.Set(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	quiet := engine.DefaultThresholds()
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	batches := [][]kafka.Message{batchOf(300, 20, 0, t0), batchOf(300, 20, 300, t0.Add(300*time.Minute))}
+
+	run := func(c *Consumer, msgs []kafka.Message) {
+		t.Helper()
+		l, err := c.handle(ctx, msgs, c.Scorer.Decode(msgs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = l.Land(ctx)
+		l.Settled(err)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	newConsumer := func(sig *producedSignals) *Consumer {
+		metrics, err := NewMetrics(sdkmetric.NewMeterProvider().Meter("test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Consumer{Scorer: newScorer(1000), Store: st, Signals: sig, Thresholds: func() *engine.Thresholds { return &th },
+			Metrics: metrics, Log: slog.New(slog.DiscardHandler), Tracer: noop.NewTracerProvider().Tracer("t"), Propagator: propagation.TraceContext{},
+			Shadows:     func() []Shadow { return []Shadow{{Name: "same", Thresholds: &th}, {Name: "quiet", Thresholds: &quiet}} },
+			ShadowStore: st}
+	}
+	var sig producedSignals
+	c := newConsumer(&sig)
+	for _, b := range batches {
+		run(c, b)
+	}
+	produced := sig.n
+	if produced == 0 {
+		t.Fatal("the live set raised no signal: the test would prove little")
+	}
+	snapshot := func() map[string]string {
+		out := map[string]string{}
+		for _, name := range []string{"same", "quiet"} {
+			for i := range 20 {
+				id := batches[0][i].Key
+				for _, f := range []string{store.ShadowStateField(name), store.ShadowAlertField(name)} {
+					v, _ := rdb.HGet(ctx, store.CustomerKey(string(id)), f).Result()
+					out[string(id)+"/"+f] = v
+				}
+			}
+		}
+		return out
+	}
+	before := snapshot()
+	sameAlerts, err := st.Shadow("same").AllAlerts(ctx)
+	if err != nil || len(sameAlerts) == 0 {
+		t.Fatalf("shadow set with the live values: %d alerts, %v", len(sameAlerts), err)
+	}
+	quietAlerts, err := st.Shadow("quiet").AllAlerts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(quietAlerts) >= len(sameAlerts) {
+		t.Errorf("quiet set alerted %d customers, the live values %d: the set's own thresholds were not used", len(quietAlerts), len(sameAlerts))
+	}
+	// The set with the live values sees every signal the live set produced.
+	merged := 0
+	for _, raw := range sameAlerts {
+		a := &cwv1.Alert{}
+		if err := proto.Unmarshal(raw, a); err != nil {
+			t.Fatal(err)
+		}
+		merged += int(a.GetVersion())
+	}
+	if merged != produced {
+		t.Errorf("shadow with the live values merged %d signals, live produced %d", merged, produced)
+	}
+
+	// Redelivered in process, then to a restarted consumer: nothing changes
+	// and the shadow produces nothing.
+	for _, b := range batches {
+		run(c, b)
+	}
+	c2 := newConsumer(&sig)
+	for _, b := range batches {
+		run(c2, b)
+	}
+	after := snapshot()
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("%s changed on redelivery", k)
+		}
+	}
+	if sig.n != produced {
+		// Redelivered records are below the live watermark: nothing is
+		// produced again, and the shadow sets never produce.
+		t.Errorf("produced %d signals over three deliveries, want %d", sig.n, produced)
+	}
+}

@@ -1,0 +1,267 @@
+package store
+
+// Shadow threshold sets (SPEC §4, issue 15 item 5). Keys:
+//
+//	cw:{th}:shadows                        hash  name → JSON of the set (ShadowSet), running or stopped
+//	cw:{c:ID} field s:NAME                 the customer's state envelope under set NAME (same encoding as s)
+//	cw:{c:ID} field a:NAME                 the customer's shadow alert under set NAME (cwv1.Alert, protobuf)
+//	cw:rules:shadow:NAME:clocks            zset  partition clocks of set NAME (as cw:rules:clocks)
+//	cw:rules:shadow:NAME:due:{p:N}         zset  absence deadlines of set NAME (as cw:rules:due:{p:N})
+//	cw:rules:shadow:NAME:alerted           set   customers with a shadow alert under set NAME
+//
+// Redis cost per customer per running set: one more state envelope in the
+// customer's hash (the same bounded daily-bucket state as the live one, a
+// few hundred bytes to ~2 KB), one deadline entry, and for alerted
+// customers one alert (~0.5 KB) and one set member. The profile (field p)
+// is shared with the live set. A stopped set's keys stay so that its report
+// stays readable; they are never written again.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrShadowExists and ErrShadowUnknown are returned by StartShadow and
+// StopShadow.
+var (
+	ErrShadowExists  = errors.New("a shadow set of that name exists (running or stopped): choose another name")
+	ErrShadowUnknown = errors.New("no shadow set of that name: churnctl thresholds shadow --list shows them")
+)
+
+const shadowsKey = "cw:{th}:shadows"
+
+// ShadowStateField and ShadowAlertField are the customer hash fields of set name.
+func ShadowStateField(name string) string { return "s:" + name }
+
+// ShadowAlertField is the customer hash field of set name's alert.
+func ShadowAlertField(name string) string { return "a:" + name }
+
+// ShadowClocksKey is the partition clocks of set name.
+func ShadowClocksKey(name string) string { return "cw:rules:shadow:" + name + ":clocks" }
+
+// ShadowDueKey is the deadline index of set name on one events partition.
+func ShadowDueKey(name string, partition int32) string {
+	return "cw:rules:shadow:" + name + ":due:{p:" + strconv.Itoa(int(partition)) + "}"
+}
+
+// ShadowAlertedKey is the customers set name alerted.
+func ShadowAlertedKey(name string) string { return "cw:rules:shadow:" + name + ":alerted" }
+
+// ShadowSet is one stored shadow set. Values holds every setting of the
+// thresholds it scores with; Changed the ones that differ from the live
+// set it started from.
+type ShadowSet struct {
+	Name        string            `json:"name"`
+	Changed     map[string]string `json:"changed"`
+	Values      map[string]string `json:"values"`
+	BaseVersion int64             `json:"baseVersion"`
+	Reason      string            `json:"reason"`
+	Actor       string            `json:"actor"`
+	Started     time.Time         `json:"started"`
+	Stopped     time.Time         `json:"stopped,omitzero"`
+}
+
+// StartShadow stores a new running set; ErrShadowExists if the name is taken.
+func (s *Store) StartShadow(ctx context.Context, set ShadowSet) error {
+	b, err := json.Marshal(set)
+	if err != nil {
+		return fmt.Errorf("encode shadow set: %w", err)
+	}
+	ok, err := s.rdb.HSetNX(ctx, shadowsKey, set.Name, b).Result()
+	if err != nil {
+		return fmt.Errorf("store shadow set: %w", err)
+	}
+	if !ok {
+		return ErrShadowExists
+	}
+	return nil
+}
+
+// StopShadow marks a set stopped at now and returns it.
+func (s *Store) StopShadow(ctx context.Context, name string, now time.Time) (ShadowSet, error) {
+	sets, err := s.Shadows(ctx)
+	if err != nil {
+		return ShadowSet{}, err
+	}
+	for _, set := range sets {
+		if set.Name != name {
+			continue
+		}
+		if set.Stopped.IsZero() {
+			set.Stopped = now
+			b, err := json.Marshal(set)
+			if err != nil {
+				return ShadowSet{}, fmt.Errorf("encode shadow set: %w", err)
+			}
+			if err := s.rdb.HSet(ctx, shadowsKey, name, b).Err(); err != nil {
+				return ShadowSet{}, fmt.Errorf("store shadow set: %w", err)
+			}
+		}
+		return set, nil
+	}
+	return ShadowSet{}, ErrShadowUnknown
+}
+
+// Shadows returns every stored set, by start time.
+func (s *Store) Shadows(ctx context.Context) ([]ShadowSet, error) {
+	m, err := s.rdb.HGetAll(ctx, shadowsKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("load shadow sets: %w", err)
+	}
+	out := make([]ShadowSet, 0, len(m))
+	for name, raw := range m {
+		var set ShadowSet
+		if err := json.Unmarshal([]byte(raw), &set); err != nil {
+			return nil, fmt.Errorf("%w: shadow set %q: %v", ErrCorrupt, name, err)
+		}
+		out = append(out, set)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Started.Equal(out[j].Started) {
+			return out[i].Started.Before(out[j].Started)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// ShadowLoader reads set name's customer states, clocks and deadlines in
+// the shape Load returns the live ones (profiles are the live ones).
+type ShadowLoader struct {
+	s    *Store
+	name string
+}
+
+// Shadow returns the loader of set name.
+func (s *Store) Shadow(name string) ShadowLoader { return ShadowLoader{s: s, name: name} }
+
+// Load is Store.Load for the shadow set (no KPI watermark, no held states).
+func (l ShadowLoader) Load(ctx context.Context, q Query) (Loaded, error) {
+	pipe := l.s.rdb.Pipeline()
+	hm := l.queue(ctx, pipe, q.Customers)
+	clocks := pipe.ZRangeWithScores(ctx, ShadowClocksKey(l.name), 0, -1)
+	due := make(map[int32]*redis.ZSliceCmd, len(q.DueUntil))
+	for p, until := range q.DueUntil {
+		due[p] = pipe.ZRangeByScoreWithScores(ctx, ShadowDueKey(l.name, p), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(until, 10)})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return Loaded{}, fmt.Errorf("load shadow %s batch state: %w", l.name, err)
+	}
+	out := Loaded{Customers: make(map[string]Customer, len(q.Customers)), Due: map[int32][]Due{}}
+	for i, id := range q.Customers {
+		out.Customers[id] = hm[i].customer()
+	}
+	cl, err := parseClocks(clocks.Val())
+	if err != nil {
+		return Loaded{}, err
+	}
+	out.Clocks = cl
+	for p, cmd := range due {
+		for _, z := range cmd.Val() {
+			id, _ := z.Member.(string)
+			out.Due[p] = append(out.Due[p], Due{CustomerID: id, DeadlineMs: int64(z.Score)})
+		}
+	}
+	return out, nil
+}
+
+func (l ShadowLoader) queue(ctx context.Context, pipe redis.Pipeliner, ids []string) []customerCmd {
+	out := make([]customerCmd, len(ids))
+	for i, id := range ids {
+		// The stamp field is never written for a shadow state: it reads nil.
+		out[i] = customerCmd{cmd: pipe.HMGet(ctx, CustomerKey(id), ShadowStateField(l.name), "-", fieldProfile), whole: true}
+	}
+	return out
+}
+
+// LoadCustomers is Store.LoadCustomers for the shadow set.
+func (l ShadowLoader) LoadCustomers(ctx context.Context, ids []string, _ func(string) bool) (map[string]Customer, error) {
+	out := make(map[string]Customer, len(ids))
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		pipe := l.s.rdb.Pipeline()
+		hm := l.queue(ctx, pipe, part)
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("load shadow %s due customers: %w", l.name, err)
+		}
+		for i, id := range part {
+			out[id] = hm[i].customer()
+		}
+	}
+	return out, nil
+}
+
+// Alerts reads the set's alerts of customers ids (absent: none).
+func (l ShadowLoader) Alerts(ctx context.Context, ids []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	pipe := l.s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGet(ctx, CustomerKey(id), ShadowAlertField(l.name))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("load shadow %s alerts: %w", l.name, err)
+	}
+	for i, id := range ids {
+		if b, err := cmds[i].Bytes(); err == nil {
+			out[id] = b
+		}
+	}
+	return out, nil
+}
+
+// AllAlerts reads every alert of the set, by customer.
+func (l ShadowLoader) AllAlerts(ctx context.Context) (map[string][]byte, error) {
+	ids, err := l.s.rdb.SMembers(ctx, ShadowAlertedKey(l.name)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("load shadow %s alerted customers: %w", l.name, err)
+	}
+	return l.Alerts(ctx, ids)
+}
+
+// ShadowWrite is one shadow set's part of a batch write: its states,
+// deadlines and clocks (Profiles are the live write's, kept here only for
+// a pending batch's overlay; KPI is ignored) and its changed alerts.
+type ShadowWrite struct {
+	State  Write
+	Alerts map[string][]byte
+}
+
+// queueShadows queues every shadow set's part of w. Each set's state has
+// its own offset watermark in its envelope, so the same idempotence
+// argument as the live state's holds.
+func queueShadows(ctx context.Context, p redis.Pipeliner, w Write) {
+	for name, sw := range w.Shadow {
+		queueDeadlineIndex(ctx, p, sw.State.Deadlines, func(part int32) string { return ShadowDueKey(name, part) })
+		for id, b := range sw.State.States {
+			if a, ok := sw.Alerts[id]; ok {
+				p.HSet(ctx, CustomerKey(id), ShadowStateField(name), b, ShadowAlertField(name), a)
+			} else {
+				p.HSet(ctx, CustomerKey(id), ShadowStateField(name), b)
+			}
+		}
+		var alerted []any
+		for id, a := range sw.Alerts {
+			if _, ok := sw.State.States[id]; !ok {
+				p.HSet(ctx, CustomerKey(id), ShadowAlertField(name), a)
+			}
+			alerted = append(alerted, id)
+		}
+		if len(alerted) > 0 {
+			p.SAdd(ctx, ShadowAlertedKey(name), alerted...)
+		}
+		for part, ms := range sw.State.Clocks {
+			p.ZAddGT(ctx, ShadowClocksKey(name), redis.Z{Score: float64(ms), Member: strconv.Itoa(int(part))})
+		}
+	}
+}
