@@ -71,8 +71,12 @@ type Stack struct {
 	mint      auth.MintOptions // the stack's CHURNWATCH_AUTH_ISSUER / _AUDIENCE
 	kafka     *embedded.Kafka
 	redis     *embedded.Redis
+	opts      Options
+	rctx      context.Context // the services' context; Close cancels it
 	cancel    context.CancelFunc
+	held      chan struct{} // closed by Release
 	release   func()
+	services  map[string]*service
 	wg        sync.WaitGroup
 	mu        sync.Mutex
 	errs      []error
@@ -86,7 +90,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.Logs == nil {
 		o.Logs = io.Discard
 	}
-	s := &Stack{Dir: o.Dir}
+	s := &Stack{Dir: o.Dir, opts: o, services: map[string]*service{}}
 	if s.Dir == "" {
 		d, err := os.MkdirTemp("", "churnwatch-dev-")
 		if err != nil {
@@ -178,31 +182,20 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return m
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-
-	icfg, err := ingesterapp.LoadConfig(config.FromMap(addrs("7001", "8001")))
-	if err != nil {
-		return nil, fmt.Errorf("ingester config: %w", err)
-	}
-	if s.Ingester, err = ingesterapp.New(ctx, icfg, ingesterapp.WithLogOutput(o.Logs)); err != nil {
-		return nil, fmt.Errorf("ingester: %w", err)
-	}
-	s.run("ingester", func() error { return s.Ingester.Run(rctx) })
-
-	rcfg, err := rulesapp.LoadConfig(config.FromMap(addrs("7002", "8002")))
-	if err != nil {
-		return nil, fmt.Errorf("rules config: %w", err)
-	}
-	if s.Rules, err = rulesapp.New(ctx, rcfg, rulesapp.WithLogOutput(o.Logs)); err != nil {
-		return nil, fmt.Errorf("rules: %w", err)
-	}
+	s.rctx, s.cancel = rctx, cancel
 	held := make(chan struct{})
 	var once sync.Once
-	s.release = func() { once.Do(func() { close(held) }) }
+	s.held, s.release = held, func() { once.Do(func() { close(held) }) }
 	if !o.HoldConsumers {
 		s.release()
 	}
-	s.run("rules", func() error { return runWhenReleased(rctx, held, s.Rules.Run) })
+
+	if err := s.startService(ctx, "ingester", addrs("7001", "8001")); err != nil {
+		return nil, err
+	}
+	if err := s.startService(ctx, "rules", addrs("7002", "8002")); err != nil {
+		return nil, err
+	}
 
 	// The console's address is bound before the alerts service starts, so
 	// that alert emails link to <console>/alerts/{id}.
@@ -223,15 +216,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if alertsEnv["CHURNWATCH_CONSOLE_URL"] == "" {
 		alertsEnv["CHURNWATCH_CONSOLE_URL"] = consoleURL
 	}
-	acfg, err := alertsapp.LoadConfig(config.FromMap(alertsEnv))
-	if err != nil {
-		return nil, fmt.Errorf("alerts config: %w", err)
+	if err := s.startService(ctx, "alerts", alertsEnv); err != nil {
+		return nil, err
 	}
-	aopts := append([]alertsapp.Option{alertsapp.WithLogOutput(o.Logs)}, o.AlertsOptions...)
-	if s.Alerts, err = alertsapp.New(ctx, acfg, aopts...); err != nil {
-		return nil, fmt.Errorf("alerts: %w", err)
-	}
-	s.run("alerts", func() error { return runWhenReleased(rctx, held, s.Alerts.Run) })
 
 	cenvm := map[string]string{}
 	for k, v := range env {
@@ -258,7 +245,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		consoleLis.Close()
 		return nil, fmt.Errorf("console: %w", err)
 	}
-	s.run("console", func() error { return s.Console.Run(rctx) })
+	_ = s.run("console", func() error { return s.Console.Run(rctx) })
 
 	serving := []string{s.Ingester.GRPCAddr()}
 	if !o.HoldConsumers {
@@ -291,16 +278,113 @@ func runWhenReleased(ctx context.Context, held <-chan struct{}, run func(context
 	}
 }
 
-func (s *Stack) run(name string, f func() error) {
+// service is one of the stack's apps as it runs: the environment it was
+// built from and how to stop it (Restart).
+type service struct {
+	env    map[string]string
+	cancel context.CancelFunc
+	done   <-chan struct{}
+}
+
+// startService builds the app name (ingester, rules or alerts) from env,
+// sets its field of the Stack and runs it under the stack's context; rules
+// and alerts wait for Release. Start and Restart both come through here.
+func (s *Stack) startService(ctx context.Context, name string, env map[string]string) error {
+	var run func(context.Context) error
+	cenv := config.FromMap(env)
+	var err error
+	switch name {
+	case "ingester":
+		var cfg ingesterapp.Config
+		if cfg, err = ingesterapp.LoadConfig(cenv); err == nil {
+			var a *ingesterapp.App
+			if a, err = ingesterapp.New(ctx, cfg, ingesterapp.WithLogOutput(s.opts.Logs)); err == nil {
+				s.Ingester, run = a, a.Run
+			}
+		}
+	case "rules":
+		var cfg rulesapp.Config
+		if cfg, err = rulesapp.LoadConfig(cenv); err == nil {
+			var a *rulesapp.App
+			if a, err = rulesapp.New(ctx, cfg, rulesapp.WithLogOutput(s.opts.Logs)); err == nil {
+				s.Rules, run = a, func(ctx context.Context) error { return runWhenReleased(ctx, s.held, a.Run) }
+			}
+		}
+	case "alerts":
+		var cfg alertsapp.Config
+		if cfg, err = alertsapp.LoadConfig(cenv); err == nil {
+			opts := append([]alertsapp.Option{alertsapp.WithLogOutput(s.opts.Logs)}, s.opts.AlertsOptions...)
+			var a *alertsapp.App
+			if a, err = alertsapp.New(ctx, cfg, opts...); err == nil {
+				s.Alerts, run = a, func(ctx context.Context) error { return runWhenReleased(ctx, s.held, a.Run) }
+			}
+		}
+	default:
+		return fmt.Errorf("devstack has no service %q: name ingester, rules or alerts", name)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	sctx, cancel := context.WithCancel(s.rctx)
+	s.services[name] = &service{env: env, cancel: cancel, done: s.run(name, func() error { return run(sctx) })}
+	return nil
+}
+
+// Restart restarts one service in place, as a deploy does: its context is
+// cancelled and its Run returns (within 30 s; the service drains for up to
+// CHURNWATCH_SHUTDOWN_GRACE), then a new app with the same configuration
+// listens on the same gRPC and HTTP addresses, so clients redial it. The
+// broker, Redis, the console and the other services keep running. name is
+// ingester, rules or alerts. The Stack's Ingester, Rules and Alerts fields
+// change: do not read them while Restart runs. The old port is bound again
+// at once (Go listeners set SO_REUSEADDR); should another process take it
+// in between, Restart fails naming the address.
+func (s *Stack) Restart(ctx context.Context, name string) error {
+	svc := s.services[name]
+	if svc == nil {
+		return fmt.Errorf("devstack has no service %q to restart: name ingester, rules or alerts", name)
+	}
+	env := map[string]string{}
+	for k, v := range svc.env {
+		env[k] = v
+	}
+	// With AnyPort the first app bound 127.0.0.1:0: keep the ports it got.
+	switch name {
+	case "ingester":
+		env["CHURNWATCH_GRPC_ADDR"], env["CHURNWATCH_HTTP_ADDR"] = s.Ingester.GRPCAddr(), s.Ingester.HTTPAddr()
+	case "rules":
+		env["CHURNWATCH_GRPC_ADDR"], env["CHURNWATCH_HTTP_ADDR"] = s.Rules.GRPCAddr(), s.Rules.HTTPAddr()
+	case "alerts":
+		env["CHURNWATCH_GRPC_ADDR"], env["CHURNWATCH_HTTP_ADDR"] = s.Alerts.GRPCAddr(), s.Alerts.HTTPAddr()
+	}
+	svc.cancel()
+	select {
+	case <-svc.done:
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("restart %s: it did not stop within 30s; close the stack (its logs say what it waits for)", name)
+	case <-ctx.Done():
+		return fmt.Errorf("restart %s: %w", name, ctx.Err())
+	}
+	if err := s.startService(ctx, name, env); err != nil {
+		return fmt.Errorf("restart %s: %w", name, err)
+	}
+	return nil
+}
+
+// run runs f as the service name; the channel is closed when f returned.
+func (s *Stack) run(name string, f func() error) <-chan struct{} {
+	done := make(chan struct{})
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer close(done)
 		if err := f(); err != nil {
 			s.mu.Lock()
 			s.errs = append(s.errs, fmt.Errorf("%s: %w", name, err))
 			s.mu.Unlock()
 		}
 	}()
+	return done
 }
 
 // devKey loads or creates the dev token signing key in Dir.

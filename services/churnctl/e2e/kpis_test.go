@@ -74,6 +74,19 @@ func secondInstances(t *testing.T, st *devstack.Stack) (stop func()) {
 	return stop
 }
 
+// restartEach restarts the named services of the stack in place, one after
+// the other, and logs how long each took.
+func restartEach(ctx context.Context, t *testing.T, st *devstack.Stack, names ...string) error {
+	for _, name := range names {
+		began := time.Now()
+		if err := st.Restart(ctx, name); err != nil {
+			return err
+		}
+		t.Logf("%s restarted in %s", name, time.Since(began).Round(time.Millisecond))
+	}
+	return nil
+}
+
 // waitGroup waits until each of groups has n members, every one of them
 // assigned at least one partition.
 func waitGroup(ctx context.Context, t *testing.T, st *devstack.Stack, n int, groups ...string) {
@@ -298,27 +311,63 @@ func TestKPIsAgreeWithTheBank(t *testing.T) {
 	}
 	// A second rules and alerts instance joins after a third of the
 	// events and leaves after two thirds: partitions are handed over twice
-	// mid-stream, as in a rolling restart.
+	// mid-stream, as in a rolling restart. At half of the events the
+	// ingester, the rules service and the alerts service are restarted in
+	// place, one after the other, while ingest goes on (retrying while the
+	// ingester is unavailable, as churnctl does).
 	var stop func()
+	var restarts chan error
+	restarting, duringRestarts, unavailable := false, 0, 0
 	for i := 0; i < len(in.Events); i += 5000 {
 		switch {
 		case stop == nil && i >= len(in.Events)/3:
 			stop = secondInstances(t, st)
 			waitGroup(ctx, t, st, 2, "churnwatch-rules", "churnwatch-rules-kpi", "churnwatch-alerts")
-		case stop != nil && i >= 2*len(in.Events)/3:
+		case restarts == nil && i >= len(in.Events)/2:
+			restarts, restarting = make(chan error, 1), true
+			go func() { restarts <- restartEach(ctx, t, st, "ingester", "rules", "alerts") }()
+		case stop != nil && restarts != nil && i >= 2*len(in.Events)/3:
+			if restarting {
+				if err := <-restarts; err != nil {
+					t.Fatal(err)
+				}
+				restarting = false
+			}
 			stop()
 			stop = func() {}
 			waitGroup(ctx, t, st, 1, "churnwatch-rules", "churnwatch-rules-kpi", "churnwatch-alerts")
+		}
+		if restarting {
+			select {
+			case err := <-restarts:
+				if err != nil {
+					t.Fatal(err)
+				}
+				restarting = false
+			default:
+				duringRestarts++
+			}
 		}
 		var batch []*cwv1.IncomingEvent
 		for _, r := range in.Events[i:min(i+5000, len(in.Events))] {
 			batch = append(batch, r.Value)
 		}
-		resp, err := publish(ctx, ing, batch)
+		var resp *cwv1.PublishEventsResponse
+		err := retrying(ctx, func(ctx context.Context) (err error) {
+			resp, err = publish(ctx, ing, batch)
+			if status.Code(err) == codes.Unavailable {
+				unavailable++
+			}
+			return err
+		})
 		if err != nil || int(resp.Accepted+resp.Duplicates) != len(batch) {
 			t.Fatalf("publish: %v %v", err, resp)
 		}
 	}
+	if restarts == nil || restarting || duringRestarts == 0 {
+		t.Fatalf("restarts began %v, still running %v, %d batches published while they ran: want them begun, done, and overlapping ingest", restarts != nil, restarting, duringRestarts)
+	}
+	t.Logf("%d batches of 5000 events published while the three services restarted; %d calls answered Unavailable and were retried", duringRestarts, unavailable)
 	lastEvent, _ := time.Parse(time.RFC3339, bank.Events[len(bank.Events)-1].OccurredAt)
 	if _, err := ing.CloseBusinessDay(ctx, &cwv1.CloseBusinessDayRequest{Date: lastEvent.Format("2006-01-02")}); err != nil {
 		t.Fatal(err)
