@@ -294,17 +294,5 @@ func (e *env) smallWindowClient(sub string, role auth.Role) cwv1.AlertServiceCli
 	return cwv1.NewAlertServiceClient(conn)
 }
 
-// syncBuffer is a log sink safe for the service's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b = append(s.b, p...)
-	return len(p), nil
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return string(s.b) }
+// syncBuffer collects the services' logs from several goroutines.
+type syncBuffer = testkit.SyncBuffer

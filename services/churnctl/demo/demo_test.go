@@ -7,30 +7,17 @@ import (
 	"net/http/cookiejar"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/churnwatch/churnwatch/services/platform/testkit"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	"github.com/churnwatch/churnwatch/services/churnctl/demo"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects the services' logs from several goroutines.
+type syncBuffer = testkit.SyncBuffer
 
 var (
 	progressRe = regexp.MustCompile(`(?m)^  events \d+/\d+ streamed \(\d+%\) · \d+ events/s · ETA [0-9hms.…]+ · scored up to \S+ · \d+ alerts so far$`)

@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"context"
-	"strings"
-	"sync"
 	"time"
+
+	"github.com/churnwatch/churnwatch/services/platform/testkit"
 
 	"github.com/churnwatch/churnwatch/services/churnctl/cli"
 
@@ -14,22 +14,7 @@ import (
 type clientConn = grpc.ClientConn
 
 // syncBuffer collects the services' logs from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.SyncBuffer
 
 // retrying runs an ingest call the way churnctl does (cli.Retrying): a
 // freshly created real-Kafka topic can time out its first acks=all write on a
