@@ -478,19 +478,31 @@ func TestKPIsAgreeWithTheBank(t *testing.T) {
 	}
 	t.Logf("%d months compared; %d customers entered CHURNED, %d won back", len(ms), churnedSeen, wonSeen)
 
-	// Alerts: raised, acknowledged and resolved now (wall clock).
+	// Alerts raised: in the month of their first signal (event time), so
+	// the simulated year's alerts land in its months, not in today's.
+	raisedIn := map[string]int64{}
+	for _, a := range all {
+		raisedIn[a.FirstSignalAt.AsTime().UTC().Format("2006-01")]++
+	}
+	var raisedSeen int64
+	for _, mk := range resp.Months {
+		if mk.Alerts.Raised != raisedIn[mk.Month] {
+			t.Errorf("%s: %d alerts raised, ListAlerts has %d with a first signal in it", mk.Month, mk.Alerts.Raised, raisedIn[mk.Month])
+		}
+		raisedSeen += mk.Alerts.Raised
+	}
+	if raisedSeen == 0 {
+		t.Error("no alert raised in any simulated month")
+	}
+
+	// Acknowledged and resolved now (wall clock: people did it today).
 	now := time.Now().UTC().Format("2006-01")
 	cur, err := kpis.GetKpis(ctx, &cwv1.GetKpisRequest{Month: now, MonthsBack: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	af := cur.Months[0].Alerts
-	var raisedNow int64
-	for _, a := range all {
-		if a.CreatedAt.AsTime().UTC().Format("2006-01") == now {
-			raisedNow++
-		}
-	}
+	raisedNow := raisedIn[now]
 	var resolvedAll int64
 	gotResolved := map[cwv1.Outcome]int64{}
 	for _, o := range af.ResolvedByOutcome {

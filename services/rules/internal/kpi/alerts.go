@@ -14,6 +14,13 @@ import (
 // lifecycle timestamps (unix seconds, 0 = not yet), audience and rules,
 // and the customer id (no name): the figures need no customer, the
 // threshold back-test matches outcomes to its alerts by it.
+//
+// Raised is the event time of the alert's first signal (first_signal_at):
+// the KPIs count an alert in the month its customer's events raised it
+// (SPEC §9, event time), so a replayed or late history lands in its own
+// months. The human steps (acknowledged, escalated, resolved) and the SLA
+// run on the wall clock (Created, AckDue), as the alerts service keeps
+// them. Facts stored before Raised existed fall back to Created.
 type AlertFact struct {
 	ID           string   `json:"id"`
 	Customer     string   `json:"cu,omitempty"`
@@ -22,6 +29,7 @@ type AlertFact struct {
 	Branch       string   `json:"b,omitempty"`
 	Manager      string   `json:"m,omitempty"`
 	Rules        []string `json:"r,omitempty"` // distinct rule ids, first seen first
+	Raised       int64    `json:"s,omitempty"`
 	Created      int64    `json:"c"`
 	AckDue       int64    `json:"d,omitempty"`
 	Acknowledged int64    `json:"a,omitempty"`
@@ -45,7 +53,7 @@ func FactOf(u *cwv1.AlertUpdate) (AlertFact, error) {
 		return AlertFact{}, fmt.Errorf("%w: alert without created_at", ErrAlertFact)
 	}
 	f := AlertFact{ID: a.GetAlertId(), Customer: a.GetCustomerId(), Version: a.GetVersion(), Tier: TierName(a.GetTier()), Branch: a.GetBranchId(),
-		Manager: a.GetManagerId(), Created: a.GetCreatedAt().GetSeconds(), AckDue: a.GetAckDueAt().GetSeconds(),
+		Manager: a.GetManagerId(), Raised: a.GetFirstSignalAt().GetSeconds(), Created: a.GetCreatedAt().GetSeconds(), AckDue: a.GetAckDueAt().GetSeconds(),
 		Acknowledged: a.GetAcknowledgedAt().GetSeconds(), Escalated: a.GetEscalatedAt().GetSeconds(),
 		Resolved: a.GetResolvedAt().GetSeconds()}
 	if f.Resolved != 0 {
@@ -59,11 +67,22 @@ func FactOf(u *cwv1.AlertUpdate) (AlertFact, error) {
 	return f, nil
 }
 
-// Months are the months the fact must be kept in: every month from the
-// one it was raised in to the one it was resolved in (or to the month of
-// latest, for an open alert), at most maxAlertMonths, so that a month's
-// facts hold every alert open at some time in it.
+// RaisedAt is the event time the alert was raised at: its first signal's,
+// or its creation's for a fact without one.
+func (f AlertFact) RaisedAt() int64 {
+	if f.Raised != 0 {
+		return f.Raised
+	}
+	return f.Created
+}
+
+// Months are the months the fact must be kept in: the month its events
+// raised it in, and every month from the one it was created in to the one
+// it was resolved in (or to the month of latest, for an open alert), at
+// most maxAlertMonths, so that a month's facts hold every alert raised in
+// it and every alert open at some time in it.
 func (f AlertFact) Months(latest time.Time) []string {
+	raised := Month(time.Unix(f.RaisedAt(), 0))
 	from := time.Unix(f.Created, 0).UTC()
 	to := latest.UTC()
 	if f.Resolved != 0 {
@@ -77,9 +96,11 @@ func (f AlertFact) Months(latest time.Time) []string {
 	if to.Before(from) {
 		to = from // clock skew: at least the month it was raised in
 	}
-	var out []string
+	out := []string{raised}
 	for m := monthStart(from); !m.After(to) && len(out) < maxAlertMonths; m = m.AddDate(0, 1, 0) {
-		out = append(out, Month(m))
+		if mm := Month(m); mm != raised {
+			out = append(out, mm)
+		}
 	}
 	return out
 }

@@ -302,7 +302,7 @@ func alertFigures(in Input, month string, mt time.Time) *cwv1.AlertFigures {
 		add(f)
 	}
 	for _, f := range in.Open {
-		if f.Created < to {
+		if min(f.Created, f.RaisedAt()) < to {
 			add(f)
 		}
 	}
@@ -319,7 +319,7 @@ func alertFigures(in Input, month string, mt time.Time) *cwv1.AlertFigures {
 	for _, id := range slices.Sorted(maps.Keys(facts)) {
 		f := facts[id]
 		keys := []rmTier{{f.Manager, f.Tier}, {"", f.Tier}}
-		if in_(f.Created) {
+		if in_(f.RaisedAt()) {
 			a.Raised++
 			for _, r := range f.Rules {
 				reasons[r]++

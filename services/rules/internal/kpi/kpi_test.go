@@ -32,7 +32,8 @@ type bankCase struct {
 	Alerts []struct {
 		ID, Tier, Branch, Manager, Outcome              string
 		Rules                                           []string
-		Created, Due, Acknowledged, Escalated, Resolved time.Time
+		// Raised is the first signal's event time (zero: as Created).
+		Raised, Created, Due, Acknowledged, Escalated, Resolved time.Time
 	} `yaml:"alerts"`
 	Expect []struct {
 		Month, Tier, Branch, Filter string
@@ -167,7 +168,7 @@ func facts(c bankCase) (map[string][]kpi.AlertFact, []kpi.AlertFact) {
 	}
 	for _, a := range c.Alerts {
 		f := kpi.AlertFact{ID: a.ID, Version: 1, Tier: a.Tier, Branch: a.Branch, Manager: a.Manager, Rules: a.Rules,
-			Created: sec(a.Created), AckDue: sec(a.Due), Acknowledged: sec(a.Acknowledged), Escalated: sec(a.Escalated),
+			Raised: sec(a.Raised), Created: sec(a.Created), AckDue: sec(a.Due), Acknowledged: sec(a.Acknowledged), Escalated: sec(a.Escalated),
 			Resolved: sec(a.Resolved), Outcome: a.Outcome}
 		for _, m := range f.Months(c.Now) {
 			by[m] = append(by[m], f)

@@ -295,7 +295,7 @@ func (b *Backtester) outcomes(ctx context.Context, start, end time.Time) ([]Outc
 			default:
 				continue // UNREACHABLE says nothing about the warning
 			}
-			raised := time.Unix(f.Created, 0).UTC()
+			raised := time.Unix(f.RaisedAt(), 0).UTC()
 			if raised.Before(start.Add(-MatchWindow)) || raised.After(end.Add(MatchWindow)) {
 				continue
 			}

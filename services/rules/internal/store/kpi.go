@@ -20,7 +20,7 @@ import (
 //	                                        (entering CHURNED), winback (CHURNED → WON_BACK) or bal.<CUR> (balance
 //	                                        held, minor units)
 //	cw:rules:kpi:{p:N}:months       set     the months partition N has a hash for
-//	cw:rules:kpi:alerts:{m:YYYY-MM} hash    alert id → JSON fact (kpi.AlertFact) of every alert open at some time in the month
+//	cw:rules:kpi:alerts:{m:YYYY-MM} hash    alert id → JSON fact (kpi.AlertFact) of every alert raised in the month (first signal, event time) or open at some time in it
 //	cw:rules:kpi:alerts:{open}      hash    alert id → JSON fact of every alert not resolved
 //
 // A partition's KPI keys share its hash tag with its deadline index, so the
