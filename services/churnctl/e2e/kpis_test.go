@@ -26,6 +26,7 @@ import (
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/config"
 	"github.com/churnwatch/churnwatch/services/platform/money"
+	"github.com/churnwatch/churnwatch/services/platform/testkit"
 	rulesapp "github.com/churnwatch/churnwatch/services/rules/app"
 )
 
@@ -289,13 +290,24 @@ func independentKPIs(t *testing.T, bank *simulate.Bank, months []time.Time) map[
 // their branch only, that managers are refused, and that churnctl report
 // prints the RPC's figures.
 func TestKPIsAgreeWithTheBank(t *testing.T) {
+	kpisAgreeWithTheBank(t, startStack(t))
+}
+
+// TestKPIsAgreeWithTheBankOnRealKafka is the same on three real Kafka
+// brokers: the second instances, the restarts and the group hand-overs go
+// through a real group coordinator.
+func TestKPIsAgreeWithTheBankOnRealKafka(t *testing.T) {
+	k := testkit.RealKafka(t, 3)
+	kpisAgreeWithTheBank(t, startStackOn(t, map[string]string{"CHURNWATCH_KAFKA_BROKERS": strings.Join(k.Brokers, ",")}))
+}
+
+func kpisAgreeWithTheBank(t *testing.T, st *devstack.Stack) {
 	const customers, months, seed = 600, 12, 5
 	bank, err := simulate.Generate(simulate.Config{Customers: customers, Months: months, Seed: seed})
 	if err != nil {
 		t.Fatal(err)
 	}
 	in, _ := backtest.FromBank(bank)
-	st := startStack(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	ing := cwv1.NewIngestServiceClient(dial(t, st, st.Ingester.GRPCAddr(), "core", auth.RoleIngest, ""))
