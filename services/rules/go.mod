@@ -4,7 +4,8 @@ go 1.26.0
 
 require (
 	github.com/churnwatch/churnwatch/proto/gen/go v0.0.0
-	github.com/churnwatch/churnwatch/services/churnctl v0.0.0
+	github.com/churnwatch/churnwatch/services/alerts v0.0.0
+	github.com/churnwatch/churnwatch/services/ingester v0.0.0
 	github.com/churnwatch/churnwatch/services/platform v0.0.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/segmentio/kafka-go v0.4.51
@@ -25,8 +26,6 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/churnwatch/churnwatch/services/alerts v0.0.0 // indirect
-	github.com/churnwatch/churnwatch/services/ingester v0.0.0 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
@@ -66,7 +65,6 @@ require (
 replace (
 	github.com/churnwatch/churnwatch/proto/gen/go => ../../proto/gen/go
 	github.com/churnwatch/churnwatch/services/alerts => ../alerts
-	github.com/churnwatch/churnwatch/services/churnctl => ../churnctl
 	github.com/churnwatch/churnwatch/services/ingester => ../ingester
 	github.com/churnwatch/churnwatch/services/platform => ../platform
 )

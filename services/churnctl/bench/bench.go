@@ -31,10 +31,10 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
-	"github.com/churnwatch/churnwatch/services/churnctl/backtest"
 	"github.com/churnwatch/churnwatch/services/churnctl/cli"
 	"github.com/churnwatch/churnwatch/services/churnctl/demo"
 	"github.com/churnwatch/churnwatch/services/churnctl/devstack"
+	"github.com/churnwatch/churnwatch/services/churnctl/simfeed"
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
 	"github.com/churnwatch/churnwatch/services/ingester/validate"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
@@ -148,7 +148,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	events := make([]*cwv1.IncomingEvent, len(bank.Events))
 	for i, e := range bank.Events {
-		events[i] = backtest.IncomingEvent(e)
+		events[i] = simfeed.IncomingEvent(e)
 	}
 	start := time.Now()
 	if err := publishAll(ctx, ing, events, 5000, 4); err != nil {
@@ -250,7 +250,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 func importCustomers(ctx context.Context, ing cwv1.IngestServiceClient, bank *simulate.Bank) error {
 	var cs []*cwv1.IncomingCustomer
 	for _, c := range bank.Customers {
-		cs = append(cs, backtest.IncomingCustomer(c))
+		cs = append(cs, simfeed.IncomingCustomer(c))
 	}
 	for i := 0; i < len(cs); i += 5000 {
 		if _, err := ing.UpsertCustomers(ctx, &cwv1.UpsertCustomersRequest{Customers: cs[i:min(i+5000, len(cs))]}); err != nil {
@@ -391,7 +391,7 @@ func engineEPS(bank *simulate.Bank) float64 {
 	evs := make([]engine.Event, 0, len(bank.Events))
 	now := time.Now()
 	for _, e := range bank.Events {
-		ae, verr := validate.Event(backtest.IncomingEvent(e), now)
+		ae, verr := validate.Event(simfeed.IncomingEvent(e), now)
 		if verr != nil {
 			continue
 		}

@@ -31,14 +31,15 @@ import (
 	"google.golang.org/grpc/status"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
-	"github.com/churnwatch/churnwatch/services/churnctl/backtest"
 	"github.com/churnwatch/churnwatch/services/churnctl/cli"
+	"github.com/churnwatch/churnwatch/services/churnctl/simfeed"
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/client"
 	"github.com/churnwatch/churnwatch/services/platform/config"
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 	"github.com/churnwatch/churnwatch/services/platform/testkit"
+	"github.com/churnwatch/churnwatch/services/rules/backtest"
 )
 
 // Options configure a run. Zero values take the defaults of `make chaos`.
@@ -322,7 +323,7 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 
 	events := make([]*cwv1.IncomingEvent, len(bank.Events))
 	for i, e := range bank.Events {
-		events[i] = backtest.IncomingEvent(e)
+		events[i] = simfeed.IncomingEvent(e)
 	}
 	batches := (len(events) + o.Batch - 1) / o.Batch
 	rng := rand.New(rand.NewPCG(uint64(o.Seed), 0xc4a05))
@@ -387,7 +388,7 @@ func (r *run) do(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	in, _ := backtest.FromBank(bank)
+	in, _ := simfeed.FromBank(bank)
 	want, err := backtest.Run(in, backtest.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("back-test: %w", err)
@@ -599,7 +600,7 @@ func (r *run) waitCaughtUp(ctx context.Context, timeout time.Duration) error {
 func (r *run) importCustomers(ctx context.Context, ings []cwv1.IngestServiceClient, bank *simulate.Bank) error {
 	var cs []*cwv1.IncomingCustomer
 	for _, c := range bank.Customers {
-		cs = append(cs, backtest.IncomingCustomer(c))
+		cs = append(cs, simfeed.IncomingCustomer(c))
 	}
 	for i := 0; i < len(cs); i += 5000 {
 		batch := cs[i:min(i+5000, len(cs))]

@@ -12,9 +12,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
-	"github.com/churnwatch/churnwatch/services/churnctl/backtest"
 	"github.com/churnwatch/churnwatch/services/churnctl/cli"
+	"github.com/churnwatch/churnwatch/services/churnctl/simfeed"
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
+	"github.com/churnwatch/churnwatch/services/rules/backtest"
 )
 
 func btFile(t *testing.T, dir, name, body string) string {
@@ -48,7 +49,7 @@ func TestBacktestJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil {
 		t.Fatalf("summary line %q: %v", lines[len(lines)-1], err)
 	}
-	in, labels := backtest.FromBank(bank)
+	in, labels := simfeed.FromBank(bank)
 	want, err := backtest.Run(in, backtest.Options{})
 	if err != nil {
 		t.Fatal(err)

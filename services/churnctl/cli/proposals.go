@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
-	"github.com/churnwatch/churnwatch/services/churnctl/backtest"
+	"github.com/churnwatch/churnwatch/services/rules/backtest"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 )
 

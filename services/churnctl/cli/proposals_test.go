@@ -14,11 +14,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
-	"github.com/churnwatch/churnwatch/services/churnctl/backtest"
+	"github.com/churnwatch/churnwatch/services/churnctl/simfeed"
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/testkit"
 	rulesapp "github.com/churnwatch/churnwatch/services/rules/app"
+	"github.com/churnwatch/churnwatch/services/rules/backtest"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 )
 
@@ -72,7 +73,7 @@ func TestThresholdProposalCommands(t *testing.T) {
 	}
 
 	// The attached back-test is the back-test package's, independently run.
-	in, labels := backtest.FromBank(bank)
+	in, labels := simfeed.FromBank(bank)
 	cur := engine.DefaultThresholds()
 	next := cur
 	for k, v := range map[string]string{"outflow.large.amount.MASS": "2000", "outflow.large.amount.BASIC": "1000"} {

@@ -20,12 +20,13 @@ import (
 	"google.golang.org/grpc"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
-	"github.com/churnwatch/churnwatch/services/churnctl/backtest"
 	"github.com/churnwatch/churnwatch/services/churnctl/cli"
 	"github.com/churnwatch/churnwatch/services/churnctl/devstack"
+	"github.com/churnwatch/churnwatch/services/churnctl/simfeed"
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/client"
+	"github.com/churnwatch/churnwatch/services/rules/backtest"
 )
 
 // Options configure a demo run.
@@ -122,7 +123,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 
 	var custs []*cwv1.IncomingCustomer
 	for _, c := range bank.Customers {
-		custs = append(custs, backtest.IncomingCustomer(c))
+		custs = append(custs, simfeed.IncomingCustomer(c))
 	}
 	for i := 0; i < len(custs); i += 5000 {
 		resp, err := ingest.UpsertCustomers(ctx, &cwv1.UpsertCustomersRequest{Customers: custs[i:min(i+5000, len(custs))]})
@@ -188,7 +189,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil
 	}
 	for _, e := range bank.Events {
-		events = append(events, backtest.IncomingEvent(e))
+		events = append(events, simfeed.IncomingEvent(e))
 		if len(events) == cap(events) {
 			if err := flush(); err != nil {
 				return nil, err
@@ -543,7 +544,7 @@ func summarize(bank *simulate.Bank, alerts []*cwv1.Alert) *Summary {
 			s.AlertsByRule[r.RuleId]++
 		}
 	}
-	_, labels := backtest.FromBank(&simulate.Bank{Labels: bank.Labels})
+	_, labels := simfeed.FromBank(&simulate.Bank{Labels: bank.Labels})
 	var start, end time.Time
 	if n := len(bank.Events); n > 0 {
 		start, _ = time.Parse(time.RFC3339, bank.Events[0].OccurredAt)

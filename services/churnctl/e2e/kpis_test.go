@@ -18,10 +18,10 @@ import (
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
 	alertsapp "github.com/churnwatch/churnwatch/services/alerts/app"
-	"github.com/churnwatch/churnwatch/services/churnctl/backtest"
 	"github.com/churnwatch/churnwatch/services/churnctl/cli"
 	"github.com/churnwatch/churnwatch/services/churnctl/demo"
 	"github.com/churnwatch/churnwatch/services/churnctl/devstack"
+	"github.com/churnwatch/churnwatch/services/churnctl/simfeed"
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
 	"github.com/churnwatch/churnwatch/services/platform/config"
@@ -307,7 +307,7 @@ func kpisAgreeWithTheBank(t *testing.T, st *devstack.Stack) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, _ := backtest.FromBank(bank)
+	in, _ := simfeed.FromBank(bank)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	ing := cwv1.NewIngestServiceClient(dial(t, st, st.Ingester.GRPCAddr(), "core", auth.RoleIngest, ""))

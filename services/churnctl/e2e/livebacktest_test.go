@@ -10,11 +10,12 @@ import (
 	"google.golang.org/grpc/status"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
-	"github.com/churnwatch/churnwatch/services/churnctl/backtest"
 	"github.com/churnwatch/churnwatch/services/churnctl/chaos"
 	"github.com/churnwatch/churnwatch/services/churnctl/demo"
+	"github.com/churnwatch/churnwatch/services/churnctl/simfeed"
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
 	"github.com/churnwatch/churnwatch/services/platform/auth"
+	"github.com/churnwatch/churnwatch/services/rules/backtest"
 )
 
 // TestLiveEqualsBacktest streams a simulated bank through the real
@@ -30,7 +31,7 @@ func TestLiveEqualsBacktest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, _ := backtest.FromBank(bank)
+	in, _ := simfeed.FromBank(bank)
 	want, err := backtest.Run(in, backtest.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -2,8 +2,9 @@
 // (docs/rules.md, "What the back-test is"): it reads the service's own
 // events topic for a window of event time, replays it through the same
 // engine and alert merge as `churnctl backtest --compare`
-// (churnctl/backtest), once with the thresholds in force and once with the
-// change, and scores both sides on the alert outcomes recorded so far.
+// (services/rules/backtest), once with the thresholds in force and once
+// with the change, and scores both sides on the alert outcomes recorded so
+// far.
 //
 // It reads the topic with plain per-partition readers from the offset of
 // the window's start (ListOffsets by time), never with a consumer group,
@@ -23,8 +24,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
-	"github.com/churnwatch/churnwatch/services/churnctl/backtest"
 	"github.com/churnwatch/churnwatch/services/platform/kafkax"
+	"github.com/churnwatch/churnwatch/services/rules/backtest"
 	"github.com/churnwatch/churnwatch/services/rules/convert"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 	"github.com/churnwatch/churnwatch/services/rules/internal/kpi"

@@ -1,10 +1,12 @@
-package backtest
+package detection
 
 import (
 	"testing"
 	"time"
 
+	"github.com/churnwatch/churnwatch/services/churnctl/simfeed"
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
+	"github.com/churnwatch/churnwatch/services/rules/backtest"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 )
 
@@ -41,15 +43,15 @@ func TestDetectionTargets(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		in, labels := FromBank(bank)
-		res, err := Run(in, Options{})
+		in, labels := simfeed.FromBank(bank)
+		res, err := backtest.Run(in, backtest.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if res.Counts.Rejected != 0 || res.Counts.Accepted != len(bank.Events) {
 			t.Fatalf("seed %d: simulated events rejected: %+v %+v", seed, res.Counts, res.Rejected[:min(3, len(res.Rejected))])
 		}
-		d := Score(res.Alerts, labels, res.Start, res.End)
+		d := backtest.Score(res.Alerts, labels, res.Start, res.End)
 		t.Logf("seed %d: %d customers, %d churners (%d detectable), %d alerts: precision %.3f recall %.3f (detectable %.3f) median lead %.1f days (detectable %.1f), %.2f false alerts/1000 stable/month (%s)",
 			seed, d.Customers, d.Churners, d.DetectableChurners, len(res.Alerts), d.Precision, d.Recall, d.RecallDetectable, d.MedianLeadDays, d.MedianLeadDaysDetectable, d.FalseAlertsPer1000StableMonth, time.Since(start).Round(time.Millisecond))
 		if silent := d.Churners - d.DetectableChurners; silent < d.Churners/20 || silent > d.Churners/4 {
@@ -83,17 +85,17 @@ func TestDetectionTargets(t *testing.T) {
 // against def, the defaults' figures: never more false alerts, and fewer
 // where the defaults have at least 10, recall of detectable churners
 // unchanged and the median lead of detectable churners shorter by 0–7 days.
-func confirmTradeOff(t *testing.T, seed int64, in Input, labels []Label, def *Detection) {
+func confirmTradeOff(t *testing.T, seed int64, in backtest.Input, labels []backtest.Label, def *backtest.Detection) {
 	t.Helper()
 	th := engine.DefaultThresholds()
 	if err := th.Set("activity.drop.confirm_days", "7"); err != nil {
 		t.Fatal(err)
 	}
-	res, err := Run(in, Options{Thresholds: &th})
+	res, err := backtest.Run(in, backtest.Options{Thresholds: &th})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := Score(res.Alerts, labels, res.Start, res.End)
+	d := backtest.Score(res.Alerts, labels, res.Start, res.End)
 	t.Logf("seed %d, confirm_days 7: precision %.3f recall of detectable %.3f median lead of detectable %.1f days, %d false alerts (defaults %d)",
 		seed, d.Precision, d.RecallDetectable, d.MedianLeadDaysDetectable, d.FalseAlerts, def.FalseAlerts)
 	if d.FalseAlerts > def.FalseAlerts || def.FalseAlerts >= 10 && d.FalseAlerts >= def.FalseAlerts {

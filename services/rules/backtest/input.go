@@ -8,12 +8,9 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
-	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
-	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
 	"github.com/churnwatch/churnwatch/services/ingester/format"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 )
@@ -163,42 +160,4 @@ func ReadThresholds(r io.Reader) (engine.Thresholds, error) {
 		return th, fmt.Errorf("%w: %v", ErrBadThresholds, err)
 	}
 	return th, nil
-}
-
-// FromBank turns a simulated bank into back-test input and labels, the
-// records numbered as the lines of the files `churnctl simulate` writes.
-func FromBank(b *simulate.Bank) (Input, []Label) {
-	in := Input{
-		Customers: make([]Record[*cwv1.IncomingCustomer], len(b.Customers)),
-		Events:    make([]Record[*cwv1.IncomingEvent], len(b.Events)),
-	}
-	for i, c := range b.Customers {
-		in.Customers[i] = Record[*cwv1.IncomingCustomer]{Line: i + 1, Value: IncomingCustomer(c)}
-	}
-	for i, e := range b.Events {
-		in.Events[i] = Record[*cwv1.IncomingEvent]{Line: i + 1, Value: IncomingEvent(e)}
-	}
-	labels := make([]Label, len(b.Labels))
-	for i, l := range b.Labels {
-		labels[i] = Label{CustomerID: l.CustomerID, Archetype: l.Archetype, Churned: l.Churned}
-		if l.Churned {
-			labels[i].ChurnDate, _ = time.Parse(time.DateOnly, l.ChurnDate)
-		}
-	}
-	return in, labels
-}
-
-// IncomingCustomer is a simulated customer as the ingester receives it.
-func IncomingCustomer(c simulate.Customer) *cwv1.IncomingCustomer {
-	return &cwv1.IncomingCustomer{CustomerId: c.CustomerID, Tier: c.Tier, ManagerId: c.ManagerID, BranchId: c.BranchID, DisplayName: c.DisplayName}
-}
-
-// IncomingEvent is a simulated event as the ingester receives it.
-func IncomingEvent(e simulate.Event) *cwv1.IncomingEvent {
-	ie := &cwv1.IncomingEvent{EventId: e.EventID, CustomerId: e.CustomerID, AccountId: e.AccountID, OccurredAt: e.OccurredAt,
-		Type: e.Type, Amount: e.Amount, Currency: e.Currency, CounterpartyBank: e.CounterpartyBank, BalanceAfter: e.BalanceAfter, Channel: e.Channel}
-	if e.Sentiment != nil {
-		ie.Sentiment = strconv.FormatFloat(*e.Sentiment, 'f', -1, 64)
-	}
-	return ie
 }

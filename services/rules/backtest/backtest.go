@@ -27,6 +27,12 @@
 // alert service stamps changes with the wall clock; offline the signal's
 // event time stands in for it, so created_at is when the alert would have
 // been raised and the output is deterministic.
+//
+// It belongs to the rules module (the rules service's server-side
+// back-test, internal/replay, runs it too) and imports nothing of churnctl:
+// churnctl's simfeed turns a simulated bank into Input and labels, and
+// churnctl's detection package holds the tests and benchmarks that need
+// the simulator.
 package backtest
 
 import (

@@ -1,4 +1,4 @@
-package backtest
+package detection
 
 import (
 	"maps"
@@ -10,7 +10,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/churnctl/simfeed"
 	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
+	"github.com/churnwatch/churnwatch/services/rules/backtest"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 )
 
@@ -48,12 +50,12 @@ func TestIdealTaperDetectorCannotWarn45DaysAhead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		in, labels := FromBank(bank)
+		in, labels := simfeed.FromBank(bank)
 		th := engine.DefaultThresholds()
 		if err := th.Set("activity.drop.min_baseline", "1000"); err != nil { // no customer has it: the rule is off
 			t.Fatal(err)
 		}
-		res, err := Run(in, Options{Thresholds: &th})
+		res, err := backtest.Run(in, backtest.Options{Thresholds: &th})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +71,7 @@ func TestIdealTaperDetectorCannotWarn45DaysAhead(t *testing.T) {
 		var best struct{ lead, precision float64 }
 		for _, h := range hs {
 			alerts := withIdealAlerts(res.Alerts, scores, h, start)
-			d := Score(alerts, labels, res.Start, res.End)
+			d := backtest.Score(alerts, labels, res.Start, res.End)
 			t.Logf("seed %d, h %2.0f: %d alerted, %d false: precision %.3f, recall of detectable %.3f, median lead of detectable %.1f days",
 				seed, h, len(alerts), d.FalseAlerts, d.Precision, d.RecallDetectable, d.MedianLeadDaysDetectable)
 			if d.MedianLeadDaysDetectable >= 45 && d.Precision >= 0.5 {

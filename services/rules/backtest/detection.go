@@ -5,7 +5,6 @@ import (
 	"time"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
-	"github.com/churnwatch/churnwatch/services/churnctl/simulate"
 )
 
 // Grace is how long after a customer's churn date an alert still counts as
@@ -14,6 +13,12 @@ import (
 // month's statement. An alert later than that is a post-mortem, not a
 // warning.
 const Grace = 30 * 24 * time.Hour
+
+// ArchetypeSilent is the label archetype (Label.Archetype, "archetype" in
+// labels.ndjson) of churners who leave with no warning sign at all, as
+// `churnctl simulate` labels them: they count as churners, not as
+// detectable ones.
+const ArchetypeSilent = "silent"
 
 // daysPerMonth turns an observation window into months (365.25 / 12).
 const daysPerMonth = 30.4375
@@ -46,7 +51,7 @@ type Detection struct {
 	Precision     float64 `json:"precision"`
 	Recall        float64 `json:"recall"`
 	// Detectable churners are those of an archetype that shows a warning
-	// sign (all but the simulator's "silent"); RecallDetectable is recall
+	// sign (all but ArchetypeSilent); RecallDetectable is recall
 	// over them, Recall over every churner.
 	DetectableChurners int     `json:"detectableChurners"`
 	DetectedDetectable int     `json:"detectedDetectable"`
@@ -97,7 +102,7 @@ func Score(alerts []*cwv1.Alert, labels []Label, start, end time.Time) *Detectio
 		d.Customers++
 		if l.Churned {
 			d.Churners++
-			if l.Archetype != simulate.ArchetypeSilent {
+			if l.Archetype != ArchetypeSilent {
 				d.DetectableChurners++
 			}
 		} else {
@@ -171,7 +176,7 @@ func Score(alerts []*cwv1.Alert, labels []Label, start, end time.Time) *Detectio
 			lead := l.ChurnDate.Sub(f).Hours() / 24
 			d.Detected++
 			ad.Detected++
-			if l.Archetype != simulate.ArchetypeSilent {
+			if l.Archetype != ArchetypeSilent {
 				d.DetectedDetectable++
 				detectableLeads = append(detectableLeads, lead)
 			}
