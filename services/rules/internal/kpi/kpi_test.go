@@ -30,8 +30,8 @@ type bankCase struct {
 		Profile  *caseProfile `yaml:"profile"`
 	} `yaml:"steps"`
 	Alerts []struct {
-		ID, Tier, Branch, Manager, Outcome              string
-		Rules                                           []string
+		ID, Tier, Branch, Manager, Outcome string
+		Rules                              []string
 		// Raised is the first signal's event time (zero: as Created).
 		Raised, Created, Due, Acknowledged, Escalated, Resolved time.Time
 	} `yaml:"alerts"`
