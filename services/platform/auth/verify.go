@@ -135,9 +135,13 @@ func NewVerifier(ctx context.Context, o Options) (*Verifier, error) {
 		kf, err := keyfunc.NewDefaultOverrideCtx(jctx, []string{url}, keyfunc.Override{
 			Client:      o.HTTPClient,
 			HTTPTimeout: 10 * time.Second,
-			// A caller never waits for the limiter: an unknown kid while a
-			// refetch is not allowed yet is simply refused.
-			RateLimitWaitMax:  time.Millisecond,
+			// A caller does not wait out the limiter: an unknown kid while a
+			// refetch is not allowed for another minRefetch is refused at
+			// once (rate.Limiter.Wait fails without sleeping when the
+			// token is due after this budget). The budget is not 1 ms so
+			// that a loaded machine's scheduling delay between setting it
+			// and calling Wait does not refuse a refetch that is allowed.
+			RateLimitWaitMax:  250 * time.Millisecond,
 			RefreshInterval:   refresh,
 			RefreshUnknownKID: rate.NewLimiter(rate.Every(minRefetch), 1),
 			RefreshErrorHandlerFunc: func(string) func(context.Context, error) {

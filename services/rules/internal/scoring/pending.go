@@ -96,7 +96,46 @@ func (p pendingLoader) customer(m map[string]store.Customer, id string, held fun
 		c.Profile, c.Known = prof, true
 	}
 	if held == nil || !held(id) {
-		c.Envelope = b
+		c.Envelope, c.FromLive = b, false
 	}
 	m[id] = c
+}
+
+// liveStart is a shadow set's loader for a batch scored while the live
+// write w lands: a customer the set has no state of starts from w's live
+// state of it, if w has one, not from the older one in Redis
+// (store.Customer.FromLive) or from nothing.
+type liveStart struct {
+	l Loader
+	w *store.Write
+}
+
+func (p liveStart) Load(ctx context.Context, q store.Query) (store.Loaded, error) {
+	got, err := p.l.Load(ctx, q)
+	if err != nil {
+		return got, err
+	}
+	p.fill(got.Customers)
+	return got, nil
+}
+
+func (p liveStart) LoadCustomers(ctx context.Context, ids []string, held func(string) bool) (map[string]store.Customer, error) {
+	got, err := p.l.LoadCustomers(ctx, ids, held)
+	if err != nil {
+		return nil, err
+	}
+	p.fill(got)
+	return got, nil
+}
+
+func (p liveStart) fill(m map[string]store.Customer) {
+	for id, c := range m {
+		if !c.FromLive && c.Envelope != nil {
+			continue // the set's own state
+		}
+		if b, ok := p.w.States[id]; ok {
+			c.Envelope, c.FromLive = b, true
+			m[id] = c
+		}
+	}
 }

@@ -63,6 +63,9 @@ func (c *Consumer) scoreShadow(ctx context.Context, b *Batch, sh Shadow) (store.
 	if pend != nil {
 		l = pendingLoader{l: sl, w: &pend.State}
 	}
+	if c.pending != nil {
+		l = liveStart{l: l, w: c.pending}
+	}
 	sc := &Scorer{Engine: c.Scorer.Engine, Lateness: c.Scorer.Lateness, Topic: c.Scorer.Topic, OnCorrupt: c.Scorer.OnCorrupt, shadow: true}
 	o, err := sc.ScoreBatch(ctx, l, b, sh.Thresholds)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cwv1 "github.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1"
+	"github.com/churnwatch/churnwatch/services/platform/kafkax"
 	"github.com/churnwatch/churnwatch/services/platform/testkit"
 	"github.com/churnwatch/churnwatch/services/rules/engine"
 	"github.com/churnwatch/churnwatch/services/rules/internal/store"
@@ -140,5 +141,104 @@ func TestShadowIsExactlyOnceAndNeverProduced(t *testing.T) {
 		// Redelivered records are below the live watermark: nothing is
 		// produced again, and the shadow sets never produce.
 		t.Errorf("produced %d signals over three deliveries, want %d", sig.n, produced)
+	}
+}
+
+// TestShadowStartsFromTheLiveState: a set started after events were scored
+// goes on from each customer's live state, so that a set with the live
+// values keeps exactly the live states from then on — also when it starts
+// while the batch before is still landing (its states not yet in Redis) —
+// and raises exactly the signals the live set raises after its start.
+func TestShadowStartsFromTheLiveState(t *testing.T) {
+	r := testkit.Redis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st := store.New(rdb)
+	th := engine.DefaultThresholds()
+	for k, v := range map[string]string{"outflow.large.amount.MASS": "1", "outflow.large.min_amount.MASS": "1", "outflow.large.share.MASS": "0.01"} {
+		if err := th.Set(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	const customers = 20
+	batches := [][]kafka.Message{batchOf(300, customers, 0, t0), batchOf(300, customers, 300, t0.Add(300*time.Minute)),
+		batchOf(300, customers, 600, t0.Add(600*time.Minute))}
+	metrics, err := NewMetrics(sdkmetric.NewMeterProvider().Meter("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var running []Shadow
+	sig := &producedSignals{}
+	c := &Consumer{Scorer: newScorer(1000), Store: st, Signals: sig, Thresholds: func() *engine.Thresholds { return &th },
+		Metrics: metrics, Log: slog.New(slog.DiscardHandler), Tracer: noop.NewTracerProvider().Tracer("t"), Propagator: propagation.TraceContext{},
+		Shadows: func() []Shadow { return running }, ShadowStore: st}
+	handle := func(msgs []kafka.Message) kafkax.Landing {
+		t.Helper()
+		l, err := c.handle(ctx, msgs, c.Scorer.Decode(msgs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	land := func(l kafkax.Landing) {
+		t.Helper()
+		err := l.Land(ctx)
+		l.Settled(err)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Batch 1 with no set; the set starts while it lands: batch 2 is
+	// scored (live and shadow) before batch 1's write is in Redis.
+	first := handle(batches[0])
+	beforeStart := sig.n
+	running = []Shadow{{Name: "same", Thresholds: &th}}
+	second := handle(batches[1])
+	land(first)
+	afterFirst := sig.n
+	land(second)
+	land(handle(batches[2]))
+	if sig.n == afterFirst {
+		t.Fatal("the live set raised no signal after the set started: the test would prove little")
+	}
+	// A second set starts with nothing in flight: it starts from the live
+	// states in Redis.
+	running = append(running, Shadow{Name: "late", Thresholds: &th})
+	land(handle(batchOf(300, customers, 900, t0.Add(900*time.Minute))))
+	for i := range customers {
+		id := string(batches[0][i].Key)
+		live, err := rdb.HGet(ctx, store.CustomerKey(id), "s").Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"same", "late"} {
+			shadow, err := rdb.HGet(ctx, store.CustomerKey(id), store.ShadowStateField(name)).Bytes()
+			if err != nil {
+				t.Fatalf("%s: no state of set %s: %v", id, name, err)
+			}
+			if string(live) != string(shadow) {
+				t.Errorf("%s: set %s, with the live values, keeps a state (%d bytes) other than the live one (%d bytes)", id, name, len(shadow), len(live))
+			}
+		}
+	}
+	alerts, err := st.Shadow("same").AllAlerts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged := 0
+	for _, raw := range alerts {
+		a := &cwv1.Alert{}
+		if err := proto.Unmarshal(raw, a); err != nil {
+			t.Fatal(err)
+		}
+		merged += int(a.GetVersion())
+	}
+	// Produced counts signals of batches 1–3 (batch 1's are produced when
+	// it lands, after the set started, but were scored before it).
+	if want := sig.n - beforeStart - (afterFirst - beforeStart); merged != want {
+		t.Errorf("the set merged %d signals; the live set raised %d after it started", merged, want)
 	}
 }

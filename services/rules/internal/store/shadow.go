@@ -156,7 +156,7 @@ func (l ShadowLoader) Load(ctx context.Context, q Query) (Loaded, error) {
 	}
 	out := Loaded{Customers: make(map[string]Customer, len(q.Customers)), Due: map[int32][]Due{}}
 	for i, id := range q.Customers {
-		out.Customers[id] = hm[i].customer()
+		out.Customers[id] = shadowCustomer(hm[i])
 	}
 	cl, err := parseClocks(clocks.Val())
 	if err != nil {
@@ -175,10 +175,29 @@ func (l ShadowLoader) Load(ctx context.Context, q Query) (Loaded, error) {
 func (l ShadowLoader) queue(ctx context.Context, pipe redis.Pipeliner, ids []string) []customerCmd {
 	out := make([]customerCmd, len(ids))
 	for i, id := range ids {
-		// The stamp field is never written for a shadow state: it reads nil.
-		out[i] = customerCmd{cmd: pipe.HMGet(ctx, CustomerKey(id), ShadowStateField(l.name), "-", fieldProfile), whole: true}
+		// The stamp field is never written for a shadow state: it reads
+		// nil. The live state comes along for customers the set has not
+		// scored yet (shadowCustomer).
+		out[i] = customerCmd{cmd: pipe.HMGet(ctx, CustomerKey(id), ShadowStateField(l.name), "-", fieldProfile, fieldState), whole: true}
 	}
 	return out
+}
+
+// shadowCustomer is a customer as the set sees it: its own state, or, for
+// a customer it has not scored since it started, the live state — the
+// history the live set has built and the episodes it has signalled — which
+// the set goes on from with its own thresholds (FromLive).
+func shadowCustomer(c customerCmd) Customer {
+	cu := c.customer() // reads the first three fields
+	if cu.Envelope != nil {
+		return cu
+	}
+	if v := c.cmd.Val(); len(v) > 3 {
+		if s, ok := v[3].(string); ok {
+			cu.Envelope, cu.FromLive = []byte(s), true
+		}
+	}
+	return cu
 }
 
 // LoadCustomers is Store.LoadCustomers for the shadow set.
@@ -192,7 +211,7 @@ func (l ShadowLoader) LoadCustomers(ctx context.Context, ids []string, _ func(st
 			return nil, fmt.Errorf("load shadow %s due customers: %w", l.name, err)
 		}
 		for i, id := range part {
-			out[id] = hm[i].customer()
+			out[id] = shadowCustomer(hm[i])
 		}
 	}
 	return out, nil

@@ -135,6 +135,9 @@ type Customer struct {
 	Stamp    string
 	Profile  Profile
 	Known    bool
+	// FromLive: a shadow set's load (ShadowLoader) found no state of the
+	// set and Envelope is the live state, which the set starts from.
+	FromLive bool
 }
 
 // Due is one entry of a partition's deadline index.
