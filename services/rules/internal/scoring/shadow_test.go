@@ -30,50 +30,81 @@ func (p *producedSignals) WriteMessages(_ context.Context, msgs ...kafka.Message
 	return nil
 }
 
-// TestShadowIsExactlyOnceAndNeverProduced: a shadow set with the live
-// values scores the same events over its own state in Redis: its alerts are
-// the live signals merged, its signals are never produced, and a batch
-// redelivered (in process, and after a restart) changes none of its state.
-func TestShadowIsExactlyOnceAndNeverProduced(t *testing.T) {
+// shadowFixture is a real redis-server, its store, and live thresholds
+// eager enough that the synthetic batches raise signals.
+type shadowFixture struct {
+	t   *testing.T
+	ctx context.Context
+	rdb *redis.Client
+	st  *store.Store
+	th  engine.Thresholds
+}
+
+func newShadowFixture(t *testing.T) *shadowFixture {
+	t.Helper()
 	r := testkit.Redis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
-	defer rdb.Close()
+	t.Cleanup(func() { rdb.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	st := store.New(rdb)
-	// Live: eager enough that the synthetic batches raise signals; the
-	// "quiet" shadow set has the SPEC defaults, which raise none here.
+	t.Cleanup(cancel)
 	th := engine.DefaultThresholds()
 	for k, v := range map[string]string{"outflow.large.amount.MASS": "1", "outflow.large.min_amount.MASS": "1", "outflow.large.share.MASS": "0.01"} {
 		if err := th.Set(k, v); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return &shadowFixture{t: t, ctx: ctx, rdb: rdb, st: store.New(rdb), th: th}
+}
+
+// consumer scores with the fixture's thresholds and the sets shadows
+// returns, producing into sig.
+func (f *shadowFixture) consumer(sig *producedSignals, shadows func() []Shadow) *Consumer {
+	f.t.Helper()
+	metrics, err := NewMetrics(sdkmetric.NewMeterProvider().Meter("test"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return &Consumer{Scorer: newScorer(1000), Store: f.st, Signals: sig, Thresholds: func() *engine.Thresholds { return &f.th },
+		Metrics: metrics, Log: slog.New(slog.DiscardHandler), Tracer: noop.NewTracerProvider().Tracer("t"), Propagator: propagation.TraceContext{},
+		Shadows: shadows, ShadowStore: f.st}
+}
+
+// handle scores msgs and returns their landing.
+func (f *shadowFixture) handle(c *Consumer, msgs []kafka.Message) kafkax.Landing {
+	f.t.Helper()
+	l, err := c.handle(f.ctx, msgs, c.Scorer.Decode(msgs))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return l
+}
+
+// land lands l and settles it.
+func (f *shadowFixture) land(l kafkax.Landing) {
+	f.t.Helper()
+	err := l.Land(f.ctx)
+	l.Settled(err)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// TestShadowIsExactlyOnceAndNeverProduced: a shadow set with the live
+// values scores the same events over its own state in Redis: its alerts are
+// the live signals merged, its signals are never produced, and a batch
+// redelivered (in process, and after a restart) changes none of its state.
+func TestShadowIsExactlyOnceAndNeverProduced(t *testing.T) {
+	f := newShadowFixture(t)
+	ctx, rdb, st, th := f.ctx, f.rdb, f.st, &f.th
+	// The "quiet" shadow set has the SPEC defaults, which raise no signal
+	// on these batches.
 	quiet := engine.DefaultThresholds()
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	batches := [][]kafka.Message{batchOf(300, 20, 0, t0), batchOf(300, 20, 300, t0.Add(300*time.Minute))}
 
-	run := func(c *Consumer, msgs []kafka.Message) {
-		t.Helper()
-		l, err := c.handle(ctx, msgs, c.Scorer.Decode(msgs))
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = l.Land(ctx)
-		l.Settled(err)
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	run := func(c *Consumer, msgs []kafka.Message) { f.land(f.handle(c, msgs)) }
 	newConsumer := func(sig *producedSignals) *Consumer {
-		metrics, err := NewMetrics(sdkmetric.NewMeterProvider().Meter("test"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &Consumer{Scorer: newScorer(1000), Store: st, Signals: sig, Thresholds: func() *engine.Thresholds { return &th },
-			Metrics: metrics, Log: slog.New(slog.DiscardHandler), Tracer: noop.NewTracerProvider().Tracer("t"), Propagator: propagation.TraceContext{},
-			Shadows:     func() []Shadow { return []Shadow{{Name: "same", Thresholds: &th}, {Name: "quiet", Thresholds: &quiet}} },
-			ShadowStore: st}
+		return f.consumer(sig, func() []Shadow { return []Shadow{{Name: "same", Thresholds: th}, {Name: "quiet", Thresholds: &quiet}} })
 	}
 	var sig producedSignals
 	c := newConsumer(&sig)
@@ -150,52 +181,22 @@ func TestShadowIsExactlyOnceAndNeverProduced(t *testing.T) {
 // while the batch before is still landing (its states not yet in Redis) —
 // and raises exactly the signals the live set raises after its start.
 func TestShadowStartsFromTheLiveState(t *testing.T) {
-	r := testkit.Redis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
-	defer rdb.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	st := store.New(rdb)
-	th := engine.DefaultThresholds()
-	for k, v := range map[string]string{"outflow.large.amount.MASS": "1", "outflow.large.min_amount.MASS": "1", "outflow.large.share.MASS": "0.01"} {
-		if err := th.Set(k, v); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f := newShadowFixture(t)
+	ctx, rdb, st, th := f.ctx, f.rdb, f.st, &f.th
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	const customers = 20
 	batches := [][]kafka.Message{batchOf(300, customers, 0, t0), batchOf(300, customers, 300, t0.Add(300*time.Minute)),
 		batchOf(300, customers, 600, t0.Add(600*time.Minute))}
-	metrics, err := NewMetrics(sdkmetric.NewMeterProvider().Meter("test"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var running []Shadow
 	sig := &producedSignals{}
-	c := &Consumer{Scorer: newScorer(1000), Store: st, Signals: sig, Thresholds: func() *engine.Thresholds { return &th },
-		Metrics: metrics, Log: slog.New(slog.DiscardHandler), Tracer: noop.NewTracerProvider().Tracer("t"), Propagator: propagation.TraceContext{},
-		Shadows: func() []Shadow { return running }, ShadowStore: st}
-	handle := func(msgs []kafka.Message) kafkax.Landing {
-		t.Helper()
-		l, err := c.handle(ctx, msgs, c.Scorer.Decode(msgs))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
-	land := func(l kafkax.Landing) {
-		t.Helper()
-		err := l.Land(ctx)
-		l.Settled(err)
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	c := f.consumer(sig, func() []Shadow { return running })
+	handle := func(msgs []kafka.Message) kafkax.Landing { return f.handle(c, msgs) }
+	land := f.land
 	// Batch 1 with no set; the set starts while it lands: batch 2 is
 	// scored (live and shadow) before batch 1's write is in Redis.
 	first := handle(batches[0])
 	beforeStart := sig.n
-	running = []Shadow{{Name: "same", Thresholds: &th}}
+	running = []Shadow{{Name: "same", Thresholds: th}}
 	second := handle(batches[1])
 	land(first)
 	afterFirst := sig.n
@@ -206,7 +207,7 @@ func TestShadowStartsFromTheLiveState(t *testing.T) {
 	}
 	// A second set starts with nothing in flight: it starts from the live
 	// states in Redis.
-	running = append(running, Shadow{Name: "late", Thresholds: &th})
+	running = append(running, Shadow{Name: "late", Thresholds: th})
 	land(handle(batchOf(300, customers, 900, t0.Add(900*time.Minute))))
 	for i := range customers {
 		id := string(batches[0][i].Key)
