@@ -10,7 +10,7 @@ import (
 )
 
 func init() {
-	Register(&Command{Name: "thresholds shadow", Args: "RULE.FIELD[.TIER]=VALUE … --name NAME --reason \"…\" | --stop NAME | --list [--json]",
+	Register(&Command{Name: "thresholds shadow", Args: "RULE.FIELD[.TIER]=VALUE … --name NAME --reason \"…\" | --stop NAME | --purge NAME | --list [--json]",
 		Summary: "run a proposed threshold set live beside the one in force, notifying no one (ops/admin); shadow report compares them", Run: thresholdsShadow})
 	Register(&Command{Name: "shadow report", Args: "[--name NAME] [--json]",
 		Summary: "per threshold set (live and each shadow set): alerts by rule, severity and tier, customers only one set alerted, precision from outcomes so far", Run: shadowReport})
@@ -31,6 +31,7 @@ type shadowSetJSON struct {
 	Actor       string            `json:"actor"`
 	StartedAt   string            `json:"startedAt"`
 	StoppedAt   string            `json:"stoppedAt,omitempty"`
+	PurgedAt    string            `json:"purgedAt,omitempty"`
 	BaseVersion int64             `json:"baseVersion"`
 }
 
@@ -39,6 +40,9 @@ func shadowJSON(s *cwv1.ShadowSet) shadowSetJSON {
 		StartedAt: ts(s.GetStartedAt()), BaseVersion: s.GetBaseVersion()}
 	if s.GetStoppedAt() != nil {
 		out.StoppedAt = ts(s.GetStoppedAt())
+	}
+	if s.GetPurgedAt() != nil {
+		out.PurgedAt = ts(s.GetPurgedAt())
 	}
 	for _, kv := range s.GetSettings() {
 		out.Settings[kv.GetKey()] = kv.GetValue()
@@ -50,6 +54,9 @@ func printShadow(env *Env, s shadowSetJSON) {
 	state := "running"
 	if s.StoppedAt != "" {
 		state = "stopped " + s.StoppedAt
+	}
+	if s.PurgedAt != "" {
+		state += ", purged " + s.PurgedAt
 	}
 	fmt.Fprintf(env.Stdout, "%s  %s  started %s by %s from live version %d: %s\n", s.Name, state, s.StartedAt, s.Actor, s.BaseVersion, s.Reason)
 	keys := make([]string, 0, len(s.Settings))
@@ -67,6 +74,7 @@ func thresholdsShadow(ctx context.Context, env *Env, args []string) error {
 	name := fs.String("name", "", "name of the new shadow set: a-z, 0-9, '-' (required to start one)")
 	reason := fs.String("reason", "", "why (required to start one)")
 	stop := fs.String("stop", "", "stop the shadow set of this name (its report stays readable)")
+	purge := fs.String("purge", "", "delete what the stopped shadow set of this name keeps in Redis (its customer states and alerts; from 5 minutes after the stop); it stays listed, without a report")
 	list := fs.Bool("list", false, "list the shadow sets, running and stopped")
 	asJSON := fs.Bool("json", false, "JSON output")
 	pos, err := Parse(fs, args)
@@ -101,6 +109,20 @@ func thresholdsShadow(ctx context.Context, env *Env, args []string) error {
 			printShadow(env, s)
 		}
 		return nil
+	case *purge != "":
+		if len(pos) > 0 || *stop != "" {
+			return Usagef("--purge takes no settings and no --stop")
+		}
+		resp, err := c.PurgeShadow(ctx, &cwv1.PurgeShadowRequest{Name: *purge})
+		if err != nil {
+			return RPCError("rules", err)
+		}
+		if *asJSON {
+			return env.JSON(map[string]any{"shadow": shadowJSON(resp.GetShadow()), "customers": resp.GetCustomers()})
+		}
+		printShadow(env, shadowJSON(resp.GetShadow()))
+		fmt.Fprintf(env.Stdout, "deleted its state and alerts from %d customers\n", resp.GetCustomers())
+		return nil
 	case *stop != "":
 		if len(pos) > 0 {
 			return Usagef("--stop takes no settings")
@@ -116,7 +138,7 @@ func thresholdsShadow(ctx context.Context, env *Env, args []string) error {
 		return nil
 	}
 	if *name == "" {
-		return Usagef("--name is required to start a shadow set (or give --stop NAME or --list)")
+		return Usagef("--name is required to start a shadow set (or give --stop NAME, --purge NAME or --list)")
 	}
 	settings, err := parseChange(pos, *reason)
 	if err != nil {

@@ -256,6 +256,15 @@ func TestShadowEqualsBacktest(t *testing.T) {
 	if out := runCLI(ctx, t, env, "thresholds", "shadow", "--stop", "eager"); !strings.Contains(out, "stopped") {
 		t.Errorf("--stop: %q", out)
 	}
+	// A purge right after the stop is refused, saying when it can run
+	// (the purge itself: services/rules/internal/store TestPurgeShadow).
+	var stdout, stderr bytes.Buffer
+	code := cli.Main(ctx, &cli.Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(k string) string { return env[k] }},
+		[]string{"thresholds", "shadow", "--purge", "eager"})
+	t.Logf("--purge right after --stop: exit %d: %s", code, strings.TrimSpace(stderr.String()))
+	if code == 0 || !strings.Contains(stderr.String(), "less than five minutes ago") {
+		t.Errorf("--purge right after --stop: exit %d: %s", code, stderr.String())
+	}
 	t.Logf("live %d alerts, shadow %d, %d only in shadow", len(live), len(got), len(shadowOnly))
 }
 

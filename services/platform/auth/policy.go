@@ -66,6 +66,7 @@ var Access = Policy{
 	// Shadow threshold sets: ops and admin start, stop and read them.
 	cwv1.ShadowService_StartShadow_FullMethodName:     opsRoles,
 	cwv1.ShadowService_StopShadow_FullMethodName:      opsRoles,
+	cwv1.ShadowService_PurgeShadow_FullMethodName:     opsRoles,
 	cwv1.ShadowService_ListShadows_FullMethodName:     opsRoles,
 	cwv1.ShadowService_GetShadowReport_FullMethodName: opsRoles,
 	// Customer risk: every alert role, narrowed by scope in the handler.

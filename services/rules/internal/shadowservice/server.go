@@ -8,6 +8,7 @@ package shadowservice
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -160,6 +161,21 @@ func (s *Server) StopShadow(ctx context.Context, req *cwv1.StopShadowRequest) (*
 	return &cwv1.StopShadowResponse{Shadow: setProto(set)}, nil
 }
 
+// PurgeShadow deletes a stopped set's data (store.PurgeShadow).
+func (s *Server) PurgeShadow(ctx context.Context, req *cwv1.PurgeShadowRequest) (*cwv1.PurgeShadowResponse, error) {
+	p, _ := auth.FromContext(ctx)
+	began := time.Now()
+	set, n, err := s.Store.PurgeShadow(ctx, req.GetName(), s.now().UTC())
+	if err != nil {
+		return nil, s.toStatus(err)
+	}
+	s.Log.InfoContext(ctx, "shadow set purged", "name", set.Name, "actor", p.Subject, "customers", n, "took", time.Since(began).Round(time.Millisecond))
+	return &cwv1.PurgeShadowResponse{Shadow: setProto(set), Customers: n}, nil
+}
+
+// errPurged is GetShadowReport's answer for a purged set named alone.
+var errPurged = errors.New("the shadow set was purged: its alerts are deleted and it has no report any more")
+
 // ListShadows lists every set, running or stopped.
 func (s *Server) ListShadows(ctx context.Context, _ *cwv1.ListShadowsRequest) (*cwv1.ListShadowsResponse, error) {
 	all, err := s.Store.Shadows(ctx)
@@ -182,9 +198,16 @@ func (s *Server) GetShadowReport(ctx context.Context, req *cwv1.GetShadowReportR
 	}
 	var sets []store.ShadowSet
 	for _, set := range all {
-		if req.GetName() == "" || set.Name == req.GetName() {
-			sets = append(sets, set)
+		if req.GetName() != "" && set.Name != req.GetName() {
+			continue
 		}
+		if !set.Purged.IsZero() {
+			if req.GetName() != "" {
+				return nil, s.toStatus(fmt.Errorf("%w (%s)", errPurged, set.Purged.UTC().Format(time.RFC3339)))
+			}
+			continue
+		}
+		sets = append(sets, set)
 	}
 	if req.GetName() != "" && len(sets) == 0 {
 		return nil, s.toStatus(store.ErrShadowUnknown)
@@ -265,6 +288,9 @@ func setProto(set store.ShadowSet) *cwv1.ShadowSet {
 	if !set.Stopped.IsZero() {
 		out.StoppedAt = timestamppb.New(set.Stopped)
 	}
+	if !set.Purged.IsZero() {
+		out.PurgedAt = timestamppb.New(set.Purged)
+	}
 	for _, k := range sortedKeys(set.Changed) {
 		out.Settings = append(out.Settings, &cwv1.ThresholdSetting{Key: k, Value: set.Changed[k]})
 	}
@@ -281,6 +307,8 @@ func (s *Server) toStatus(err error) error {
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, store.ErrShadowUnknown):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, store.ErrShadowRunning), errors.Is(err, store.ErrShadowJustStopped), errors.Is(err, errPurged):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, shadow.ErrNoSettings), errors.Is(err, engine.ErrUnknownKey), errors.Is(err, engine.ErrBadValue),
 		errors.Is(err, engine.ErrOutOfRange), errors.Is(err, engine.ErrUnknownTier):
 		return status.Error(codes.InvalidArgument, err.Error())

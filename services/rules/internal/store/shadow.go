@@ -9,6 +9,8 @@ package store
 //	cw:rules:shadow:NAME:due:{p:N}         zset  absence deadlines of set NAME (as cw:rules:due:{p:N})
 //	cw:rules:shadow:NAME:alerted           set   customers with a shadow alert under set NAME
 //
+// PurgeShadow deletes all but the entry in cw:{th}:shadows of a stopped set.
+//
 // Redis cost per customer per running set: one more state envelope in the
 // customer's hash (the same bounded daily-bucket state as the live one, a
 // few hundred bytes to ~2 KB), one deadline entry, and for alerted
@@ -23,6 +25,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -33,7 +36,17 @@ import (
 var (
 	ErrShadowExists  = errors.New("a shadow set of that name exists (running or stopped): choose another name")
 	ErrShadowUnknown = errors.New("no shadow set of that name: churnctl thresholds shadow --list shows them")
+	// ErrShadowRunning and ErrShadowJustStopped are returned by PurgeShadow.
+	ErrShadowRunning     = errors.New("the shadow set is running: stop it first (churnctl thresholds shadow --stop NAME)")
+	ErrShadowJustStopped = errors.New("the shadow set stopped less than five minutes ago: a rules instance may still be writing its last batch; purge it again later")
 )
+
+// ShadowPurgeGrace is how long after a stop PurgeShadow waits: rules
+// instances re-read the running sets every CHURNWATCH_THRESHOLDS_POLL (1 s)
+// and a batch scored just before may still be landing (retried through a
+// Redis or broker outage), which would write the set's fields again after
+// a purge.
+const ShadowPurgeGrace = 5 * time.Minute
 
 const shadowsKey = "cw:{th}:shadows"
 
@@ -66,6 +79,7 @@ type ShadowSet struct {
 	Actor       string            `json:"actor"`
 	Started     time.Time         `json:"started"`
 	Stopped     time.Time         `json:"stopped,omitzero"`
+	Purged      time.Time         `json:"purged,omitzero"`
 }
 
 // StartShadow stores a new running set; ErrShadowExists if the name is taken.
@@ -107,6 +121,110 @@ func (s *Store) StopShadow(ctx context.Context, name string, now time.Time) (Sha
 		return set, nil
 	}
 	return ShadowSet{}, ErrShadowUnknown
+}
+
+// PurgeShadow deletes a stopped set's data: the fields s:NAME and a:NAME of
+// every customer hash (a SCAN of the customer keys, on every master of a
+// Cluster), its clocks, deadline indexes and alerted set; then marks it
+// purged at now. It returns the set and how many customer hashes held a
+// field of it. Purging a purged set again does nothing.
+func (s *Store) PurgeShadow(ctx context.Context, name string, now time.Time) (ShadowSet, int64, error) {
+	set, err := s.shadowSet(ctx, name)
+	if err != nil {
+		return ShadowSet{}, 0, err
+	}
+	switch {
+	case !set.Purged.IsZero():
+		return set, 0, nil
+	case set.Stopped.IsZero():
+		return ShadowSet{}, 0, ErrShadowRunning
+	case now.Sub(set.Stopped) < ShadowPurgeGrace:
+		return ShadowSet{}, 0, fmt.Errorf("%w (after %s)", ErrShadowJustStopped, set.Stopped.Add(ShadowPurgeGrace).UTC().Format(time.RFC3339))
+	}
+	var customers int64
+	err = s.eachNode(ctx, func(ctx context.Context, node redis.UniversalClient) error {
+		n, err := scanDelete(ctx, node, "cw:{c:*}", func(p redis.Pipeliner, key string) *redis.IntCmd {
+			return p.HDel(ctx, key, ShadowStateField(name), ShadowAlertField(name))
+		})
+		customers += n
+		if err != nil {
+			return err
+		}
+		_, err = scanDelete(ctx, node, "cw:rules:shadow:"+name+":*", func(p redis.Pipeliner, key string) *redis.IntCmd {
+			return p.Del(ctx, key)
+		})
+		return err
+	})
+	if err != nil {
+		return ShadowSet{}, customers, fmt.Errorf("purge shadow set %s (purge it again to finish): %w", name, err)
+	}
+	set.Purged = now
+	b, err := json.Marshal(set)
+	if err != nil {
+		return ShadowSet{}, customers, fmt.Errorf("encode shadow set: %w", err)
+	}
+	if err := s.rdb.HSet(ctx, shadowsKey, name, b).Err(); err != nil {
+		return ShadowSet{}, customers, fmt.Errorf("store shadow set: %w", err)
+	}
+	return set, customers, nil
+}
+
+// shadowSet is the stored set name, or ErrShadowUnknown.
+func (s *Store) shadowSet(ctx context.Context, name string) (ShadowSet, error) {
+	sets, err := s.Shadows(ctx)
+	if err != nil {
+		return ShadowSet{}, err
+	}
+	for _, set := range sets {
+		if set.Name == name {
+			return set, nil
+		}
+	}
+	return ShadowSet{}, ErrShadowUnknown
+}
+
+// eachNode runs fn on every master of a Cluster, or on the one server.
+func (s *Store) eachNode(ctx context.Context, fn func(context.Context, redis.UniversalClient) error) error {
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			mu.Lock() // one node at a time: fn adds up counts
+			defer mu.Unlock()
+			return fn(ctx, c)
+		})
+	}
+	return fn(ctx, s.rdb)
+}
+
+// scanDelete runs del on every key of node matching pattern, a pipeline
+// per SCAN page, and returns how many of them answered more than 0.
+func scanDelete(ctx context.Context, node redis.UniversalClient, pattern string, del func(redis.Pipeliner, string) *redis.IntCmd) (int64, error) {
+	var n int64
+	var cursor uint64
+	for {
+		keys, next, err := node.Scan(ctx, cursor, pattern, 1000).Result()
+		if err != nil {
+			return n, err
+		}
+		if len(keys) > 0 {
+			pipe := node.Pipeline()
+			cmds := make([]*redis.IntCmd, len(keys))
+			for i, k := range keys {
+				cmds[i] = del(pipe, k)
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				return n, err
+			}
+			for _, c := range cmds {
+				if c.Val() > 0 {
+					n++
+				}
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return n, nil
+		}
+	}
 }
 
 // Shadows returns every stored set, by start time.

@@ -35,7 +35,9 @@ type ShadowSet struct {
 	// Unset while it runs.
 	StoppedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=stopped_at,json=stoppedAt,proto3" json:"stopped_at,omitempty"`
 	// Version of the live set the settings were applied to.
-	BaseVersion   int64 `protobuf:"varint,7,opt,name=base_version,json=baseVersion,proto3" json:"base_version,omitempty"`
+	BaseVersion int64 `protobuf:"varint,7,opt,name=base_version,json=baseVersion,proto3" json:"base_version,omitempty"`
+	// Set once PurgeShadow has deleted its data.
+	PurgedAt      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=purged_at,json=purgedAt,proto3" json:"purged_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -117,6 +119,13 @@ func (x *ShadowSet) GetBaseVersion() int64 {
 		return x.BaseVersion
 	}
 	return 0
+}
+
+func (x *ShadowSet) GetPurgedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PurgedAt
+	}
+	return nil
 }
 
 type StartShadowRequest struct {
@@ -311,6 +320,103 @@ func (x *StopShadowResponse) GetShadow() *ShadowSet {
 	return nil
 }
 
+type PurgeShadowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeShadowRequest) Reset() {
+	*x = PurgeShadowRequest{}
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeShadowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeShadowRequest) ProtoMessage() {}
+
+func (x *PurgeShadowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeShadowRequest.ProtoReflect.Descriptor instead.
+func (*PurgeShadowRequest) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_shadow_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PurgeShadowRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type PurgeShadowResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Shadow *ShadowSet             `protobuf:"bytes,1,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	// Customers whose hash held a state or an alert of the set.
+	Customers     int64 `protobuf:"varint,2,opt,name=customers,proto3" json:"customers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeShadowResponse) Reset() {
+	*x = PurgeShadowResponse{}
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeShadowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeShadowResponse) ProtoMessage() {}
+
+func (x *PurgeShadowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeShadowResponse.ProtoReflect.Descriptor instead.
+func (*PurgeShadowResponse) Descriptor() ([]byte, []int) {
+	return file_churnwatch_v1_shadow_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PurgeShadowResponse) GetShadow() *ShadowSet {
+	if x != nil {
+		return x.Shadow
+	}
+	return nil
+}
+
+func (x *PurgeShadowResponse) GetCustomers() int64 {
+	if x != nil {
+		return x.Customers
+	}
+	return 0
+}
+
 type ListShadowsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -319,7 +425,7 @@ type ListShadowsRequest struct {
 
 func (x *ListShadowsRequest) Reset() {
 	*x = ListShadowsRequest{}
-	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[5]
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +437,7 @@ func (x *ListShadowsRequest) String() string {
 func (*ListShadowsRequest) ProtoMessage() {}
 
 func (x *ListShadowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[5]
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,7 +450,7 @@ func (x *ListShadowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShadowsRequest.ProtoReflect.Descriptor instead.
 func (*ListShadowsRequest) Descriptor() ([]byte, []int) {
-	return file_churnwatch_v1_shadow_service_proto_rawDescGZIP(), []int{5}
+	return file_churnwatch_v1_shadow_service_proto_rawDescGZIP(), []int{7}
 }
 
 type ListShadowsResponse struct {
@@ -356,7 +462,7 @@ type ListShadowsResponse struct {
 
 func (x *ListShadowsResponse) Reset() {
 	*x = ListShadowsResponse{}
-	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[6]
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +474,7 @@ func (x *ListShadowsResponse) String() string {
 func (*ListShadowsResponse) ProtoMessage() {}
 
 func (x *ListShadowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[6]
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +487,7 @@ func (x *ListShadowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShadowsResponse.ProtoReflect.Descriptor instead.
 func (*ListShadowsResponse) Descriptor() ([]byte, []int) {
-	return file_churnwatch_v1_shadow_service_proto_rawDescGZIP(), []int{6}
+	return file_churnwatch_v1_shadow_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListShadowsResponse) GetShadows() []*ShadowSet {
@@ -401,7 +507,7 @@ type GetShadowReportRequest struct {
 
 func (x *GetShadowReportRequest) Reset() {
 	*x = GetShadowReportRequest{}
-	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[7]
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +519,7 @@ func (x *GetShadowReportRequest) String() string {
 func (*GetShadowReportRequest) ProtoMessage() {}
 
 func (x *GetShadowReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[7]
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +532,7 @@ func (x *GetShadowReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetShadowReportRequest.ProtoReflect.Descriptor instead.
 func (*GetShadowReportRequest) Descriptor() ([]byte, []int) {
-	return file_churnwatch_v1_shadow_service_proto_rawDescGZIP(), []int{7}
+	return file_churnwatch_v1_shadow_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetShadowReportRequest) GetName() string {
@@ -452,7 +558,7 @@ type ShadowAlertSummary struct {
 
 func (x *ShadowAlertSummary) Reset() {
 	*x = ShadowAlertSummary{}
-	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[8]
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +570,7 @@ func (x *ShadowAlertSummary) String() string {
 func (*ShadowAlertSummary) ProtoMessage() {}
 
 func (x *ShadowAlertSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[8]
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +583,7 @@ func (x *ShadowAlertSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShadowAlertSummary.ProtoReflect.Descriptor instead.
 func (*ShadowAlertSummary) Descriptor() ([]byte, []int) {
-	return file_churnwatch_v1_shadow_service_proto_rawDescGZIP(), []int{8}
+	return file_churnwatch_v1_shadow_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ShadowAlertSummary) GetCustomerId() string {
@@ -544,7 +650,7 @@ type ShadowSetReport struct {
 
 func (x *ShadowSetReport) Reset() {
 	*x = ShadowSetReport{}
-	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[9]
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +662,7 @@ func (x *ShadowSetReport) String() string {
 func (*ShadowSetReport) ProtoMessage() {}
 
 func (x *ShadowSetReport) ProtoReflect() protoreflect.Message {
-	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[9]
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +675,7 @@ func (x *ShadowSetReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShadowSetReport.ProtoReflect.Descriptor instead.
 func (*ShadowSetReport) Descriptor() ([]byte, []int) {
-	return file_churnwatch_v1_shadow_service_proto_rawDescGZIP(), []int{9}
+	return file_churnwatch_v1_shadow_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ShadowSetReport) GetName() string {
@@ -637,7 +743,7 @@ type GetShadowReportResponse struct {
 
 func (x *GetShadowReportResponse) Reset() {
 	*x = GetShadowReportResponse{}
-	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[10]
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +755,7 @@ func (x *GetShadowReportResponse) String() string {
 func (*GetShadowReportResponse) ProtoMessage() {}
 
 func (x *GetShadowReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[10]
+	mi := &file_churnwatch_v1_shadow_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +768,7 @@ func (x *GetShadowReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetShadowReportResponse.ProtoReflect.Descriptor instead.
 func (*GetShadowReportResponse) Descriptor() ([]byte, []int) {
-	return file_churnwatch_v1_shadow_service_proto_rawDescGZIP(), []int{10}
+	return file_churnwatch_v1_shadow_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetShadowReportResponse) GetSets() []*ShadowSetReport {
@@ -676,7 +782,7 @@ var File_churnwatch_v1_shadow_service_proto protoreflect.FileDescriptor
 
 const file_churnwatch_v1_shadow_service_proto_rawDesc = "" +
 	"\n" +
-	"\"churnwatch/v1/shadow_service.proto\x12\rchurnwatch.v1\x1a\x1achurnwatch/v1/alerts.proto\x1a\x1achurnwatch/v1/common.proto\x1a\x1echurnwatch/v1/thresholds.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x02\n" +
+	"\"churnwatch/v1/shadow_service.proto\x12\rchurnwatch.v1\x1a\x1achurnwatch/v1/alerts.proto\x1a\x1achurnwatch/v1/common.proto\x1a\x1echurnwatch/v1/thresholds.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x02\n" +
 	"\tShadowSet\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12;\n" +
 	"\bsettings\x18\x02 \x03(\v2\x1f.churnwatch.v1.ThresholdSettingR\bsettings\x12\x16\n" +
@@ -686,7 +792,8 @@ const file_churnwatch_v1_shadow_service_proto_rawDesc = "" +
 	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x129\n" +
 	"\n" +
 	"stopped_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstoppedAt\x12!\n" +
-	"\fbase_version\x18\a \x01(\x03R\vbaseVersion\"}\n" +
+	"\fbase_version\x18\a \x01(\x03R\vbaseVersion\x127\n" +
+	"\tpurged_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bpurgedAt\"}\n" +
 	"\x12StartShadowRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12;\n" +
 	"\bsettings\x18\x02 \x03(\v2\x1f.churnwatch.v1.ThresholdSettingR\bsettings\x12\x16\n" +
@@ -696,7 +803,12 @@ const file_churnwatch_v1_shadow_service_proto_rawDesc = "" +
 	"\x11StopShadowRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"F\n" +
 	"\x12StopShadowResponse\x120\n" +
-	"\x06shadow\x18\x01 \x01(\v2\x18.churnwatch.v1.ShadowSetR\x06shadow\"\x14\n" +
+	"\x06shadow\x18\x01 \x01(\v2\x18.churnwatch.v1.ShadowSetR\x06shadow\"(\n" +
+	"\x12PurgeShadowRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"e\n" +
+	"\x13PurgeShadowResponse\x120\n" +
+	"\x06shadow\x18\x01 \x01(\v2\x18.churnwatch.v1.ShadowSetR\x06shadow\x12\x1c\n" +
+	"\tcustomers\x18\x02 \x01(\x03R\tcustomers\"\x14\n" +
 	"\x12ListShadowsRequest\"I\n" +
 	"\x13ListShadowsResponse\x122\n" +
 	"\ashadows\x18\x01 \x03(\v2\x18.churnwatch.v1.ShadowSetR\ashadows\",\n" +
@@ -720,11 +832,12 @@ const file_churnwatch_v1_shadow_service_proto_rawDesc = "" +
 	"\rshadow_alerts\x18\a \x03(\v2\x14.churnwatch.v1.AlertR\fshadowAlerts\x120\n" +
 	"\x06shadow\x18\b \x01(\v2\x18.churnwatch.v1.ShadowSetR\x06shadow\"M\n" +
 	"\x17GetShadowReportResponse\x122\n" +
-	"\x04sets\x18\x01 \x03(\v2\x1e.churnwatch.v1.ShadowSetReportR\x04sets2\xf0\x02\n" +
+	"\x04sets\x18\x01 \x03(\v2\x1e.churnwatch.v1.ShadowSetReportR\x04sets2\xc6\x03\n" +
 	"\rShadowService\x12T\n" +
 	"\vStartShadow\x12!.churnwatch.v1.StartShadowRequest\x1a\".churnwatch.v1.StartShadowResponse\x12Q\n" +
 	"\n" +
 	"StopShadow\x12 .churnwatch.v1.StopShadowRequest\x1a!.churnwatch.v1.StopShadowResponse\x12T\n" +
+	"\vPurgeShadow\x12!.churnwatch.v1.PurgeShadowRequest\x1a\".churnwatch.v1.PurgeShadowResponse\x12T\n" +
 	"\vListShadows\x12!.churnwatch.v1.ListShadowsRequest\x1a\".churnwatch.v1.ListShadowsResponse\x12`\n" +
 	"\x0fGetShadowReport\x12%.churnwatch.v1.GetShadowReportRequest\x1a&.churnwatch.v1.GetShadowReportResponseBJZHgithub.com/churnwatch/churnwatch/proto/gen/go/churnwatch/v1;churnwatchv1b\x06proto3"
 
@@ -740,55 +853,61 @@ func file_churnwatch_v1_shadow_service_proto_rawDescGZIP() []byte {
 	return file_churnwatch_v1_shadow_service_proto_rawDescData
 }
 
-var file_churnwatch_v1_shadow_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_churnwatch_v1_shadow_service_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_churnwatch_v1_shadow_service_proto_goTypes = []any{
 	(*ShadowSet)(nil),               // 0: churnwatch.v1.ShadowSet
 	(*StartShadowRequest)(nil),      // 1: churnwatch.v1.StartShadowRequest
 	(*StartShadowResponse)(nil),     // 2: churnwatch.v1.StartShadowResponse
 	(*StopShadowRequest)(nil),       // 3: churnwatch.v1.StopShadowRequest
 	(*StopShadowResponse)(nil),      // 4: churnwatch.v1.StopShadowResponse
-	(*ListShadowsRequest)(nil),      // 5: churnwatch.v1.ListShadowsRequest
-	(*ListShadowsResponse)(nil),     // 6: churnwatch.v1.ListShadowsResponse
-	(*GetShadowReportRequest)(nil),  // 7: churnwatch.v1.GetShadowReportRequest
-	(*ShadowAlertSummary)(nil),      // 8: churnwatch.v1.ShadowAlertSummary
-	(*ShadowSetReport)(nil),         // 9: churnwatch.v1.ShadowSetReport
-	(*GetShadowReportResponse)(nil), // 10: churnwatch.v1.GetShadowReportResponse
-	(*ThresholdSetting)(nil),        // 11: churnwatch.v1.ThresholdSetting
-	(*timestamppb.Timestamp)(nil),   // 12: google.protobuf.Timestamp
-	(Severity)(0),                   // 13: churnwatch.v1.Severity
-	(Tier)(0),                       // 14: churnwatch.v1.Tier
-	(Outcome)(0),                    // 15: churnwatch.v1.Outcome
-	(*Alert)(nil),                   // 16: churnwatch.v1.Alert
+	(*PurgeShadowRequest)(nil),      // 5: churnwatch.v1.PurgeShadowRequest
+	(*PurgeShadowResponse)(nil),     // 6: churnwatch.v1.PurgeShadowResponse
+	(*ListShadowsRequest)(nil),      // 7: churnwatch.v1.ListShadowsRequest
+	(*ListShadowsResponse)(nil),     // 8: churnwatch.v1.ListShadowsResponse
+	(*GetShadowReportRequest)(nil),  // 9: churnwatch.v1.GetShadowReportRequest
+	(*ShadowAlertSummary)(nil),      // 10: churnwatch.v1.ShadowAlertSummary
+	(*ShadowSetReport)(nil),         // 11: churnwatch.v1.ShadowSetReport
+	(*GetShadowReportResponse)(nil), // 12: churnwatch.v1.GetShadowReportResponse
+	(*ThresholdSetting)(nil),        // 13: churnwatch.v1.ThresholdSetting
+	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
+	(Severity)(0),                   // 15: churnwatch.v1.Severity
+	(Tier)(0),                       // 16: churnwatch.v1.Tier
+	(Outcome)(0),                    // 17: churnwatch.v1.Outcome
+	(*Alert)(nil),                   // 18: churnwatch.v1.Alert
 }
 var file_churnwatch_v1_shadow_service_proto_depIdxs = []int32{
-	11, // 0: churnwatch.v1.ShadowSet.settings:type_name -> churnwatch.v1.ThresholdSetting
-	12, // 1: churnwatch.v1.ShadowSet.started_at:type_name -> google.protobuf.Timestamp
-	12, // 2: churnwatch.v1.ShadowSet.stopped_at:type_name -> google.protobuf.Timestamp
-	11, // 3: churnwatch.v1.StartShadowRequest.settings:type_name -> churnwatch.v1.ThresholdSetting
-	0,  // 4: churnwatch.v1.StartShadowResponse.shadow:type_name -> churnwatch.v1.ShadowSet
-	0,  // 5: churnwatch.v1.StopShadowResponse.shadow:type_name -> churnwatch.v1.ShadowSet
-	0,  // 6: churnwatch.v1.ListShadowsResponse.shadows:type_name -> churnwatch.v1.ShadowSet
-	13, // 7: churnwatch.v1.ShadowAlertSummary.severity:type_name -> churnwatch.v1.Severity
-	14, // 8: churnwatch.v1.ShadowAlertSummary.tier:type_name -> churnwatch.v1.Tier
-	12, // 9: churnwatch.v1.ShadowAlertSummary.first_signal_at:type_name -> google.protobuf.Timestamp
-	15, // 10: churnwatch.v1.ShadowAlertSummary.outcome:type_name -> churnwatch.v1.Outcome
-	8,  // 11: churnwatch.v1.ShadowSetReport.alerts:type_name -> churnwatch.v1.ShadowAlertSummary
-	16, // 12: churnwatch.v1.ShadowSetReport.shadow_alerts:type_name -> churnwatch.v1.Alert
-	0,  // 13: churnwatch.v1.ShadowSetReport.shadow:type_name -> churnwatch.v1.ShadowSet
-	9,  // 14: churnwatch.v1.GetShadowReportResponse.sets:type_name -> churnwatch.v1.ShadowSetReport
-	1,  // 15: churnwatch.v1.ShadowService.StartShadow:input_type -> churnwatch.v1.StartShadowRequest
-	3,  // 16: churnwatch.v1.ShadowService.StopShadow:input_type -> churnwatch.v1.StopShadowRequest
-	5,  // 17: churnwatch.v1.ShadowService.ListShadows:input_type -> churnwatch.v1.ListShadowsRequest
-	7,  // 18: churnwatch.v1.ShadowService.GetShadowReport:input_type -> churnwatch.v1.GetShadowReportRequest
-	2,  // 19: churnwatch.v1.ShadowService.StartShadow:output_type -> churnwatch.v1.StartShadowResponse
-	4,  // 20: churnwatch.v1.ShadowService.StopShadow:output_type -> churnwatch.v1.StopShadowResponse
-	6,  // 21: churnwatch.v1.ShadowService.ListShadows:output_type -> churnwatch.v1.ListShadowsResponse
-	10, // 22: churnwatch.v1.ShadowService.GetShadowReport:output_type -> churnwatch.v1.GetShadowReportResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	13, // 0: churnwatch.v1.ShadowSet.settings:type_name -> churnwatch.v1.ThresholdSetting
+	14, // 1: churnwatch.v1.ShadowSet.started_at:type_name -> google.protobuf.Timestamp
+	14, // 2: churnwatch.v1.ShadowSet.stopped_at:type_name -> google.protobuf.Timestamp
+	14, // 3: churnwatch.v1.ShadowSet.purged_at:type_name -> google.protobuf.Timestamp
+	13, // 4: churnwatch.v1.StartShadowRequest.settings:type_name -> churnwatch.v1.ThresholdSetting
+	0,  // 5: churnwatch.v1.StartShadowResponse.shadow:type_name -> churnwatch.v1.ShadowSet
+	0,  // 6: churnwatch.v1.StopShadowResponse.shadow:type_name -> churnwatch.v1.ShadowSet
+	0,  // 7: churnwatch.v1.PurgeShadowResponse.shadow:type_name -> churnwatch.v1.ShadowSet
+	0,  // 8: churnwatch.v1.ListShadowsResponse.shadows:type_name -> churnwatch.v1.ShadowSet
+	15, // 9: churnwatch.v1.ShadowAlertSummary.severity:type_name -> churnwatch.v1.Severity
+	16, // 10: churnwatch.v1.ShadowAlertSummary.tier:type_name -> churnwatch.v1.Tier
+	14, // 11: churnwatch.v1.ShadowAlertSummary.first_signal_at:type_name -> google.protobuf.Timestamp
+	17, // 12: churnwatch.v1.ShadowAlertSummary.outcome:type_name -> churnwatch.v1.Outcome
+	10, // 13: churnwatch.v1.ShadowSetReport.alerts:type_name -> churnwatch.v1.ShadowAlertSummary
+	18, // 14: churnwatch.v1.ShadowSetReport.shadow_alerts:type_name -> churnwatch.v1.Alert
+	0,  // 15: churnwatch.v1.ShadowSetReport.shadow:type_name -> churnwatch.v1.ShadowSet
+	11, // 16: churnwatch.v1.GetShadowReportResponse.sets:type_name -> churnwatch.v1.ShadowSetReport
+	1,  // 17: churnwatch.v1.ShadowService.StartShadow:input_type -> churnwatch.v1.StartShadowRequest
+	3,  // 18: churnwatch.v1.ShadowService.StopShadow:input_type -> churnwatch.v1.StopShadowRequest
+	5,  // 19: churnwatch.v1.ShadowService.PurgeShadow:input_type -> churnwatch.v1.PurgeShadowRequest
+	7,  // 20: churnwatch.v1.ShadowService.ListShadows:input_type -> churnwatch.v1.ListShadowsRequest
+	9,  // 21: churnwatch.v1.ShadowService.GetShadowReport:input_type -> churnwatch.v1.GetShadowReportRequest
+	2,  // 22: churnwatch.v1.ShadowService.StartShadow:output_type -> churnwatch.v1.StartShadowResponse
+	4,  // 23: churnwatch.v1.ShadowService.StopShadow:output_type -> churnwatch.v1.StopShadowResponse
+	6,  // 24: churnwatch.v1.ShadowService.PurgeShadow:output_type -> churnwatch.v1.PurgeShadowResponse
+	8,  // 25: churnwatch.v1.ShadowService.ListShadows:output_type -> churnwatch.v1.ListShadowsResponse
+	12, // 26: churnwatch.v1.ShadowService.GetShadowReport:output_type -> churnwatch.v1.GetShadowReportResponse
+	22, // [22:27] is the sub-list for method output_type
+	17, // [17:22] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_churnwatch_v1_shadow_service_proto_init() }
@@ -805,7 +924,7 @@ func file_churnwatch_v1_shadow_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_churnwatch_v1_shadow_service_proto_rawDesc), len(file_churnwatch_v1_shadow_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

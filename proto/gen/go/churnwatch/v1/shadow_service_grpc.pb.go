@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	ShadowService_StartShadow_FullMethodName     = "/churnwatch.v1.ShadowService/StartShadow"
 	ShadowService_StopShadow_FullMethodName      = "/churnwatch.v1.ShadowService/StopShadow"
+	ShadowService_PurgeShadow_FullMethodName     = "/churnwatch.v1.ShadowService/PurgeShadow"
 	ShadowService_ListShadows_FullMethodName     = "/churnwatch.v1.ShadowService/ListShadows"
 	ShadowService_GetShadowReport_FullMethodName = "/churnwatch.v1.ShadowService/GetShadowReport"
 )
@@ -36,10 +37,16 @@ const (
 // logic. Shadow signals never reach the signals topic or any receiver.
 type ShadowServiceClient interface {
 	// StartShadow starts a shadow set: the set in force with settings
-	// changed. It starts from empty customer state at the moment it starts.
+	// changed. It takes each customer over from the live state at the first
+	// batch it scores them in after it started.
 	StartShadow(ctx context.Context, in *StartShadowRequest, opts ...grpc.CallOption) (*StartShadowResponse, error)
 	// StopShadow stops scoring a set; its report stays readable.
 	StopShadow(ctx context.Context, in *StopShadowRequest, opts ...grpc.CallOption) (*StopShadowResponse, error)
+	// PurgeShadow deletes what a stopped set keeps in Redis (its copy of
+	// every customer's state, its alerts, clocks and deadlines), at least
+	// five minutes after it stopped. The set stays listed with purged_at
+	// (a name is never reused) and is left out of reports.
+	PurgeShadow(ctx context.Context, in *PurgeShadowRequest, opts ...grpc.CallOption) (*PurgeShadowResponse, error)
 	ListShadows(ctx context.Context, in *ListShadowsRequest, opts ...grpc.CallOption) (*ListShadowsResponse, error)
 	// GetShadowReport returns, per set (the live one and each shadow set),
 	// the alerts raised and their precision from the outcomes recorded on
@@ -69,6 +76,16 @@ func (c *shadowServiceClient) StopShadow(ctx context.Context, in *StopShadowRequ
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StopShadowResponse)
 	err := c.cc.Invoke(ctx, ShadowService_StopShadow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *shadowServiceClient) PurgeShadow(ctx context.Context, in *PurgeShadowRequest, opts ...grpc.CallOption) (*PurgeShadowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PurgeShadowResponse)
+	err := c.cc.Invoke(ctx, ShadowService_PurgeShadow_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -106,10 +123,16 @@ func (c *shadowServiceClient) GetShadowReport(ctx context.Context, in *GetShadow
 // logic. Shadow signals never reach the signals topic or any receiver.
 type ShadowServiceServer interface {
 	// StartShadow starts a shadow set: the set in force with settings
-	// changed. It starts from empty customer state at the moment it starts.
+	// changed. It takes each customer over from the live state at the first
+	// batch it scores them in after it started.
 	StartShadow(context.Context, *StartShadowRequest) (*StartShadowResponse, error)
 	// StopShadow stops scoring a set; its report stays readable.
 	StopShadow(context.Context, *StopShadowRequest) (*StopShadowResponse, error)
+	// PurgeShadow deletes what a stopped set keeps in Redis (its copy of
+	// every customer's state, its alerts, clocks and deadlines), at least
+	// five minutes after it stopped. The set stays listed with purged_at
+	// (a name is never reused) and is left out of reports.
+	PurgeShadow(context.Context, *PurgeShadowRequest) (*PurgeShadowResponse, error)
 	ListShadows(context.Context, *ListShadowsRequest) (*ListShadowsResponse, error)
 	// GetShadowReport returns, per set (the live one and each shadow set),
 	// the alerts raised and their precision from the outcomes recorded on
@@ -130,6 +153,9 @@ func (UnimplementedShadowServiceServer) StartShadow(context.Context, *StartShado
 }
 func (UnimplementedShadowServiceServer) StopShadow(context.Context, *StopShadowRequest) (*StopShadowResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method StopShadow not implemented")
+}
+func (UnimplementedShadowServiceServer) PurgeShadow(context.Context, *PurgeShadowRequest) (*PurgeShadowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PurgeShadow not implemented")
 }
 func (UnimplementedShadowServiceServer) ListShadows(context.Context, *ListShadowsRequest) (*ListShadowsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListShadows not implemented")
@@ -194,6 +220,24 @@ func _ShadowService_StopShadow_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ShadowService_PurgeShadow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PurgeShadowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ShadowServiceServer).PurgeShadow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ShadowService_PurgeShadow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ShadowServiceServer).PurgeShadow(ctx, req.(*PurgeShadowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ShadowService_ListShadows_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListShadowsRequest)
 	if err := dec(in); err != nil {
@@ -244,6 +288,10 @@ var ShadowService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "StopShadow",
 			Handler:    _ShadowService_StopShadow_Handler,
+		},
+		{
+			MethodName: "PurgeShadow",
+			Handler:    _ShadowService_PurgeShadow_Handler,
 		},
 		{
 			MethodName: "ListShadows",
