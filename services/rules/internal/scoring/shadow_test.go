@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -241,5 +242,67 @@ func TestShadowStartsFromTheLiveState(t *testing.T) {
 	// it lands, after the set started, but were scored before it).
 	if want := sig.n - beforeStart - (afterFirst - beforeStart); merged != want {
 		t.Errorf("the set merged %d signals; the live set raised %d after it started", merged, want)
+	}
+}
+
+// TestShadowTakesOverQuietCustomers: customers with no event after a set
+// started come in through the live deadlines copied at its start
+// (store.SeedShadowDeadlines): when the partition clock passes them, the
+// set takes them over from the live state and its absence rules fire as
+// the live ones do.
+func TestShadowTakesOverQuietCustomers(t *testing.T) {
+	f := newShadowFixture(t)
+	ctx, rdb := f.ctx, f.rdb
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	const quiet = 20
+	var running []Shadow
+	sig := &producedSignals{}
+	c := f.consumer(sig, func() []Shadow { return running })
+	f.land(f.handle(c, batchOf(300, quiet, 0, t0)))
+	seeded, err := f.st.SeedShadowDeadlines(ctx, "same")
+	if err != nil || seeded < quiet {
+		t.Fatalf("seeded %d deadlines (%v), want one per quiet customer at least", seeded, err)
+	}
+	running = []Shadow{{Name: "same", Thresholds: &f.th}}
+	before := sig.n
+	// Other customers' events 100 days on: the partition clock passes the
+	// quiet customers' 90-day dormancy deadlines.
+	f.land(f.handle(c, batchOf(10, 1000, 500, t0.Add(100*24*time.Hour))))
+	if sig.n-before < quiet {
+		t.Fatalf("the live set raised %d signals when the clock passed the deadlines, want one per quiet customer", sig.n-before)
+	}
+	alerts, err := f.st.Shadow("same").AllAlerts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range quiet {
+		id := fmt.Sprintf("B%04d", i)
+		live, err := rdb.HGet(ctx, store.CustomerKey(id), "s").Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		shadow, err := rdb.HGet(ctx, store.CustomerKey(id), store.ShadowStateField("same")).Bytes()
+		if err != nil {
+			t.Fatalf("%s: the set never took the quiet customer over: %v", id, err)
+		}
+		if string(live) != string(shadow) {
+			t.Errorf("%s: set state (%d bytes) differs from the live one (%d bytes)", id, len(shadow), len(live))
+		}
+		raw, ok := alerts[id]
+		if !ok {
+			t.Errorf("%s: no shadow alert, although the live set signalled its dormancy", id)
+			continue
+		}
+		a := &cwv1.Alert{}
+		if err := proto.Unmarshal(raw, a); err != nil {
+			t.Fatal(err)
+		}
+		dormant := false
+		for _, r := range a.GetReasons() {
+			dormant = dormant || r.GetRuleId() == engine.RuleDormancyDeclining
+		}
+		if !dormant {
+			t.Errorf("%s: shadow alert %v has no %s reason", id, a.GetReasons(), engine.RuleDormancyDeclining)
+		}
 	}
 }

@@ -120,6 +120,9 @@ func (s *Server) StartShadow(ctx context.Context, req *cwv1.StartShadowRequest) 
 	}
 	running := 0
 	for _, set := range all {
+		if set.Name == name {
+			return nil, s.toStatus(store.ErrShadowExists)
+		}
 		if set.Stopped.IsZero() {
 			running++
 		}
@@ -139,13 +142,18 @@ func (s *Server) StartShadow(ctx context.Context, req *cwv1.StartShadowRequest) 
 	if err != nil {
 		return nil, s.toStatus(err)
 	}
+	// Customers quiet at the start come in through the live deadlines.
+	seeded, err := s.Store.SeedShadowDeadlines(ctx, name)
+	if err != nil {
+		return nil, s.toStatus(err)
+	}
 	set := store.ShadowSet{Name: name, Changed: changed, Values: shadow.Values(&th), BaseVersion: live.Values.Version,
 		Reason: reason, Actor: p.Subject, Started: s.now().UTC()}
 	if err := s.Store.StartShadow(ctx, set); err != nil {
 		return nil, s.toStatus(err)
 	}
 	s.Registry.Invalidate()
-	s.Log.InfoContext(ctx, "shadow set started", "name", name, "actor", p.Subject, "keys", len(changed))
+	s.Log.InfoContext(ctx, "shadow set started", "name", name, "actor", p.Subject, "keys", len(changed), "deadlines", seeded)
 	return &cwv1.StartShadowResponse{Shadow: setProto(set)}, nil
 }
 

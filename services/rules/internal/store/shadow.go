@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -167,6 +168,78 @@ func (s *Store) PurgeShadow(ctx context.Context, name string, now time.Time) (Sh
 		return ShadowSet{}, customers, fmt.Errorf("store shadow set: %w", err)
 	}
 	return set, customers, nil
+}
+
+// SeedShadowDeadlines copies the live deadline index into set name's (ZADD
+// NX, each entry at its live deadline), so that when a partition's clock
+// of the set passes a customer's live deadline the set takes the customer
+// over from the live state and judges it with its own thresholds — a
+// customer already quiet when the set started, who may have no event to
+// bring it in otherwise. Where the set's threshold is longer than the
+// live one the customer is found not due yet and gets the set's own
+// deadline; where it is shorter, the set judges it at the live deadline
+// (late, dated as the engine dates it). Run before the set is stored, so
+// the entries are there when the consumers first score it. It returns how
+// many entries it copied (SCAN may return one twice: at most that many).
+func (s *Store) SeedShadowDeadlines(ctx context.Context, name string) (int64, error) {
+	var n int64
+	err := s.eachNode(ctx, func(ctx context.Context, node redis.UniversalClient) error {
+		var cursor uint64
+		for {
+			keys, next, err := node.Scan(ctx, cursor, "cw:rules:due:{p:*}", 1000).Result()
+			if err != nil {
+				return err
+			}
+			for _, key := range keys {
+				part, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(key, "cw:rules:due:{p:"), "}"), 10, 32)
+				if err != nil {
+					continue // not a partition's index
+				}
+				copied, err := s.copyDeadlines(ctx, node, key, ShadowDueKey(name, int32(part)))
+				n += copied
+				if err != nil {
+					return err
+				}
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	})
+	if err != nil {
+		return n, fmt.Errorf("seed shadow set %s deadlines: %w", name, err)
+	}
+	return n, nil
+}
+
+// copyDeadlines copies the sorted set from (on node) into to, page by page.
+func (s *Store) copyDeadlines(ctx context.Context, node redis.UniversalClient, from, to string) (int64, error) {
+	var n int64
+	var cursor uint64
+	for {
+		kv, next, err := node.ZScan(ctx, from, cursor, "", 1000).Result()
+		if err != nil {
+			return n, err
+		}
+		var zs []redis.Z
+		for i := 0; i+1 < len(kv); i += 2 {
+			score, err := strconv.ParseFloat(kv[i+1], 64)
+			if err != nil {
+				return n, fmt.Errorf("%w: deadline of %s in %s: %q", ErrCorrupt, kv[i], from, kv[i+1])
+			}
+			zs = append(zs, redis.Z{Member: kv[i], Score: score})
+		}
+		if len(zs) > 0 {
+			// to has from's hash tag {p:N}: the same node holds both.
+			if err := s.rdb.ZAddNX(ctx, to, zs...).Err(); err != nil {
+				return n, err
+			}
+			n += int64(len(zs))
+		}
+		if cursor = next; cursor == 0 {
+			return n, nil
+		}
+	}
 }
 
 // shadowSet is the stored set name, or ErrShadowUnknown.

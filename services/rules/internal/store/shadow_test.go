@@ -115,3 +115,59 @@ func TestPurgeShadow(t *testing.T) {
 		t.Errorf("second purge: %+v %d %v, want a no-op", again, n, err)
 	}
 }
+
+// TestSeedShadowDeadlines: every live deadline of every partition is
+// copied to the set's index; an entry the set already has stays. On a
+// Cluster too (make test-cluster).
+func TestSeedShadowDeadlines(t *testing.T) {
+	rdb := testkit.RedisUnderTest(t).Client(t)
+	st := New(rdb)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	want := 0
+	for p := range int32(6) {
+		var zs []redis.Z
+		for i := range 700 * int(p) { // partition 0 has none; pages of 1,000 overrun
+			zs = append(zs, redis.Z{Score: float64(1e12 + i), Member: fmt.Sprintf("C%d-%d", p, i)})
+		}
+		if len(zs) > 0 {
+			if err := rdb.ZAdd(ctx, DueKey(p), zs...).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want += len(zs)
+	}
+	if err := rdb.ZAdd(ctx, ShadowDueKey("s1", 3), redis.Z{Score: 5, Member: "C3-0"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := st.SeedShadowDeadlines(ctx, "s1")
+	if err != nil || n < int64(want) {
+		t.Fatalf("seeded %d (%v), want %d", n, err, want)
+	}
+	for p := range int32(6) {
+		live, err := rdb.ZRangeWithScores(ctx, DueKey(p), 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := rdb.ZRangeWithScores(ctx, ShadowDueKey("s1", p), 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(live) {
+			t.Fatalf("partition %d: %d seeded, %d live", p, len(got), len(live))
+		}
+		scores := map[string]float64{}
+		for _, z := range got {
+			scores[z.Member.(string)] = z.Score
+		}
+		for _, z := range live {
+			w := z.Score
+			if p == 3 && z.Member == "C3-0" {
+				w = 5 // the set's own entry stays
+			}
+			if scores[z.Member.(string)] != w {
+				t.Fatalf("partition %d: %v at %v, want %v", p, z.Member, scores[z.Member.(string)], w)
+			}
+		}
+	}
+}

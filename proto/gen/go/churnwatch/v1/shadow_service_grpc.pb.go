@@ -38,7 +38,8 @@ const (
 type ShadowServiceClient interface {
 	// StartShadow starts a shadow set: the set in force with settings
 	// changed. It takes each customer over from the live state at the first
-	// batch it scores them in after it started.
+	// batch it scores them in after it started (for a quiet customer, when
+	// the clock passes its live deadline).
 	StartShadow(ctx context.Context, in *StartShadowRequest, opts ...grpc.CallOption) (*StartShadowResponse, error)
 	// StopShadow stops scoring a set; its report stays readable.
 	StopShadow(ctx context.Context, in *StopShadowRequest, opts ...grpc.CallOption) (*StopShadowResponse, error)
@@ -124,7 +125,8 @@ func (c *shadowServiceClient) GetShadowReport(ctx context.Context, in *GetShadow
 type ShadowServiceServer interface {
 	// StartShadow starts a shadow set: the set in force with settings
 	// changed. It takes each customer over from the live state at the first
-	// batch it scores them in after it started.
+	// batch it scores them in after it started (for a quiet customer, when
+	// the clock passes its live deadline).
 	StartShadow(context.Context, *StartShadowRequest) (*StartShadowResponse, error)
 	// StopShadow stops scoring a set; its report stays readable.
 	StopShadow(context.Context, *StopShadowRequest) (*StopShadowResponse, error)
