@@ -100,7 +100,7 @@ function ShadowCard({ s, onDone }: { s: ShadowSet; onDone: () => void }) {
         Started by <strong>{s.actor || "—"}</strong> {formatTime(s.startedAt)} from live version {String(s.baseVersion)}
         {s.stoppedAt ? `; stopped ${formatTime(s.stoppedAt)}` : "; scoring every new event"}. Reason: “{s.reason}”
       </p>
-      <ul aria-label={`Settings ${s.name} changes`}>
+      <ul aria-label={`Changes of ${s.name}`}>
         {changedSettings(s.settings).map((kv) => <li><code>{kv.key}</code> → <strong>{kv.value}</strong></li>)}
       </ul>
       <div class="buttons">
@@ -231,10 +231,12 @@ function ShadowReport({ name }: { name: string }) {
           </p>
           <ul class="note">
             <li>
-              <strong>Precision</strong> counts only alerted customers whose live alert was resolved with an outcome: retained or churned are
-              true, a false alarm is false, unreachable is not judged. A customer alerted only by a shadow set has no outcome, since no
-              relationship manager saw it; so a shadow set's precision rests on the customers live alerted too.
+              <strong>Judged</strong> are the alerted customers whose live alert was resolved with an outcome; <strong>true</strong> are those
+              retained or churned (a false alarm is false, unreachable is not judged); <strong>precision</strong> is true ÷ judged. A customer
+              alerted only by a shadow set has no outcome, since no relationship manager saw it: a shadow set's precision rests on the
+              customers live alerted too.
             </li>
+            <li><strong>Only this set alerted</strong> counts the customers this set alerted and no other set in the report did.</li>
             <li>An alert with several rules counts once under each of them in "by rule".</li>
             <li>The live set's severities are not kept with the figures this report reads ("not kept"); the live alerts themselves are in the inbox.</li>
           </ul>

@@ -45,7 +45,7 @@ export function startSettings(rows: ChangeRow[]): { settings: ChangeRow[] } | { 
 
 // precision is "0.75 (3 of 4 judged)", or why there is none yet.
 export function precision(r: ShadowSetReport): string {
-  if (r.judged <= 0) return "not measured yet: no alerted customer has a judged outcome";
+  if (r.judged <= 0) return "not measured: none judged yet";
   return `${(r.correct / r.judged).toFixed(2)} (${r.correct} of ${r.judged} judged)`;
 }
 
@@ -72,7 +72,7 @@ export function reportTables(resp: GetShadowReportResponse): Table[] {
   const names = sets.map(setLabel);
   const summary: Table = {
     caption: "Alerts and precision per set",
-    columns: ["Set", "Alerts", "Customers only this set alerted", "Judged (live outcome recorded)", "True (retained or churned)", "Precision"],
+    columns: ["Set", "Alerts", "Only this set alerted", "Judged", "True", "Precision"],
     rows: sets.map((r) => [setLabel(r), String(r.alerts.length), String(r.onlyThisSet.length), String(r.judged), String(r.correct), precision(r)]),
     empty: "No set to report.",
   };

@@ -51,7 +51,7 @@ function report(name = "looser") {
 describe("shadow report layout", () => {
   it("puts live first and each set beside it: alerts, customers only it alerted, judged, true, precision", () => {
     const [summary] = reportTables(report());
-    expect(summary.columns).toEqual(["Set", "Alerts", "Customers only this set alerted", "Judged (live outcome recorded)", "True (retained or churned)", "Precision"]);
+    expect(summary.columns).toEqual(["Set", "Alerts", "Only this set alerted", "Judged", "True", "Precision"]);
     expect(summary.rows).toEqual([
       ["live", "3", "1", "2", "1", "0.50 (1 of 2 judged)"],
       ["looser", "3", "2", "1", "1", "1.00 (1 of 1 judged)"],
@@ -73,7 +73,7 @@ describe("shadow report layout", () => {
 
   it("says so when nothing is judged or raised, rather than show 0 %", () => {
     const empty = create(GetShadowReportResponseSchema, { sets: [{ name: "live", live: true }, { name: "quiet" }] });
-    expect(precision(empty.sets[1])).toBe("not measured yet: no alerted customer has a judged outcome");
+    expect(precision(empty.sets[1])).toBe("not measured: none judged yet");
     const [summary, rule, severity, , only] = reportTables(empty);
     expect(summary.rows.map((r) => r[0])).toEqual(["live", "quiet"]);
     expect(rule.rows).toEqual([]);
@@ -165,7 +165,7 @@ describe("/thresholds shadow sets", () => {
     expect(svc.sets.map((s) => [s.name, s.actor, s.settings.map((x) => `${x.key}=${x.value}`)])).toEqual([
       ["looser", "ops-1", ["outflow.large.amount.MASS=8000", "activity.drop.p.MASS=0.05"]],
     ]);
-    expect(within(card).getByRole("list", { name: "Settings looser changes" }).textContent).toBe("activity.drop.p.MASS → 0.05outflow.large.amount.MASS → 8000");
+    expect(within(card).getByRole("list", { name: "Changes of looser" }).textContent).toBe("activity.drop.p.MASS → 0.05outflow.large.amount.MASS → 8000");
     expect(card.textContent).toContain("Started by ops-1");
     expect(card.textContent).toContain("from live version 4");
     expect(card.textContent).toContain("“earlier MASS outflows”");
