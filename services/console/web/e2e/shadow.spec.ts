@@ -118,6 +118,7 @@ test("shadow sets in the browser: ops start one, it alerts beside live without n
   await card.getByRole("button", { name: `Stop ${name}` }).click();
   const confirm = card.getByRole("group", { name: `Stop ${name}?` });
   await expect(confirm).toContainText("Its report stays readable");
+  await expect(confirm.getByRole("button", { name: "Keep it running" }), "focus on the harmless choice").toBeFocused();
   await confirm.getByRole("button", { name: "Keep it running" }).click();
   await expect(confirm).toHaveCount(0);
   expect(listed()[0].stoppedAt).toBeUndefined();

@@ -80,6 +80,16 @@ function ShadowCard({ s, onDone }: { s: ShadowSet; onDone: () => void }) {
   const [busy, setBusy] = useState(false);
   const [failure, setFailure] = useState("");
   const state = shadowState(s);
+  // Keyboard focus follows the confirmation: to its harmless choice when it
+  // opens, back to Stop when it is cancelled.
+  const keep = useRef<HTMLButtonElement>(null);
+  const stopButton = useRef<HTMLButtonElement>(null);
+  const asked = useRef(false);
+  useEffect(() => {
+    if (confirming) keep.current?.focus();
+    else if (asked.current) stopButton.current?.focus();
+    asked.current = confirming;
+  }, [confirming]);
   const stop = async () => {
     setBusy(true);
     setFailure("");
@@ -106,7 +116,7 @@ function ShadowCard({ s, onDone }: { s: ShadowSet; onDone: () => void }) {
       <div class="buttons">
         <Link href={reportHref(s.name)} class="button-link">Report of {s.name}</Link>
         {state === "running" && !confirming && (
-          <button type="button" class="secondary" onClick={() => setConfirming(true)}>Stop {s.name}</button>
+          <button type="button" class="secondary" ref={stopButton} onClick={() => setConfirming(true)}>Stop {s.name}</button>
         )}
       </div>
       {confirming && (
@@ -117,7 +127,7 @@ function ShadowCard({ s, onDone }: { s: ShadowSet; onDone: () => void }) {
           </p>
           <div class="buttons">
             <button type="button" disabled={busy} onClick={stop}>Yes, stop {s.name}</button>
-            <button type="button" class="secondary" disabled={busy} onClick={() => setConfirming(false)}>Keep it running</button>
+            <button type="button" class="secondary" ref={keep} disabled={busy} onClick={() => setConfirming(false)}>Keep it running</button>
           </div>
         </div>
       )}

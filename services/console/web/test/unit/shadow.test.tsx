@@ -182,8 +182,10 @@ describe("/thresholds shadow sets", () => {
     // Stop asks first; keeping it running changes nothing.
     fireEvent.click(within(card).getByRole("button", { name: "Stop looser" }));
     const confirm = within(card).getByRole("group", { name: /^Stop looser\?/ });
+    await waitFor(() => expect(document.activeElement?.textContent).toBe("Keep it running"));
     fireEvent.click(within(confirm).getByRole("button", { name: "Keep it running" }));
     expect(svc.sets[0].stoppedAt).toBeUndefined();
+    await waitFor(() => expect(document.activeElement?.textContent).toBe("Stop looser"));
     fireEvent.click(within(card).getByRole("button", { name: "Stop looser" }));
     fireEvent.click(within(card).getByRole("button", { name: "Yes, stop looser" }));
     const stopped = await screen.findByRole("article", { name: "Shadow set looser: stopped" });
