@@ -214,6 +214,12 @@ describe("/thresholds shadow sets", () => {
     await start("d", "1");
     await waitFor(() => expect(within(form).getByRole("alert").textContent).toMatch(/refused to start the shadow set: at most 3 shadow sets run at once/));
     expect(svc.sets.map((s) => s.name)).toEqual(["a", "b", "c"]);
+    // Several sets: one report of them all, side by side.
+    fireEvent.click(screen.getByRole("link", { name: "Report of all sets side by side" }));
+    expect(location.search).toBe("?report=all");
+    await screen.findByRole("heading", { name: "Report: every shadow set against live" });
+    await screen.findByRole("table", { name: "Alerts and precision per set" });
+    expect(svc.asked).toContain("report ");
   });
 
   it("opens a set's report as tables with live and the set, and says what precision means", async () => {
