@@ -39,7 +39,7 @@ export function Shell({ api }: { api: Api }) {
         {r.page === "inbox" && <Inbox query={query} />}
         {r.page === "alert" && <AlertPage key={r.alertId} alertId={r.alertId} />}
         {r.page === "kpis" && <Kpis query={query} />}
-        {r.page === "thresholds" && <Thresholds />}
+        {r.page === "thresholds" && <Thresholds query={query} />}
         {r.page === "not-found" && (
           <section>
             <h1>Page not found</h1>

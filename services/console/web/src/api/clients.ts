@@ -10,12 +10,14 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { AlertService } from "../gen/churnwatch/v1/alert_service_pb";
 import { RulesAdminService } from "../gen/churnwatch/v1/rules_admin_service_pb";
 import { KpiService } from "../gen/churnwatch/v1/kpi_service_pb";
+import { ShadowService } from "../gen/churnwatch/v1/shadow_service_pb";
 import type { Session } from "./session";
 
 export interface Api {
   alerts: Client<typeof AlertService>;
   rules: Client<typeof RulesAdminService>;
   kpis: Client<typeof KpiService>;
+  shadow: Client<typeof ShadowService>;
   session: Session;
   // signedOut sends the browser to sign in again, back to where it was.
   signedOut: () => void;
@@ -26,7 +28,7 @@ export function browserTransport(): Transport {
 }
 
 export function clients(t: Transport) {
-  return { alerts: createClient(AlertService, t), rules: createClient(RulesAdminService, t), kpis: createClient(KpiService, t) };
+  return { alerts: createClient(AlertService, t), rules: createClient(RulesAdminService, t), kpis: createClient(KpiService, t), shadow: createClient(ShadowService, t) };
 }
 
 export const ApiContext = createContext<Api | null>(null);

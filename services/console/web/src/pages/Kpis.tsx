@@ -9,36 +9,15 @@ import { Tier } from "../gen/churnwatch/v1/common_pb";
 import type { Problem } from "../api/clients";
 import { problem, useApi } from "../api/clients";
 import { seesKpis } from "../api/session";
-import type { Format, Table } from "../kpis/report";
+import type { Format } from "../kpis/report";
 import { build, duration, mimeType, render, tierName } from "../kpis/report";
 import { changeInWords, monthOf, rmsBehind, trendOf } from "../kpis/figures";
 import { tierLabel } from "../format";
 import { Link, navigate } from "../router";
 import { TrendChart } from "../components/TrendChart";
+import { ReportTable } from "../components/ReportTable";
 
 const formatLabel: Record<Format, string> = { md: "Markdown (.md)", csv: "CSV (.csv)", html: "HTML page (.html)" };
-
-// ReportTable shows one section of the report as an accessible table.
-function ReportTable({ t, words }: { t: Table; words?: boolean }) {
-  if (t.rows.length === 0) {
-    return (<section><h2>{t.caption}</h2><p class="empty">{t.empty}</p></section>);
-  }
-  return (
-    <div class="scroll" tabIndex={0}>
-      <table class="grid">
-        <caption>{t.caption}</caption>
-        <thead><tr>{t.columns.map((c) => <th scope="col">{c}</th>)}</tr></thead>
-        <tbody>
-          {t.rows.map((row) => (
-            <tr>
-              {row.map((c, i) => (i === 0 ? <th scope="row">{c}</th> : <td>{words && i === row.length - 1 ? changeInWords(c, row[0]) : c}</td>))}
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
-  );
-}
 
 function download(body: string, format: Format, name: string) {
   const url = URL.createObjectURL(new Blob([body], { type: `${mimeType[format]};charset=utf-8` }));
@@ -164,7 +143,7 @@ export function Kpis({ query }: { query: URLSearchParams }) {
               );
             })}
           </ul>
-          <ReportTable t={report.tables[0]} words />
+          <ReportTable t={report.tables[0]} cell={(c, row, i) => (i === row.length - 1 ? changeInWords(c, row[0]) : c)} />
           <h2>The last 12 months by tier</h2>
           <div class="charts">
             <TrendChart trend={churn} unit="Churn rate (%)" label={`Churn rate by tier, ${resp!.months[0].month} to ${cur.month}, per cent of the customers not churned at the month's start`} />

@@ -1,6 +1,7 @@
 // Thresholds (SPEC §6): the values in force per rule and tier with their
 // version; four-eyes proposals with their back-test side by side, approved
-// or rejected by a second principal; the audit history. Ops and admins
+// or rejected by a second principal; shadow sets and their report
+// (?report=NAME|all); the audit history. Ops and admins
 // only (auth.Access); the rules service decides who may do what.
 import { useEffect, useState } from "preact/hooks";
 import { Code } from "@connectrpc/connect";
@@ -13,6 +14,7 @@ import { formatTime, tierLabel } from "../format";
 import { Tier } from "../gen/churnwatch/v1/common_pb";
 import { backtestSummary, decided, matrix, proposalStateLabel, ratio, tierKeys } from "../thresholds/keys";
 import { Link } from "../router";
+import { ShadowSets } from "../components/ShadowSets";
 
 const tierColumn: Record<string, string> = {
   "": "All tiers",
@@ -28,7 +30,7 @@ interface Loaded {
   changes: ThresholdChange[];
 }
 
-export function Thresholds() {
+export function Thresholds({ query }: { query: URLSearchParams }) {
   const api = useApi();
   const s = api.session;
   const [data, setData] = useState<Loaded | null>(null);
@@ -88,6 +90,7 @@ export function Thresholds() {
           <Propose set={data.set} onDone={reload} />
           <h2>Proposals waiting for a decision</h2>
           {open.length === 0 ? <p class="empty">No proposal is waiting.</p> : open.map((p) => <ProposalCard key={p.id} p={p} me={s.sub} onDone={reload} />)}
+          <ShadowSets settings={data.set.settings} report={query.get("report") ?? ""} onSignedOut={api.signedOut} />
           <h2>History</h2>
           <History changes={data.changes} />
         </>

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file churnwatch/v1/shadow_service.proto.
  */
 export const file_churnwatch_v1_shadow_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJjaHVybndhdGNoL3YxL3NoYWRvd19zZXJ2aWNlLnByb3RvEg1jaHVybndhdGNoLnYxIuEBCglTaGFkb3dTZXQSDAoEbmFtZRgBIAEoCRIxCghzZXR0aW5ncxgCIAMoCzIfLmNodXJud2F0Y2gudjEuVGhyZXNob2xkU2V0dGluZxIOCgZyZWFzb24YAyABKAkSDQoFYWN0b3IYBCABKAkSLgoKc3RhcnRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RvcHBlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMYmFzZV92ZXJzaW9uGAcgASgDImUKElN0YXJ0U2hhZG93UmVxdWVzdBIMCgRuYW1lGAEgASgJEjEKCHNldHRpbmdzGAIgAygLMh8uY2h1cm53YXRjaC52MS5UaHJlc2hvbGRTZXR0aW5nEg4KBnJlYXNvbhgDIAEoCSI/ChNTdGFydFNoYWRvd1Jlc3BvbnNlEigKBnNoYWRvdxgBIAEoCzIYLmNodXJud2F0Y2gudjEuU2hhZG93U2V0IiEKEVN0b3BTaGFkb3dSZXF1ZXN0EgwKBG5hbWUYASABKAkiPgoSU3RvcFNoYWRvd1Jlc3BvbnNlEigKBnNoYWRvdxgBIAEoCzIYLmNodXJud2F0Y2gudjEuU2hhZG93U2V0IhQKEkxpc3RTaGFkb3dzUmVxdWVzdCJAChNMaXN0U2hhZG93c1Jlc3BvbnNlEikKB3NoYWRvd3MYASADKAsyGC5jaHVybndhdGNoLnYxLlNoYWRvd1NldCImChZHZXRTaGFkb3dSZXBvcnRSZXF1ZXN0EgwKBG5hbWUYASABKAki5wEKElNoYWRvd0FsZXJ0U3VtbWFyeRITCgtjdXN0b21lcl9pZBgBIAEoCRIQCghydWxlX2lkcxgCIAMoCRIpCghzZXZlcml0eRgDIAEoDjIXLmNodXJud2F0Y2gudjEuU2V2ZXJpdHkSIQoEdGllchgEIAEoDjITLmNodXJud2F0Y2gudjEuVGllchIzCg9maXJzdF9zaWduYWxfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKB291dGNvbWUYBiABKA4yFi5jaHVybndhdGNoLnYxLk91dGNvbWUi7wEKD1NoYWRvd1NldFJlcG9ydBIMCgRuYW1lGAEgASgJEgwKBGxpdmUYAiABKAgSMQoGYWxlcnRzGAMgAygLMiEuY2h1cm53YXRjaC52MS5TaGFkb3dBbGVydFN1bW1hcnkSDgoGanVkZ2VkGAQgASgFEg8KB2NvcnJlY3QYBSABKAUSFQoNb25seV90aGlzX3NldBgGIAMoCRIrCg1zaGFkb3dfYWxlcnRzGAcgAygLMhQuY2h1cm53YXRjaC52MS5BbGVydBIoCgZzaGFkb3cYCCABKAsyGC5jaHVybndhdGNoLnYxLlNoYWRvd1NldCJHChdHZXRTaGFkb3dSZXBvcnRSZXNwb25zZRIsCgRzZXRzGAEgAygLMh4uY2h1cm53YXRjaC52MS5TaGFkb3dTZXRSZXBvcnQy8AIKDVNoYWRvd1NlcnZpY2USVAoLU3RhcnRTaGFkb3cSIS5jaHVybndhdGNoLnYxLlN0YXJ0U2hhZG93UmVxdWVzdBoiLmNodXJud2F0Y2gudjEuU3RhcnRTaGFkb3dSZXNwb25zZRJRCgpTdG9wU2hhZG93EiAuY2h1cm53YXRjaC52MS5TdG9wU2hhZG93UmVxdWVzdBohLmNodXJud2F0Y2gudjEuU3RvcFNoYWRvd1Jlc3BvbnNlElQKC0xpc3RTaGFkb3dzEiEuY2h1cm53YXRjaC52MS5MaXN0U2hhZG93c1JlcXVlc3QaIi5jaHVybndhdGNoLnYxLkxpc3RTaGFkb3dzUmVzcG9uc2USYAoPR2V0U2hhZG93UmVwb3J0EiUuY2h1cm53YXRjaC52MS5HZXRTaGFkb3dSZXBvcnRSZXF1ZXN0GiYuY2h1cm53YXRjaC52MS5HZXRTaGFkb3dSZXBvcnRSZXNwb25zZUJKWkhnaXRodWIuY29tL2NodXJud2F0Y2gvY2h1cm53YXRjaC9wcm90by9nZW4vZ28vY2h1cm53YXRjaC92MTtjaHVybndhdGNodjFiBnByb3RvMw", [file_churnwatch_v1_alerts, file_churnwatch_v1_common, file_churnwatch_v1_thresholds, file_google_protobuf_timestamp]);
+  fileDesc("CiJjaHVybndhdGNoL3YxL3NoYWRvd19zZXJ2aWNlLnByb3RvEg1jaHVybndhdGNoLnYxIpACCglTaGFkb3dTZXQSDAoEbmFtZRgBIAEoCRIxCghzZXR0aW5ncxgCIAMoCzIfLmNodXJud2F0Y2gudjEuVGhyZXNob2xkU2V0dGluZxIOCgZyZWFzb24YAyABKAkSDQoFYWN0b3IYBCABKAkSLgoKc3RhcnRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RvcHBlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMYmFzZV92ZXJzaW9uGAcgASgDEi0KCXB1cmdlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZQoSU3RhcnRTaGFkb3dSZXF1ZXN0EgwKBG5hbWUYASABKAkSMQoIc2V0dGluZ3MYAiADKAsyHy5jaHVybndhdGNoLnYxLlRocmVzaG9sZFNldHRpbmcSDgoGcmVhc29uGAMgASgJIj8KE1N0YXJ0U2hhZG93UmVzcG9uc2USKAoGc2hhZG93GAEgASgLMhguY2h1cm53YXRjaC52MS5TaGFkb3dTZXQiIQoRU3RvcFNoYWRvd1JlcXVlc3QSDAoEbmFtZRgBIAEoCSI+ChJTdG9wU2hhZG93UmVzcG9uc2USKAoGc2hhZG93GAEgASgLMhguY2h1cm53YXRjaC52MS5TaGFkb3dTZXQiIgoSUHVyZ2VTaGFkb3dSZXF1ZXN0EgwKBG5hbWUYASABKAkiUgoTUHVyZ2VTaGFkb3dSZXNwb25zZRIoCgZzaGFkb3cYASABKAsyGC5jaHVybndhdGNoLnYxLlNoYWRvd1NldBIRCgljdXN0b21lcnMYAiABKAMiFAoSTGlzdFNoYWRvd3NSZXF1ZXN0IkAKE0xpc3RTaGFkb3dzUmVzcG9uc2USKQoHc2hhZG93cxgBIAMoCzIYLmNodXJud2F0Y2gudjEuU2hhZG93U2V0IiYKFkdldFNoYWRvd1JlcG9ydFJlcXVlc3QSDAoEbmFtZRgBIAEoCSLnAQoSU2hhZG93QWxlcnRTdW1tYXJ5EhMKC2N1c3RvbWVyX2lkGAEgASgJEhAKCHJ1bGVfaWRzGAIgAygJEikKCHNldmVyaXR5GAMgASgOMhcuY2h1cm53YXRjaC52MS5TZXZlcml0eRIhCgR0aWVyGAQgASgOMhMuY2h1cm53YXRjaC52MS5UaWVyEjMKD2ZpcnN0X3NpZ25hbF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoHb3V0Y29tZRgGIAEoDjIWLmNodXJud2F0Y2gudjEuT3V0Y29tZSLvAQoPU2hhZG93U2V0UmVwb3J0EgwKBG5hbWUYASABKAkSDAoEbGl2ZRgCIAEoCBIxCgZhbGVydHMYAyADKAsyIS5jaHVybndhdGNoLnYxLlNoYWRvd0FsZXJ0U3VtbWFyeRIOCgZqdWRnZWQYBCABKAUSDwoHY29ycmVjdBgFIAEoBRIVCg1vbmx5X3RoaXNfc2V0GAYgAygJEisKDXNoYWRvd19hbGVydHMYByADKAsyFC5jaHVybndhdGNoLnYxLkFsZXJ0EigKBnNoYWRvdxgIIAEoCzIYLmNodXJud2F0Y2gudjEuU2hhZG93U2V0IkcKF0dldFNoYWRvd1JlcG9ydFJlc3BvbnNlEiwKBHNldHMYASADKAsyHi5jaHVybndhdGNoLnYxLlNoYWRvd1NldFJlcG9ydDLGAwoNU2hhZG93U2VydmljZRJUCgtTdGFydFNoYWRvdxIhLmNodXJud2F0Y2gudjEuU3RhcnRTaGFkb3dSZXF1ZXN0GiIuY2h1cm53YXRjaC52MS5TdGFydFNoYWRvd1Jlc3BvbnNlElEKClN0b3BTaGFkb3cSIC5jaHVybndhdGNoLnYxLlN0b3BTaGFkb3dSZXF1ZXN0GiEuY2h1cm53YXRjaC52MS5TdG9wU2hhZG93UmVzcG9uc2USVAoLUHVyZ2VTaGFkb3cSIS5jaHVybndhdGNoLnYxLlB1cmdlU2hhZG93UmVxdWVzdBoiLmNodXJud2F0Y2gudjEuUHVyZ2VTaGFkb3dSZXNwb25zZRJUCgtMaXN0U2hhZG93cxIhLmNodXJud2F0Y2gudjEuTGlzdFNoYWRvd3NSZXF1ZXN0GiIuY2h1cm53YXRjaC52MS5MaXN0U2hhZG93c1Jlc3BvbnNlEmAKD0dldFNoYWRvd1JlcG9ydBIlLmNodXJud2F0Y2gudjEuR2V0U2hhZG93UmVwb3J0UmVxdWVzdBomLmNodXJud2F0Y2gudjEuR2V0U2hhZG93UmVwb3J0UmVzcG9uc2VCSlpIZ2l0aHViLmNvbS9jaHVybndhdGNoL2NodXJud2F0Y2gvcHJvdG8vZ2VuL2dvL2NodXJud2F0Y2gvdjE7Y2h1cm53YXRjaHYxYgZwcm90bzM", [file_churnwatch_v1_alerts, file_churnwatch_v1_common, file_churnwatch_v1_thresholds, file_google_protobuf_timestamp]);
 
 /**
  * ShadowSet is one proposed threshold set running in shadow.
@@ -68,6 +68,13 @@ export type ShadowSet = Message<"churnwatch.v1.ShadowSet"> & {
    * @generated from field: int64 base_version = 7;
    */
   baseVersion: bigint;
+
+  /**
+   * Set once PurgeShadow has deleted its data.
+   *
+   * @generated from field: google.protobuf.Timestamp purged_at = 8;
+   */
+  purgedAt?: Timestamp | undefined;
 };
 
 /**
@@ -156,6 +163,47 @@ export const StopShadowResponseSchema: GenMessage<StopShadowResponse> = /*@__PUR
   messageDesc(file_churnwatch_v1_shadow_service, 4);
 
 /**
+ * @generated from message churnwatch.v1.PurgeShadowRequest
+ */
+export type PurgeShadowRequest = Message<"churnwatch.v1.PurgeShadowRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message churnwatch.v1.PurgeShadowRequest.
+ * Use `create(PurgeShadowRequestSchema)` to create a new message.
+ */
+export const PurgeShadowRequestSchema: GenMessage<PurgeShadowRequest> = /*@__PURE__*/
+  messageDesc(file_churnwatch_v1_shadow_service, 5);
+
+/**
+ * @generated from message churnwatch.v1.PurgeShadowResponse
+ */
+export type PurgeShadowResponse = Message<"churnwatch.v1.PurgeShadowResponse"> & {
+  /**
+   * @generated from field: churnwatch.v1.ShadowSet shadow = 1;
+   */
+  shadow?: ShadowSet | undefined;
+
+  /**
+   * Customers whose hash held a state or an alert of the set.
+   *
+   * @generated from field: int64 customers = 2;
+   */
+  customers: bigint;
+};
+
+/**
+ * Describes the message churnwatch.v1.PurgeShadowResponse.
+ * Use `create(PurgeShadowResponseSchema)` to create a new message.
+ */
+export const PurgeShadowResponseSchema: GenMessage<PurgeShadowResponse> = /*@__PURE__*/
+  messageDesc(file_churnwatch_v1_shadow_service, 6);
+
+/**
  * @generated from message churnwatch.v1.ListShadowsRequest
  */
 export type ListShadowsRequest = Message<"churnwatch.v1.ListShadowsRequest"> & {
@@ -166,7 +214,7 @@ export type ListShadowsRequest = Message<"churnwatch.v1.ListShadowsRequest"> & {
  * Use `create(ListShadowsRequestSchema)` to create a new message.
  */
 export const ListShadowsRequestSchema: GenMessage<ListShadowsRequest> = /*@__PURE__*/
-  messageDesc(file_churnwatch_v1_shadow_service, 5);
+  messageDesc(file_churnwatch_v1_shadow_service, 7);
 
 /**
  * @generated from message churnwatch.v1.ListShadowsResponse
@@ -183,7 +231,7 @@ export type ListShadowsResponse = Message<"churnwatch.v1.ListShadowsResponse"> &
  * Use `create(ListShadowsResponseSchema)` to create a new message.
  */
 export const ListShadowsResponseSchema: GenMessage<ListShadowsResponse> = /*@__PURE__*/
-  messageDesc(file_churnwatch_v1_shadow_service, 6);
+  messageDesc(file_churnwatch_v1_shadow_service, 8);
 
 /**
  * @generated from message churnwatch.v1.GetShadowReportRequest
@@ -202,7 +250,7 @@ export type GetShadowReportRequest = Message<"churnwatch.v1.GetShadowReportReque
  * Use `create(GetShadowReportRequestSchema)` to create a new message.
  */
 export const GetShadowReportRequestSchema: GenMessage<GetShadowReportRequest> = /*@__PURE__*/
-  messageDesc(file_churnwatch_v1_shadow_service, 7);
+  messageDesc(file_churnwatch_v1_shadow_service, 9);
 
 /**
  * ShadowAlertSummary is what the report says of one alert.
@@ -248,7 +296,7 @@ export type ShadowAlertSummary = Message<"churnwatch.v1.ShadowAlertSummary"> & {
  * Use `create(ShadowAlertSummarySchema)` to create a new message.
  */
 export const ShadowAlertSummarySchema: GenMessage<ShadowAlertSummary> = /*@__PURE__*/
-  messageDesc(file_churnwatch_v1_shadow_service, 8);
+  messageDesc(file_churnwatch_v1_shadow_service, 10);
 
 /**
  * ShadowSetReport is one set's side of the report.
@@ -311,7 +359,7 @@ export type ShadowSetReport = Message<"churnwatch.v1.ShadowSetReport"> & {
  * Use `create(ShadowSetReportSchema)` to create a new message.
  */
 export const ShadowSetReportSchema: GenMessage<ShadowSetReport> = /*@__PURE__*/
-  messageDesc(file_churnwatch_v1_shadow_service, 9);
+  messageDesc(file_churnwatch_v1_shadow_service, 11);
 
 /**
  * @generated from message churnwatch.v1.GetShadowReportResponse
@@ -328,7 +376,7 @@ export type GetShadowReportResponse = Message<"churnwatch.v1.GetShadowReportResp
  * Use `create(GetShadowReportResponseSchema)` to create a new message.
  */
 export const GetShadowReportResponseSchema: GenMessage<GetShadowReportResponse> = /*@__PURE__*/
-  messageDesc(file_churnwatch_v1_shadow_service, 10);
+  messageDesc(file_churnwatch_v1_shadow_service, 12);
 
 /**
  * ShadowService runs proposed threshold sets live beside the set in force
@@ -342,7 +390,9 @@ export const GetShadowReportResponseSchema: GenMessage<GetShadowReportResponse> 
 export const ShadowService: GenService<{
   /**
    * StartShadow starts a shadow set: the set in force with settings
-   * changed. It starts from empty customer state at the moment it starts.
+   * changed. It takes each customer over from the live state at the first
+   * batch it scores them in after it started (for a quiet customer, when
+   * the clock passes its live deadline).
    *
    * @generated from rpc churnwatch.v1.ShadowService.StartShadow
    */
@@ -360,6 +410,19 @@ export const ShadowService: GenService<{
     methodKind: "unary";
     input: typeof StopShadowRequestSchema;
     output: typeof StopShadowResponseSchema;
+  },
+  /**
+   * PurgeShadow deletes what a stopped set keeps in Redis (its copy of
+   * every customer's state, its alerts, clocks and deadlines), at least
+   * five minutes after it stopped. The set stays listed with purged_at
+   * (a name is never reused) and is left out of reports.
+   *
+   * @generated from rpc churnwatch.v1.ShadowService.PurgeShadow
+   */
+  purgeShadow: {
+    methodKind: "unary";
+    input: typeof PurgeShadowRequestSchema;
+    output: typeof PurgeShadowResponseSchema;
   },
   /**
    * @generated from rpc churnwatch.v1.ShadowService.ListShadows
