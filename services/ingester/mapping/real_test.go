@@ -11,8 +11,6 @@ import (
 	"github.com/churnwatch/churnwatch/services/ingester/validate"
 )
 
-// realDir is the PKDD'99 export (CHURNWATCH_REALBANK, default the shared
-// data folder beside the checkout).
 // realDir is the export to convert: CHURNWATCH_REALBANK (the whole
 // PKDD'99 set, ../shared/data/realbank in this workplace; not committed, it
 // has no licence) or the committed sample of its rows in testdata/pkdd99.
