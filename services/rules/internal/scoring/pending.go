@@ -11,9 +11,15 @@ import (
 // the batch scored while w lands sees its states, stamps, profiles, clocks
 // and deadline entries. Whether w has landed when a read runs makes no
 // difference, since laying w over the stored values twice changes nothing.
+//
+// For a shadow set, w is the set's part of the landing write and live the
+// live part: a customer the set has no state of yet starts from live's
+// state of it, if live has one, not from the older one in Redis
+// (store.Customer.FromLive) or from nothing.
 type pendingLoader struct {
-	l Loader
-	w *store.Write
+	l    Loader
+	w    *store.Write
+	live *store.Write
 }
 
 func (p pendingLoader) Load(ctx context.Context, q store.Query) (store.Loaded, error) {
@@ -86,56 +92,30 @@ func (p pendingLoader) LoadCustomers(ctx context.Context, ids []string, held fun
 
 // customer lays w's state of id, if any, over what was read.
 func (p pendingLoader) customer(m map[string]store.Customer, id string, held func(string) bool) {
-	b, ok := p.w.States[id]
-	if !ok {
-		return
-	}
-	c := m[id]
-	c.Stamp = p.w.Stamp
-	if prof, ok := p.w.Profiles[id]; ok {
-		c.Profile, c.Known = prof, true
-	}
-	if held == nil || !held(id) {
-		c.Envelope, c.FromLive = b, false
-	}
-	m[id] = c
-}
-
-// liveStart is a shadow set's loader for a batch scored while the live
-// write w lands: a customer the set has no state of starts from w's live
-// state of it, if w has one, not from the older one in Redis
-// (store.Customer.FromLive) or from nothing.
-type liveStart struct {
-	l Loader
-	w *store.Write
-}
-
-func (p liveStart) Load(ctx context.Context, q store.Query) (store.Loaded, error) {
-	got, err := p.l.Load(ctx, q)
-	if err != nil {
-		return got, err
-	}
-	p.fill(got.Customers)
-	return got, nil
-}
-
-func (p liveStart) LoadCustomers(ctx context.Context, ids []string, held func(string) bool) (map[string]store.Customer, error) {
-	got, err := p.l.LoadCustomers(ctx, ids, held)
-	if err != nil {
-		return nil, err
-	}
-	p.fill(got)
-	return got, nil
-}
-
-func (p liveStart) fill(m map[string]store.Customer) {
-	for id, c := range m {
-		if !c.FromLive && c.Envelope != nil {
-			continue // the set's own state
+	if b, ok := p.w.States[id]; ok {
+		c := m[id]
+		c.Stamp = p.w.Stamp
+		if prof, ok := p.w.Profiles[id]; ok {
+			c.Profile, c.Known = prof, true
 		}
-		if b, ok := p.w.States[id]; ok {
-			c.Envelope, c.FromLive = b, true
-			m[id] = c
+		if held == nil || !held(id) {
+			c.Envelope, c.FromLive = b, false
 		}
+		m[id] = c
+	}
+	if p.live != nil {
+		p.start(m, id)
+	}
+}
+
+// start lays live's state of id over a customer without a state of its own.
+func (p pendingLoader) start(m map[string]store.Customer, id string) {
+	c, ok := m[id]
+	if !ok || !c.FromLive && c.Envelope != nil {
+		return // the set's own state
+	}
+	if b, ok := p.live.States[id]; ok {
+		c.Envelope, c.FromLive = b, true
+		m[id] = c
 	}
 }

@@ -60,11 +60,12 @@ func (c *Consumer) scoreShadow(ctx context.Context, b *Batch, sh Shadow) (store.
 		}
 	}
 	var l Loader = sl
-	if pend != nil {
-		l = pendingLoader{l: sl, w: &pend.State}
-	}
 	if c.pending != nil {
-		l = liveStart{l: l, w: c.pending}
+		own := &store.Write{}
+		if pend != nil {
+			own = &pend.State
+		}
+		l = pendingLoader{l: sl, w: own, live: c.pending}
 	}
 	sc := &Scorer{Engine: c.Scorer.Engine, Lateness: c.Scorer.Lateness, Topic: c.Scorer.Topic, OnCorrupt: c.Scorer.OnCorrupt, shadow: true}
 	o, err := sc.ScoreBatch(ctx, l, b, sh.Thresholds)
