@@ -4,57 +4,41 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/churnwatch/churnwatch/services/alerts/app"
 	"github.com/churnwatch/churnwatch/services/platform/client"
 	"github.com/churnwatch/churnwatch/services/platform/config"
+	"github.com/churnwatch/churnwatch/services/platform/service"
 )
 
 var version = "dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx)
-	stop()
-	os.Exit(code)
+	service.Command{Name: "alerts", Version: version, Usage: usage, Healthcheck: healthcheck, Run: run}.Main()
 }
 
-func run(ctx context.Context) int {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "healthcheck":
-			if err := client.Healthcheck(ctx, os.Getenv, "127.0.0.1:7003"); err != nil {
-				fmt.Fprintln(os.Stderr, "unhealthy:", err)
-				return 1
-			}
-			return 0
-		case "-h", "--help", "help":
-			usage()
-			return 0
-		}
-	}
+// run loads the configuration and runs the service until ctx ends.
+func run(ctx context.Context) error {
 	cfg, err := app.LoadConfig(config.FromOS())
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "alerts: configuration:", err)
-		return 1
+		return fmt.Errorf("configuration: %w", err)
 	}
 	a, err := app.New(ctx, cfg)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "alerts:", err)
-		return 1
+		return err
 	}
-	if err := a.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "alerts:", err)
-		return 1
-	}
-	return 0
+	return a.Run(ctx)
 }
 
-func usage() {
-	fmt.Printf(`alerts %s — churnwatch alert service
+// healthcheck probes the local service's gRPC health check.
+func healthcheck(ctx context.Context) error {
+	return client.Healthcheck(ctx, os.Getenv, "127.0.0.1:7003")
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `alerts %s — churnwatch alert service
 
 Consumes risk signals (churnwatch.signals.v1) and customer profiles
 (churnwatch.customers.v1), keeps at most one open alert per customer in
@@ -90,12 +74,12 @@ Environment (default):
   OTEL_EXPORTER_OTLP_ENDPOINT       (empty: no trace export)
 `, version)
 	for _, v := range app.Vars {
-		fmt.Printf("  %-33s %s\n", v[0], v[1])
+		fmt.Fprintf(w, "  %-33s %s\n", v[0], v[1])
 	}
-	fmt.Println("\nTransport security and limits (every service):")
-	config.WriteSettings(os.Stdout, config.TransportSettings)
-	fmt.Println("Token verification (docs/security-identity.md); a public key or a JWKS URL is required:")
+	fmt.Fprintln(w, "\nTransport security and limits (every service):")
+	config.WriteSettings(w, config.TransportSettings)
+	fmt.Fprintln(w, "Token verification (docs/security-identity.md); a public key or a JWKS URL is required:")
 	for _, s := range config.AuthSettings {
-		fmt.Printf("  %-33s %s (%s)\n", s.Name, s.Help, s.Default)
+		fmt.Fprintf(w, "  %-33s %s (%s)\n", s.Name, s.Help, s.Default)
 	}
 }

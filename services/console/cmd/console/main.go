@@ -7,61 +7,38 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/churnwatch/churnwatch/services/console/app"
 	"github.com/churnwatch/churnwatch/services/platform/config"
+	"github.com/churnwatch/churnwatch/services/platform/service"
 )
 
 var version = "dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx)
-	stop()
-	os.Exit(code)
+	service.Command{Name: "console", Version: version, Usage: usage, Healthcheck: healthcheck, Run: run}.Main()
 }
 
-func run(ctx context.Context) int {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "healthcheck":
-			return healthcheck(ctx)
-		case "-h", "--help", "help":
-			usage()
-			return 0
-		default:
-			fmt.Fprintf(os.Stderr, "console: unknown argument %q (console --help)\n", os.Args[1])
-			return 2
-		}
-	}
+// run loads the configuration and runs the service until ctx ends.
+func run(ctx context.Context) error {
 	cfg, err := app.LoadConfig(config.FromOS())
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "console: configuration:", err)
-		return 1
+		return fmt.Errorf("configuration: %w", err)
 	}
 	a, err := app.New(ctx, cfg)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "console:", err)
-		return 1
+		return err
 	}
-	if err := a.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "console:", err)
-		return 1
-	}
-	return 0
+	return a.Run(ctx)
 }
 
-// healthcheck asks the console's own /healthz on its address, for
-// container HEALTHCHECKs (over HTTPS when CHURNWATCH_TLS_CERT is set; the
-// certificate is not checked: this is the process asking itself).
-func healthcheck(ctx context.Context) int {
+func healthcheck(ctx context.Context) error {
 	addr := cmp.Or(os.Getenv("CHURNWATCH_CONSOLE_ADDR"), "127.0.0.1:8080")
 	if host, port, err := net.SplitHostPort(addr); err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
 		addr = net.JoinHostPort("127.0.0.1", port)
@@ -76,19 +53,17 @@ func healthcheck(ctx context.Context) int {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, scheme+addr+"/healthz", nil)
 	resp, err := hc.Do(req)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "unhealthy:", err)
-		return 1
+		return err
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintln(os.Stderr, "unhealthy:", resp.Status)
-		return 1
+		return fmt.Errorf("/healthz answered %s", resp.Status)
 	}
-	return 0
+	return nil
 }
 
-func usage() {
-	fmt.Printf(`console %s — the churnwatch console server
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `console %s — the churnwatch console server
 
 Serves the console web app (inbox, alert pages) to RMs, branch heads and
 ops; signs them in at the bank's IdP (OpenID Connect, authorization code
@@ -106,22 +81,26 @@ GET /healthz /readyz
 
 Environment (default):
 `, version)
-	config.WriteSettings(os.Stdout, app.Settings)
-	fmt.Println("\nToken verification (the same values as the services'; the role, branch and subject claims")
-	fmt.Println("say who is signed in; with an IdP and no JWKS URL, the IdP's discovered jwks_uri is used):")
+	config.WriteSettings(w, app.Settings)
+	fmt.Fprintln(w, "\nToken verification (the same values as the services'; the role, branch and subject claims")
+	fmt.Fprintln(w, "say who is signed in; with an IdP and no JWKS URL, the IdP's discovered jwks_uri is used):")
 	var auth []config.Setting
 	for _, s := range config.AuthSettings {
 		auth = append(auth, config.Setting(s))
 	}
-	config.WriteSettings(os.Stdout, auth)
-	fmt.Println("\nTLS and limits: CHURNWATCH_TLS_CERT/_TLS_KEY (HTTPS on the console's port), and the HTTP timeouts:")
+	config.WriteSettings(w, auth)
+	fmt.Fprintln(w, "\nTLS and limits: CHURNWATCH_TLS_CERT/_TLS_KEY (HTTPS on the console's port), and the HTTP timeouts:")
 	var timeouts []config.Setting
 	for _, s := range config.TransportSettings {
 		if strings.HasPrefix(s.Name, "CHURNWATCH_HTTP_") && strings.HasSuffix(s.Name, "_TIMEOUT") {
 			timeouts = append(timeouts, s)
 		}
 	}
-	config.WriteSettings(os.Stdout, timeouts)
-	fmt.Println("  CHURNWATCH_LOG_LEVEL                     debug, info, warn, error (info)")
-	fmt.Println("  CHURNWATCH_SHUTDOWN_GRACE                time open requests get at shutdown (10s)")
+	config.WriteSettings(w, timeouts)
+	fmt.Fprintln(w, "  CHURNWATCH_LOG_LEVEL                     debug, info, warn, error (info)")
+	fmt.Fprintln(w, "  CHURNWATCH_SHUTDOWN_GRACE                time open requests get at shutdown (10s)")
 }
+
+// healthcheck asks the console's own /healthz on its address, for
+// container HEALTHCHECKs (over HTTPS when CHURNWATCH_TLS_CERT is set; the
+// certificate is not checked: this is the process asking itself).

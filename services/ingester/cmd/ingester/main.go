@@ -8,64 +8,35 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/churnwatch/churnwatch/services/ingester/app"
 	"github.com/churnwatch/churnwatch/services/platform/client"
 	"github.com/churnwatch/churnwatch/services/platform/config"
+	"github.com/churnwatch/churnwatch/services/platform/service"
 )
 
 var version = "dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	service.Command{Name: "ingester", Version: version, Usage: usage, Healthcheck: healthcheck, Run: run}.Main()
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		switch args[0] {
-		case "healthcheck":
-			return healthcheck(ctx, stderr)
-		case "-h", "--help", "help":
-			usage(stdout)
-			return 0
-		case "version", "--version":
-			fmt.Fprintln(stdout, version)
-			return 0
-		default:
-			fmt.Fprintf(stderr, "ingester: unknown argument %q (try --help)\n", args[0])
-			return 2
-		}
-	}
+// run loads the configuration and runs the service until ctx ends.
+func run(ctx context.Context) error {
 	cfg, err := app.LoadConfig(config.FromOS())
 	if err != nil {
-		fmt.Fprintf(stderr, "ingester: %v\n", err)
-		return 1
+		return fmt.Errorf("configuration: %w", err)
 	}
 	a, err := app.New(ctx, cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "ingester: %v\n", err)
-		return 1
+		return err
 	}
-	if err := a.Run(ctx); err != nil {
-		fmt.Fprintf(stderr, "ingester: %v\n", err)
-		return 1
-	}
-	return 0
+	return a.Run(ctx)
 }
 
-// healthcheck asks the local gRPC health service (the container
-// HEALTHCHECK; distroless images have no shell or curl).
-func healthcheck(ctx context.Context, stderr io.Writer) int {
-	if err := client.Healthcheck(ctx, os.Getenv, "127.0.0.1:7001"); err != nil {
-		fmt.Fprintf(stderr, "ingester unhealthy: %v\n", err)
-		return 1
-	}
-	return 0
+// healthcheck probes the local service's gRPC health check.
+func healthcheck(ctx context.Context) error {
+	return client.Healthcheck(ctx, os.Getenv, "127.0.0.1:7001")
 }
 
 func usage(w io.Writer) {
@@ -117,3 +88,6 @@ Environment (default):
 		fmt.Fprintf(w, "  %-32s %s (%s)\n", s.Name, s.Help, s.Default)
 	}
 }
+
+// healthcheck asks the local gRPC health service (the container
+// HEALTHCHECK; distroless images have no shell or curl).

@@ -5,62 +5,42 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/churnwatch/churnwatch/services/platform/client"
 	"github.com/churnwatch/churnwatch/services/platform/config"
+	"github.com/churnwatch/churnwatch/services/platform/service"
 	"github.com/churnwatch/churnwatch/services/rules/app"
 )
 
+// version is set at build time (-ldflags -X main.version=…).
+var version = "dev"
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx)
-	stop()
-	os.Exit(code)
+	service.Command{Name: "rules", Version: version, Usage: usage, Healthcheck: healthcheck, Run: run}.Main()
 }
 
-func run(ctx context.Context) int {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "healthcheck":
-			return healthcheck(ctx)
-		case "-h", "--help", "help":
-			usage()
-			return 0
-		default:
-			fmt.Fprintf(os.Stderr, "rules: unknown argument %q (try --help)\n", os.Args[1])
-			return 2
-		}
-	}
+// run loads the configuration and runs the service until ctx ends.
+func run(ctx context.Context) error {
 	cfg, err := app.LoadConfig(config.FromOS())
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "rules: %v\n", err)
-		return 1
+		return fmt.Errorf("configuration: %w", err)
 	}
 	a, err := app.New(ctx, cfg)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "rules: %v\n", err)
-		return 1
+		return err
 	}
-	if err := a.Run(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "rules: %v\n", err)
-		return 1
-	}
-	return 0
+	return a.Run(ctx)
 }
 
-func healthcheck(ctx context.Context) int {
-	if err := client.Healthcheck(ctx, os.Getenv, "127.0.0.1:7002"); err != nil {
-		fmt.Fprintf(os.Stderr, "rules unhealthy: %v\n", err)
-		return 1
-	}
-	return 0
+// healthcheck probes the local service's gRPC health check.
+func healthcheck(ctx context.Context) error {
+	return client.Healthcheck(ctx, os.Getenv, "127.0.0.1:7002")
 }
 
-func usage() {
-	fmt.Print(`rules — the churnwatch rules service
+func usage(w io.Writer) {
+	fmt.Fprint(w, `rules — the churnwatch rules service
 
 Consumes account events (churnwatch.events.v1) and customer profiles
 (churnwatch.customers.v1), scores every customer on event time with the
@@ -97,12 +77,12 @@ Environment (default):
   OTEL_EXPORTER_OTLP_ENDPOINT       (empty) OTLP/gRPC trace export
 `)
 	for _, kv := range app.Env {
-		fmt.Printf("  %-33s %s\n", kv[0], kv[1])
+		fmt.Fprintf(w, "  %-33s %s\n", kv[0], kv[1])
 	}
-	fmt.Println("\nTransport security and limits (every service):")
-	config.WriteSettings(os.Stdout, config.TransportSettings)
-	fmt.Println("Token verification (docs/security-identity.md); a public key or a JWKS URL is required:")
+	fmt.Fprintln(w, "\nTransport security and limits (every service):")
+	config.WriteSettings(w, config.TransportSettings)
+	fmt.Fprintln(w, "Token verification (docs/security-identity.md); a public key or a JWKS URL is required:")
 	for _, s := range config.AuthSettings {
-		fmt.Printf("  %-33s %s (%s)\n", s.Name, s.Help, s.Default)
+		fmt.Fprintf(w, "  %-33s %s (%s)\n", s.Name, s.Help, s.Default)
 	}
 }
