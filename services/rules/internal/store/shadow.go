@@ -101,27 +101,27 @@ func (s *Store) StartShadow(ctx context.Context, set ShadowSet) error {
 
 // StopShadow marks a set stopped at now and returns it.
 func (s *Store) StopShadow(ctx context.Context, name string, now time.Time) (ShadowSet, error) {
-	sets, err := s.Shadows(ctx)
-	if err != nil {
+	set, err := s.shadowSet(ctx, name)
+	if err != nil || !set.Stopped.IsZero() {
+		return set, err
+	}
+	set.Stopped = now
+	if err := s.putShadow(ctx, set); err != nil {
 		return ShadowSet{}, err
 	}
-	for _, set := range sets {
-		if set.Name != name {
-			continue
-		}
-		if set.Stopped.IsZero() {
-			set.Stopped = now
-			b, err := json.Marshal(set)
-			if err != nil {
-				return ShadowSet{}, fmt.Errorf("encode shadow set: %w", err)
-			}
-			if err := s.rdb.HSet(ctx, shadowsKey, name, b).Err(); err != nil {
-				return ShadowSet{}, fmt.Errorf("store shadow set: %w", err)
-			}
-		}
-		return set, nil
+	return set, nil
+}
+
+// putShadow stores set over the stored one of its name.
+func (s *Store) putShadow(ctx context.Context, set ShadowSet) error {
+	b, err := json.Marshal(set)
+	if err != nil {
+		return fmt.Errorf("encode shadow set: %w", err)
 	}
-	return ShadowSet{}, ErrShadowUnknown
+	if err := s.rdb.HSet(ctx, shadowsKey, set.Name, b).Err(); err != nil {
+		return fmt.Errorf("store shadow set: %w", err)
+	}
+	return nil
 }
 
 // PurgeShadow deletes a stopped set's data: the fields s:NAME and a:NAME of
@@ -160,12 +160,8 @@ func (s *Store) PurgeShadow(ctx context.Context, name string, now time.Time) (Sh
 		return ShadowSet{}, customers, fmt.Errorf("purge shadow set %s (purge it again to finish): %w", name, err)
 	}
 	set.Purged = now
-	b, err := json.Marshal(set)
-	if err != nil {
-		return ShadowSet{}, customers, fmt.Errorf("encode shadow set: %w", err)
-	}
-	if err := s.rdb.HSet(ctx, shadowsKey, name, b).Err(); err != nil {
-		return ShadowSet{}, customers, fmt.Errorf("store shadow set: %w", err)
+	if err := s.putShadow(ctx, set); err != nil {
+		return ShadowSet{}, customers, err
 	}
 	return set, customers, nil
 }
